@@ -1,0 +1,1 @@
+"""One module per supported open FPGA board: pins to PHYs, top-levels, build and program."""

@@ -1,0 +1,24 @@
+"""Small helpers shared by gateware blocks: argument checks and saturating counters."""
+
+from amaranth.hdl import Mux
+
+__all__ = ["check_int", "count_saturating"]
+
+
+def check_int(what, value, *, minimum=None, maximum=None):
+    """Return ``value`` if it is an int within bounds, else raise naming ``what`` and ``value``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} must be an integer, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be at least {minimum}, not {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{what} must be at most {maximum}, not {value!r}")
+    return value
+
+
+def count_saturating(m, counter, condition):
+    """Add to ``m.d.sync``: ``counter`` counts cycles where ``condition`` holds, and sticks
+    at its maximum instead of wrapping (an overflowed counter still reads as "at least")."""
+    top = (1 << len(counter)) - 1
+    with m.If(condition):
+        m.d.sync += counter.eq(Mux(counter == top, counter, counter + 1))

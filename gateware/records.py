@@ -1,0 +1,71 @@
+"""Records that cross a block or chip boundary, defined once in plain Python.
+
+The gateware builds its ``data.StructLayout`` s from these field lists
+(:mod:`timebin.gateware.tx.layouts`); the reference models and the host decode with the same
+lists. Fields are listed LSB first, as ``StructLayout`` packs them.
+"""
+
+__all__ = ["PROTOCOL_3STATE", "PROTOCOL_4STATE", "TRAINING_MODES", "PRBS_POLYNOMIALS",
+           "entropy_bits_per_lane", "BASIS_Z", "BASIS_X", "STATES", "state_of", "SYMBOL_FIELDS", "SYMBOL_BITS",
+           "INDEX_BITS", "MAX_INTENSITY_CLASSES", "field_offsets"]
+
+#: Basis codes of the ``basis`` field.
+BASIS_Z = 0
+BASIS_X = 1
+
+#: The four time-bin states, indexed by ``state_of(basis, bit)``: Z0 = |e>, Z1 = |l>,
+#: X+ = (|e>+|l>)/sqrt2, X- = (|e>-|l>)/sqrt2 (DESIGN.md section 2).
+STATES = ("Z0", "Z1", "X+", "X-")
+
+
+def state_of(basis, bit):
+    """State index 0..3 (``STATES``) of a basis and bit; works on ints and numpy arrays."""
+    return basis * 2 + bit
+
+
+#: Up to four intensity classes (signal, decoys, vacuum); class codes are 2 bits.
+MAX_INTENSITY_CLASSES = 4
+
+#: One symbol as Alice's symbol source emits and logs it.
+#: ``valid``: the symbol came from healthy entropy in data mode and may enter the key.
+#: ``dark``: no light is emitted for this symbol (health alarm, no entropy, disabled).
+SYMBOL_FIELDS = (
+    ("basis", 1),
+    ("bit", 1),
+    ("intensity", 2),
+    ("valid", 1),
+    ("dark", 1),
+)
+SYMBOL_BITS = sum(width for _, width in SYMBOL_FIELDS)
+
+#: Width of the global symbol index (never wraps in practice: 2^64 symbols at 2.5 GS/s
+#: is 234 years).
+INDEX_BITS = 64
+
+
+def field_offsets(fields):
+    """``{name: (offset, width)}`` of an LSB-first field list."""
+    out, offset = {}, 0
+    for name, width in fields:
+        out[name] = (offset, width)
+        offset += width
+    return out
+
+
+#: Protocols of the symbol source: 3-state time-bin BB84 (Z0, Z1, X+; Boaron et al. 2018)
+#: and 4-state BB84 (Z0, Z1, X+, X-).
+PROTOCOL_3STATE = 0
+PROTOCOL_4STATE = 1
+
+#: Symbol-source modes: random data, or a training pattern for alignment in the lab.
+#: Training symbols are Z-basis, never valid for key, and lit.
+TRAINING_MODES = ("data", "all-early", "all-late", "alternating", "prbs7", "prbs31")
+
+#: PRBS generators (ITU-T O.150): ``name: (degree, tap)``; Fibonacci form, new bit =
+#: s[degree - 1] ^ s[tap - 1], shifted in at the LSB; initial state all ones.
+PRBS_POLYNOMIALS = {"prbs7": (7, 6), "prbs31": (31, 28)}
+
+
+def entropy_bits_per_lane(prob_bits):
+    """Random bits one symbol consumes: basis draw, bit, intensity draw."""
+    return 2 * prob_bits + 1

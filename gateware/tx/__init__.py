@@ -1,0 +1,1 @@
+"""Alice's transmitter gateware."""

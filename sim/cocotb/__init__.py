@@ -1,0 +1,1 @@
+"""cocotb runners and testbenches for the generated Verilog of timebin's top-levels."""

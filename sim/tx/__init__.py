@@ -1,0 +1,1 @@
+"""Bit-exact numpy reference models of Alice's transmitter gateware."""
