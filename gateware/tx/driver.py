@@ -1,0 +1,333 @@
+"""Alice's time-bin pulse modulation driver: one word of symbols in, one serializer word out.
+
+Ref: DESIGN.md sections 2-3. Compact state preparation, one intensity modulator carving both
+time bins and setting the decoy level: Boaron et al., PRL 121, 190502 (2018); 3-state
+time-bin BB84 with one decoy: Rusca et al., APL 112, 171104 (2018).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from .layouts import SerializerWord, SymbolWord
+
+__all__ = ["MAX_DELAY_WORDS", "IM_LEVELS", "PM_LEVELS", "im_level_index", "pm_level_index",
+           "default_im_levels", "default_pm_levels", "check_driver_parameters",
+           "UIDelay", "TimeBinDriver"]
+
+#: Upper bound of a fine delay, in serializer words (``lanes * uis_per_symbol`` UIs each). The
+#: history and barrel shift grow with it; 16 words is far beyond any fibre-patch skew.
+MAX_DELAY_WORDS = 16
+
+#: Entries of the intensity-modulator level table: 4 intensity classes x 4 states x 2 bins.
+IM_LEVELS = 32
+#: Entries of the phase-modulator level table: 4 states x 2 bins.
+PM_LEVELS = 8
+
+
+def im_level_index(intensity, state, bin):
+    """Index into ``im_levels`` of a time bin (``bin``: 0 early, 1 late); ints or numpy arrays."""
+    return (intensity << 3) | (state << 1) | bin
+
+
+def pm_level_index(state, bin):
+    """Index into ``pm_levels`` of a time bin (``bin``: 0 early, 1 late); ints or numpy arrays."""
+    return (state << 1) | bin
+
+
+def default_im_levels(dac_bits):
+    """Intensity-modulator table of the default 3-state, 1-decoy protocol (DESIGN.md section 2).
+
+    Intensity class 0 (signal, ``mu1``) puts code 200 on each lit bin, class 1 (decoy, ``mu2``)
+    code 100, classes 2 and 3 (vacuum, unused) code 0; unlit bins get code 0. The codes are for
+    an 8-bit DAC and scale with full range otherwise (``round(200 * (2**dac_bits - 1) / 255)``).
+    Both bins of an X state get the full class code: equalising the mean photon number of the
+    X and Z states is a calibration of the lab, which writes its own table.
+    """
+    full = (1 << dac_bits) - 1
+    codes = (round(200 * full / 255), round(100 * full / 255), 0, 0)
+    table = [0] * IM_LEVELS
+    for intensity, code in enumerate(codes):
+        for state in range(4):
+            for bin in range(2):
+                lit = state >= 2 or state == bin      # Z0 -> early, Z1 -> late, X -> both
+                table[im_level_index(intensity, state, bin)] = code if lit else 0
+    return table
+
+
+def default_pm_levels(pm_bits):
+    """Phase-modulator table of 4-state BB84: code ``2**(pm_bits - 1)`` (a phase of pi on a DAC
+    spanning 2 pi) on the late bin of X-, 0 elsewhere. The 3-state protocol never sends X-, so
+    the same table serves both.
+    """
+    table = [0] * PM_LEVELS
+    table[pm_level_index(3, 1)] = 1 << (pm_bits - 1)
+    return table
+
+
+def _check_int(value, description, lo, hi=None):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{description}, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{description}, not {value!r}")
+
+
+def check_driver_parameters(lanes, uis_per_symbol, dac_bits, pm_bits, max_delay):
+    """Check the construction parameters of :class:`TimeBinDriver` (and of its reference model).
+
+    Returns ``max_delay`` with the default (``2 * uis_per_symbol``) filled in. Raises
+    ``TypeError`` for a value of the wrong type and ``ValueError`` for one out of range.
+    """
+    _check_int(lanes, "Lane count must be a positive integer", 1)
+    _check_int(uis_per_symbol, "UIs per symbol must be an even integer of at least 2", 2)
+    if uis_per_symbol % 2:
+        raise ValueError(
+            f"UIs per symbol must be an even integer of at least 2, not {uis_per_symbol!r}")
+    _check_int(dac_bits, "IM DAC width must be an integer in 1..16", 1, 16)
+    _check_int(pm_bits, "PM DAC width must be an integer in 1..8", 1, 8)
+    if max_delay is None:
+        max_delay = 2 * uis_per_symbol
+    bound = MAX_DELAY_WORDS * lanes * uis_per_symbol
+    _check_int(max_delay, f"Maximum delay must be an integer in 0..{bound} UIs", 0, bound)
+    return max_delay
+
+
+class UIDelay(wiring.Component):
+    """Delay a stream of unit intervals (UIs), carried ``uis_per_word`` per cycle, by whole UIs.
+
+    Takes one word every cycle (no handshake). UI 0 of a word is first in time. The output word
+    of cycle ``c + 1`` holds the UIs ``c * uis_per_word - delay`` to
+    ``c * uis_per_word - delay + uis_per_word - 1`` of the input stream, where the input word of
+    cycle ``c`` holds UIs ``c * uis_per_word ...``: on the UI stream ``out[n] = in[n - delay]``,
+    after a register of one cycle (:attr:`latency`). The history resets to zero, so the first
+    ``delay`` UIs after reset are 0, and so is the output word of the first cycle.
+
+    ``delay`` may change on any cycle; it must not exceed ``max_delay`` (larger values, which
+    :class:`TimeBinDriver` never passes, give an all-zero word).
+
+    Parameters
+    ----------
+    ui_width : int
+        Bits per UI.
+    uis_per_word : int
+        UIs per cycle.
+    max_delay : int
+        Largest delay in UIs, ``0 .. MAX_DELAY_WORDS * uis_per_word``; the history holds
+        ``ceil(max_delay / uis_per_word)`` past words.
+
+    Members
+    -------
+    i_uis : In(ArrayLayout(ui_width, uis_per_word))
+        The input word.
+    o_uis : Out(ArrayLayout(ui_width, uis_per_word))
+        The delayed word, registered.
+    delay : In(range(max_delay + 1))
+        The delay in UIs.
+    """
+
+    #: Cycles from ``i_uis`` to ``o_uis`` at zero delay.
+    latency = 1
+
+    def __init__(self, ui_width, uis_per_word, max_delay):
+        _check_int(ui_width, "UI width must be a positive integer", 1)
+        _check_int(uis_per_word, "UIs per word must be a positive integer", 1)
+        bound = MAX_DELAY_WORDS * uis_per_word
+        _check_int(max_delay, f"Maximum delay must be an integer in 0..{bound} UIs", 0, bound)
+        self.ui_width = ui_width
+        self.uis_per_word = uis_per_word
+        self.max_delay = max_delay
+        self.history_words = -(-max_delay // uis_per_word)
+        word = data.ArrayLayout(ui_width, uis_per_word)
+        super().__init__({
+            "i_uis": In(word),
+            "o_uis": Out(word),
+            "delay": In(unsigned(bits_for(max_delay))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width, history = self.ui_width, self.history_words
+        span = self.uis_per_word                # UIs per word
+        bits = span * width                     # bits per word
+
+        current = self.i_uis.as_value()
+        if history:
+            past = Signal(history * bits)       # oldest word at the LSB, as on the UI stream
+            m.d.sync += past.eq(Cat(past[bits:], current))
+            window = Cat(past, current)
+        else:
+            window = current
+
+        # UI q of `window` is UI (c - history) * span + q of the stream; the output takes
+        # `span` UIs from q = history * span - delay.
+        start = Signal(range(history * span + 1))
+        m.d.comb += start.eq(history * span - self.delay)
+        with m.If(self.delay <= self.max_delay):
+            m.d.sync += self.o_uis.eq(window.bit_select(start * width, bits))
+        with m.Else():
+            m.d.sync += self.o_uis.eq(0)
+        return m
+
+
+class TimeBinDriver(wiring.Component):
+    """Turn each cycle's ``lanes`` time-bin symbols into one serializer word of pulse codes.
+
+    Each symbol spans ``uis_per_symbol`` (S) unit intervals (UIs): the early time bin is UIs
+    ``0 .. k-1``, the late bin UIs ``k .. 2k-1``, ``k = S / 2``. Lane ``i`` is UIs
+    ``i * S .. i * S + S - 1`` of the word; UI 0 of lane 0 is first in time. The state of a
+    symbol is ``basis * 2 + bit`` (Z0, Z1, X+, X-). Per UI:
+
+    * ``carver``: 1 on the pulse UIs of a lit bin, 0 elsewhere. Z0 lights the early bin, Z1 the
+      late bin, X+ and X- both. The pulse UIs of a bin are those with
+      ``pulse_offset <= u < pulse_offset + pulse_width``, ``u`` the UI within the bin.
+    * ``im``: on the pulse UIs of each bin, lit or not, the code
+      ``im_levels[(intensity << 3) | (state << 1) | bin]`` (``bin``: 0 early, 1 late; the
+      table gives the unlit bin its level, usually 0); ``im_idle`` on every other UI.
+    * ``pm``: ``pm_levels[(state << 1) | bin]`` over the whole bin.
+
+    A symbol with ``dark`` set, and every lane of a cycle with ``i_symbols.valid`` low, emits
+    carver 0, ``im_idle`` and pm 0 on all its UIs. The symbol's ``valid`` field (usable for
+    key) does not change what is emitted.
+
+    Each output then passes through its own :class:`UIDelay` (``delay_carver``, ``delay_im``,
+    ``delay_pm``, in UIs), to align the modulators with one another and with the fibre.
+
+    Timing: ``i_symbols`` is taken every cycle (``always_ready``); ``o_ser`` offers a word
+    every cycle and the serializer takes it (``always_ready``). ``o_ser.valid`` is low in the
+    reset cycle and high from the first cycle after it. The symbols of cycle ``c`` reach
+    ``o_ser`` in cycle ``c + latency`` (``latency`` = 2: an encoder register, then the delay
+    register), moved later by the delay of each output. Until the pipeline and the delay
+    history fill, the UIs that hold no symbol yet are all zero (carver 0, im 0, pm 0), not
+    ``im_idle``.
+
+    Settings are read every cycle and act at once: pulse and level settings on the symbols
+    taken in the same cycle, delays on the next output word. An out-of-range value
+    (``pulse_width`` 0, ``pulse_offset + pulse_width > k``, a delay above ``max_delay``) is
+    refused: the driver keeps using the last value it accepted (the default after reset), and
+    ``settings_error`` is high while any refused value is present. ``pulse_offset`` and
+    ``pulse_width`` are accepted or refused as a pair.
+
+    Parameters
+    ----------
+    lanes : int
+        Symbols per cycle (L).
+    uis_per_symbol : int
+        Serializer UIs per symbol (S), even, at least 2.
+    dac_bits : int
+        Bits of an intensity-modulator code, 1..16.
+    pm_bits : int
+        Bits of a phase-modulator code, 1..8.
+    max_delay : int or None
+        Largest fine delay in UIs, ``0 .. MAX_DELAY_WORDS * L * S``; default ``2 * S``.
+
+    Members
+    -------
+    i_symbols : In(stream.Signature(SymbolWord(lanes), always_ready=True))
+        Symbols, lane 0 first in time.
+    o_ser : Out(stream.Signature(SerializerWord(lanes, S, dac_bits, pm_bits), always_ready=True))
+        Serializer words.
+    pulse_offset : In(range(k + 1)), init 0
+        First pulse UI within a bin.
+    pulse_width : In(range(k + 1)), init k
+        Pulse UIs per bin, at least 1.
+    im_levels : In(ArrayLayout(dac_bits, 32)), init :func:`default_im_levels`
+        Intensity-modulator code of each (intensity, state, bin).
+    im_idle : In(dac_bits), init 0
+        Intensity-modulator code outside the pulses and of dark symbols.
+    pm_levels : In(ArrayLayout(pm_bits, 8)), init :func:`default_pm_levels`
+        Phase-modulator code of each (state, bin).
+    delay_carver, delay_im, delay_pm : In(range(max_delay + 1)), init 0
+        Fine delay of each output in UIs.
+    settings_error : Out(1)
+        High while a setting holds a refused value.
+    """
+
+    #: Cycles from ``i_symbols`` to ``o_ser`` at zero delay.
+    latency = 2
+
+    def __init__(self, *, lanes, uis_per_symbol, dac_bits=8, pm_bits=1, max_delay=None):
+        max_delay = check_driver_parameters(lanes, uis_per_symbol, dac_bits, pm_bits, max_delay)
+        self.lanes = lanes
+        self.uis_per_symbol = uis_per_symbol
+        self.uis_per_bin = uis_per_symbol // 2
+        self.dac_bits = dac_bits
+        self.pm_bits = pm_bits
+        self.max_delay = max_delay
+        k = self.uis_per_bin
+        delay_shape = unsigned(bits_for(max_delay))
+        super().__init__({
+            "i_symbols": In(stream.Signature(SymbolWord(lanes), always_ready=True)),
+            "o_ser": Out(stream.Signature(
+                SerializerWord(lanes, uis_per_symbol, dac_bits, pm_bits), always_ready=True)),
+            "pulse_offset": In(range(k + 1), init=0),
+            "pulse_width": In(range(k + 1), init=k),
+            "im_levels": In(data.ArrayLayout(dac_bits, IM_LEVELS),
+                            init=default_im_levels(dac_bits)),
+            "im_idle": In(dac_bits, init=0),
+            "pm_levels": In(data.ArrayLayout(pm_bits, PM_LEVELS),
+                            init=default_pm_levels(pm_bits)),
+            "delay_carver": In(delay_shape, init=0),
+            "delay_im": In(delay_shape, init=0),
+            "delay_pm": In(delay_shape, init=0),
+            "settings_error": Out(1),
+        })
+
+    @staticmethod
+    def _accepted(m, name, value, ok, init):
+        """``value`` while ``ok``, else the last accepted one (``init`` after reset)."""
+        applied = Signal.like(value, name=f"applied_{name}", init=init)
+        with m.If(ok):
+            m.d.sync += applied.eq(value)
+        return Mux(ok, value, applied)
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, span, k = self.lanes, self.uis_per_symbol, self.uis_per_bin
+        uis = lanes * span
+
+        # Settings: refuse out-of-range values instead of wrapping them.
+        window_ok = (self.pulse_width != 0) & (self.pulse_offset + self.pulse_width <= k)
+        offset = self._accepted(m, "pulse_offset", self.pulse_offset, window_ok, 0)
+        width = self._accepted(m, "pulse_width", self.pulse_width, window_ok, k)
+        delays, errors = {}, [~window_ok]
+        for output in ("carver", "im", "pm"):
+            port = getattr(self, f"delay_{output}")
+            ok = port <= self.max_delay
+            delays[output] = self._accepted(m, f"delay_{output}", port, ok, 0)
+            errors.append(~ok)
+        m.d.comb += self.settings_error.eq(Cat(errors).any())
+
+        in_pulse = [(offset <= u) & (u < offset + width) for u in range(k)]
+
+        # Encoder stage: one registered word per output.
+        carver = Signal(uis)
+        im = Signal(data.ArrayLayout(self.dac_bits, uis))
+        pm = Signal(data.ArrayLayout(self.pm_bits, uis))
+        for lane in range(lanes):
+            symbol = self.i_symbols.payload.symbols[lane]
+            state = Cat(symbol.bit, symbol.basis.as_value())
+            on = self.i_symbols.valid & ~symbol.dark
+            lit = (state != 1, state != 0)      # Z0 -> early, Z1 -> late, X+ and X- -> both
+            for bin in range(2):
+                im_code = self.im_levels[Cat(Const(bin, 1), state, symbol.intensity)]
+                pm_code = self.pm_levels[Cat(Const(bin, 1), state)]
+                for u in range(k):
+                    ui = lane * span + bin * k + u
+                    m.d.sync += [
+                        carver[ui].eq(on & lit[bin] & in_pulse[u]),
+                        im[ui].eq(Mux(on & in_pulse[u], im_code, self.im_idle)),
+                        pm[ui].eq(Mux(on, pm_code, 0)),
+                    ]
+
+        # Delay stage: the registered output.
+        for output, word, ui_width in (("carver", carver, 1), ("im", im, self.dac_bits),
+                                       ("pm", pm, self.pm_bits)):
+            delay = m.submodules[f"{output}_delay"] = UIDelay(ui_width, uis, self.max_delay)
+            m.d.comb += [
+                delay.i_uis.eq(word),
+                delay.delay.eq(delays[output]),
+                getattr(self.o_ser.payload, output).eq(delay.o_uis),
+            ]
+        m.d.sync += self.o_ser.valid.eq(1)
+        return m
