@@ -2,7 +2,6 @@
 numba model: 10^4 keystream words with random backpressure, plus a mid-stream reload."""
 
 import pytest
-
 from timebin.gateware.tx.trivium import Trivium
 from timebin.sim.cocotb.runner import run_cocotb, simulators
 from timebin.sim.tx.trivium import key_from_bytes

@@ -6,7 +6,6 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.hdl import UnusedElaboratable, Value
-from timebin.gateware.records import INDEX_BITS, SYMBOL_FIELDS, field_offsets
 from timebin.gateware.tx.driver import (
     MAX_DELAY_WORDS,
     TimeBinDriver,
@@ -14,50 +13,12 @@ from timebin.gateware.tx.driver import (
     default_im_levels,
     im_level_index,
 )
-from timebin.gateware.tx.layouts import SerializerWord, Symbol, SymbolWord
+from timebin.gateware.tx.layouts import SerializerWord
 from timebin.sim.amaranth_helpers import simulate
 from timebin.sim.tx.driver import TimeBinDriverModel
+from timebin.sim.words import bits_to_ints, ints_to_bits, pack_symbol_words, unpack_field
 
 Z0, Z1, XP, XM = range(4)
-
-
-# --- packing and unpacking whole words as ints, to keep the testbench loop lean ---
-
-def _bits_to_ints(bits):
-    """(N, nbits) array of 0/1, LSB first -> list of N ints."""
-    packed = np.packbits(bits.astype(np.uint8), axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in packed]
-
-
-def _ints_to_bits(ints, nbits):
-    """List of N ints -> (N, nbits) array of 0/1, LSB first."""
-    nbytes = (nbits + 7) // 8
-    raw = np.frombuffer(b"".join(x.to_bytes(nbytes, "little") for x in ints), np.uint8)
-    return np.unpackbits(raw.reshape(len(ints), nbytes), axis=1, bitorder="little")[:, :nbits]
-
-
-def _field(bits, offset, count, width):
-    """``count`` unsigned fields of ``width`` bits from ``offset`` of each row of ``bits``."""
-    chunk = bits[:, offset:offset + count * width].reshape(len(bits), count, width)
-    return chunk.astype(np.int64) @ (1 << np.arange(width, dtype=np.int64))
-
-
-def pack_symbols(lanes, fields, index=None):
-    """Payload ints of ``SymbolWord(lanes)`` from per-field (N, L) arrays (missing -> 0)."""
-    layout = SymbolWord(lanes)
-    n = len(next(iter(fields.values())))
-    bits = np.zeros((n, layout.size), np.uint8)
-    base = layout["symbols"].offset
-    for name, (offset, width) in field_offsets(SYMBOL_FIELDS).items():
-        values = np.asarray(fields.get(name, np.zeros((n, lanes), np.int64)), np.int64)
-        for lane in range(lanes):
-            for b in range(width):
-                bits[:, base + lane * Symbol.size + offset + b] = (values[:, lane] >> b) & 1
-    if index is not None:
-        offset = layout["index"].offset
-        for b in range(INDEX_BITS):
-            bits[:, offset + b] = (np.asarray(index, np.uint64) >> np.uint64(b)) & 1
-    return _bits_to_ints(bits)
 
 
 def run_rtl(dut, valid, payloads, schedule):
@@ -88,10 +49,10 @@ def run_rtl(dut, valid, payloads, schedule):
     simulate(dut, testbench)
     layout = SerializerWord(dut.lanes, dut.uis_per_symbol, dut.dac_bits, dut.pm_bits)
     uis = dut.lanes * dut.uis_per_symbol
-    bits = _ints_to_bits(outs, layout.size)
-    carver = _field(bits, layout["carver"].offset, uis, 1)
-    im = _field(bits, layout["im"].offset, uis, dut.dac_bits)
-    pm = _field(bits, layout["pm"].offset, uis, dut.pm_bits)
+    bits = ints_to_bits(outs, layout.size)
+    carver = unpack_field(bits, layout["carver"].offset, uis, 1)
+    im = unpack_field(bits, layout["im"].offset, uis, dut.dac_bits)
+    pm = unpack_field(bits, layout["pm"].offset, uis, dut.pm_bits)
     return carver, im, pm, np.array(o_valid, bool), np.array(errors, bool)
 
 
@@ -160,7 +121,7 @@ def test_rtl_matches_model(lanes, span, dac_bits, pm_bits, delay_words, cycles):
     valid, fields = random_symbols(rng, cycles, lanes)
     index = np.arange(cycles, dtype=np.uint64) * np.uint64(lanes)
     carver, im, pm, o_valid, error = run_rtl(
-        dut, valid, pack_symbols(lanes, fields, index), [(0, settings)])
+        dut, valid, pack_symbol_words(lanes, fields, index), [(0, settings)])
     expected = run_model(dut, valid, fields, settings)
     assert expected.carver.shape == (cycles, lanes * span)
     assert expected.carver.dtype == np.uint8
@@ -179,7 +140,7 @@ def test_rtl_matches_model_defaults():
     dut = TimeBinDriver(lanes=4, uis_per_symbol=4)
     assert dut.max_delay == 8
     valid, fields = random_symbols(rng, 500, 4)
-    carver, im, pm, _, _ = run_rtl(dut, valid, pack_symbols(4, fields), [])
+    carver, im, pm, _, _ = run_rtl(dut, valid, pack_symbol_words(4, fields), [])
     expected = run_model(dut, valid, fields, {})
     np.testing.assert_array_equal(carver, expected.carver)
     np.testing.assert_array_equal(im, expected.im)
@@ -208,7 +169,7 @@ def test_state_patterns():
     dut = TimeBinDriver(lanes=4, uis_per_symbol=4)
     latency = dut.latency
     valid, fields = _one_word(4, latency + 1, **_states([Z0, Z1, XP, XM]))
-    carver, im, pm, o_valid, _ = run_rtl(dut, valid, pack_symbols(4, fields), [])
+    carver, im, pm, o_valid, _ = run_rtl(dut, valid, pack_symbol_words(4, fields), [])
     assert list(o_valid) == [False] + [True] * latency
     assert list(carver[latency]) == [1, 1, 0, 0,  0, 0, 1, 1,  1, 1, 1, 1,  1, 1, 1, 1]
     assert list(im[latency]) == [200, 200, 0, 0,  0, 0, 200, 200] + [200] * 8
@@ -225,7 +186,7 @@ def test_pulse_window_and_levels():
     settings = {"pulse_offset": 1, "pulse_width": 1, "im_levels": im_levels, "im_idle": 9,
                 "pm_levels": [0, 0, 0, 0, 0, 0, 3, 2]}
     valid, fields = _one_word(4, latency + 1, intensity=[0, 1, 2, 3], **_states([Z0, Z1, XP, XM]))
-    carver, im, pm, _, _ = run_rtl(dut, valid, pack_symbols(4, fields), [(0, settings)])
+    carver, im, pm, _, _ = run_rtl(dut, valid, pack_symbol_words(4, fields), [(0, settings)])
     assert list(carver[latency]) == [0, 1, 0, 0, 0, 0,  0, 0, 0, 0, 1, 0,
                                      0, 1, 0, 0, 1, 0,  0, 1, 0, 0, 1, 0]
     for lane, (state, intensity) in enumerate([(Z0, 0), (Z1, 1), (XP, 2), (XM, 3)]):
@@ -244,7 +205,7 @@ def test_dark_symbols_emit_nothing():
     fields = {**_states(rng.integers(0, 4, (n, lanes))),
               "intensity": rng.integers(0, 4, (n, lanes)),
               "dark": np.where(valid[:, None], 1, rng.integers(0, 2, (n, lanes)))}
-    carver, im, pm, _, _ = run_rtl(dut, valid, pack_symbols(lanes, fields), [(0, settings)])
+    carver, im, pm, _, _ = run_rtl(dut, valid, pack_symbol_words(lanes, fields), [(0, settings)])
     filled = slice(dut.latency, None)
     assert not carver[filled].any()
     assert (im[filled] == 7).all()
@@ -260,7 +221,7 @@ def test_delays(lanes, span, max_delay):
     uis, k, latency = lanes * span, span // 2, TimeBinDriver.latency
     n = latency + -(-(top + span) // uis) + 1
     valid, fields = _one_word(lanes, n, **_states([Z0] * lanes))
-    payloads = pack_symbols(lanes, fields)
+    payloads = pack_symbol_words(lanes, fields)
     base = {"pulse_width": 1, "pm_levels": [1] + [0] * 7}
     cases = [(d, d, d) for d in (0, 1, uis, top)] + [(uis, top, 0)]
     for d_carver, d_im, d_pm in cases:
@@ -289,7 +250,7 @@ def test_ui_delay_against_numpy():
     rng = np.random.default_rng(2)
     words = rng.integers(0, 1 << width, (n, span))
     delays = np.repeat([0, 1, 5, 12, 7], n // 5)
-    ints = _bits_to_ints(((words[..., None] >> np.arange(width)) & 1).reshape(n, -1))
+    ints = bits_to_ints(((words[..., None] >> np.arange(width)) & 1).reshape(n, -1))
     outs = []
 
     async def testbench(ctx):
@@ -300,7 +261,7 @@ def test_ui_delay_against_numpy():
             outs.append(ctx.get(dut.o_uis.as_value()))
 
     simulate(dut, testbench)
-    got = _field(_ints_to_bits(outs, span * width), 0, span, width)
+    got = unpack_field(ints_to_bits(outs, span * width), 0, span, width)
     stream = words.ravel()
     for cycle in range(n):                  # word out after the edge of cycle c: UIs c*span - D
         start = cycle * span - delays[cycle]
@@ -324,7 +285,7 @@ def test_refused_settings_keep_last_accepted():
         (40, {"delay_carver": 1}),                      # accepted
         (50, {"delay_im": 15, "delay_pm": 14}),         # refused
     ]
-    carver, im, pm, _, error = run_rtl(dut, valid, pack_symbols(lanes, fields), schedule)
+    carver, im, pm, _, error = run_rtl(dut, valid, pack_symbol_words(lanes, fields), schedule)
     bad = np.zeros(n, bool)
     bad[10:30] = bad[30:40] = bad[50:] = True
     np.testing.assert_array_equal(error, bad)

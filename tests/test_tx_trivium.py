@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from timebin.gateware.tx.trivium import Trivium
 from timebin.sim.amaranth_helpers import simulate
 from timebin.sim.tx.trivium import key_from_bytes, keystream_bytes, trivium_words

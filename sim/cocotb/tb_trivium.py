@@ -20,7 +20,6 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
-
 from timebin.gateware.tx.trivium import WARMUP_ROUNDS
 from timebin.sim.cocotb.runner import tb_params
 from timebin.sim.tx.trivium import trivium_keystream

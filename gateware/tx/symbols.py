@@ -1,0 +1,209 @@
+"""Alice's symbol source: basis, bit and intensity class for L symbols per cycle.
+
+# Ref: A. Boaron et al., "Secure quantum key distribution over 421 km of optical fiber",
+# PRL 121, 190502 (2018): 3-state time-bin protocol (Z0, Z1, X+) with one decoy, Z basis
+# chosen with probability p_Z. Ref: C. C. W. Lim et al., PRA 89, 022307 (2014): 4-state
+# BB84 with decoys.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common import check_int, count_saturating
+from ..records import MAX_INTENSITY_CLASSES, PRBS_POLYNOMIALS, entropy_bits_per_lane
+from .layouts import Basis, EntropyWord, SymbolWord
+
+__all__ = ["Protocol", "TrainingMode", "SymbolSource", "probability_settings"]
+
+
+class Protocol(enum.Enum, shape=1):
+    """Which states the X basis uses."""
+
+    THREE_STATE = 0  #: Z0, Z1, X+ (Boaron et al. 2018)
+    FOUR_STATE = 1   #: Z0, Z1, X+, X-
+
+
+class TrainingMode(enum.Enum, shape=3):
+    """Random data, or a fixed pattern of Z-basis symbols for alignment in the lab."""
+
+    DATA = 0
+    ALL_EARLY = 1
+    ALL_LATE = 2
+    ALTERNATING = 3
+    PRBS7 = 4
+    PRBS31 = 5
+
+
+def probability_settings(prob_bits, p_z, intensity_probs):
+    """Turn probabilities into the integer settings of :class:`SymbolSource`.
+
+    Returns ``(p_z_code, thresholds)``: P(Z) = ``p_z_code / 2**prob_bits``; intensity class
+    ``k`` is drawn when ``thresholds[k-1] <= r < thresholds[k]`` for a uniform ``r`` of
+    ``prob_bits`` bits (three cumulative thresholds, missing classes padded with
+    ``2**prob_bits``). Rounding is to the nearest code; the cumulative sum is rounded, so the
+    realised probabilities add to exactly one.
+    """
+    check_int("Probability precision", prob_bits, minimum=1, maximum=24)
+    one = 1 << prob_bits
+    if not 0.0 <= p_z <= 1.0:
+        raise ValueError(f"P(Z) must be within [0, 1], not {p_z!r}")
+    probs = list(intensity_probs)
+    if not 1 <= len(probs) <= MAX_INTENSITY_CLASSES:
+        raise ValueError(f"Intensity classes must number 1 to {MAX_INTENSITY_CLASSES}, "
+                         f"not {len(probs)} ({probs!r})")
+    if any(not 0.0 <= q <= 1.0 for q in probs) or abs(sum(probs) - 1.0) > 1e-9:
+        raise ValueError(f"Intensity probabilities must be within [0, 1] and sum to 1, "
+                         f"not {probs!r}")
+    cumulative, total = [], 0.0
+    for q in probs[:-1]:
+        total += q
+        cumulative.append(round(total * one))
+    cumulative += [one] * (MAX_INTENSITY_CLASSES - 1 - len(cumulative))
+    return round(p_z * one), cumulative
+
+
+class SymbolSource(wiring.Component):
+    """Draws one symbol per lane per cycle from ``entropy`` (or a training pattern).
+
+    Lane ``i`` uses entropy bits ``[i*B, (i+1)*B)``, ``B = 2*prob_bits + 1``: the low
+    ``prob_bits`` draw the basis (Z when below ``p_z``), the next bit is the bit value, the
+    high ``prob_bits`` draw the intensity class against the cumulative ``thresholds``. In
+    3-state mode the X basis sends only X+ (bit 0).
+
+    While ``enable`` is high a symbol word leaves every cycle (one register stage); the
+    global ``index`` advances by ``lanes`` per word. A data-mode cycle whose entropy is
+    missing, or unhealthy, yields dark symbols that are not valid for key, and is counted
+    (``underflow``; ``blanked`` counts the cycles darkened by unhealthy entropy or
+    ``blank``). Training modes consume no entropy; their symbols are lit
+    Z-basis symbols of class ``training_intensity``, never valid for key.
+
+    ``blank`` (the QRNG health alarm) makes every lane a dark symbol with all other fields 0,
+    in every mode; data-mode entropy is still consumed, so the health tests keep running.
+
+    Settings out of range (``p_z`` above one, thresholds not non-decreasing or above one) are
+    refused: the last accepted value stays in use and ``settings_error`` is high.
+
+    Members
+    -------
+    entropy : In(stream.Signature(EntropyWord(lanes * B)))
+    symbols : Out(stream.Signature(SymbolWord(lanes), always_ready=True))
+    """
+
+    def __init__(self, *, lanes, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3)):
+        check_int("Lane count", lanes, minimum=1)
+        check_int("Probability precision", prob_bits, minimum=1, maximum=24)
+        self._lanes = lanes
+        self._prob_bits = prob_bits
+        self._bits_per_lane = entropy_bits_per_lane(prob_bits)
+        p_z_code, thresholds = probability_settings(prob_bits, p_z, intensity_probs)
+        one = 1 << prob_bits
+        setting = prob_bits + 1  # wide enough to hold "one" and to be refused above it
+        super().__init__({
+            "entropy": In(stream.Signature(EntropyWord(lanes * self._bits_per_lane))),
+            "symbols": Out(stream.Signature(SymbolWord(lanes), always_ready=True)),
+            "enable": In(1),
+            "blank": In(1),
+            "protocol": In(Protocol),
+            "p_z": In(setting, init=p_z_code),
+            "thresholds": In(data.ArrayLayout(setting, MAX_INTENSITY_CLASSES - 1),
+                             init=thresholds),
+            "training": In(TrainingMode),
+            "training_intensity": In(2),
+            "settings_error": Out(1),
+            "underflow": Out(32),
+            "blanked": Out(32),
+        })
+        self._one = one
+        self._init = {"p_z": p_z_code, "thresholds": thresholds}
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def entropy_width(self):
+        return self._lanes * self._bits_per_lane
+
+    def elaborate(self, platform):
+        m = Module()
+        L, p, B, one = self._lanes, self._prob_bits, self._bits_per_lane, self._one
+
+        # Settings: take the port value when valid, otherwise keep the last accepted one.
+        p_z_ok = self.p_z <= one
+        th = self.thresholds
+        th_ok = (th[0] <= th[1]) & (th[1] <= th[2]) & (th[2] <= one)
+        th_layout = self.thresholds.shape()
+        p_z = Signal(len(self.p_z), init=self._init["p_z"])
+        thresholds = Signal(th_layout, init=self._init["thresholds"])
+        p_z_eff = Mux(p_z_ok, self.p_z, p_z)
+        th_eff = Signal(th_layout)
+        m.d.comb += [
+            th_eff.eq(Mux(th_ok, self.thresholds.as_value(), thresholds.as_value())),
+            self.settings_error.eq(~p_z_ok | ~th_ok),
+        ]
+        m.d.sync += [p_z.eq(p_z_eff), thresholds.eq(th_eff)]
+
+        mode = self.training
+        data_mode = mode == TrainingMode.DATA
+        index = Signal(len(self.symbols.payload.index))
+        word = Signal.like(self.symbols.payload)
+
+        # Training patterns: PRBS generators advance `lanes` steps per word while selected.
+        prbs_bits = {}
+        for name, mode_value in (("prbs7", TrainingMode.PRBS7), ("prbs31", TrainingMode.PRBS31)):
+            degree, tap = PRBS_POLYNOMIALS[name]
+            state = Signal(degree, init=(1 << degree) - 1, name=f"{name}_state")
+            # One named signal per step: nesting the expressions instead would grow them
+            # exponentially with the lane count (each bit refers to two earlier ones).
+            bits, s = [], state
+            for lane in range(L):
+                b = Signal(name=f"{name}_bit{lane}")
+                m.d.comb += b.eq(s[degree - 1] ^ s[tap - 1])
+                bits.append(b)
+                s = Cat(b, s[:degree - 1])
+            prbs_bits[mode_value] = bits
+            with m.If(self.enable & (mode == mode_value)):
+                m.d.sync += state.eq(s)
+
+        entropy = self.entropy.payload
+        m.d.comb += self.entropy.ready.eq(self.enable & data_mode)
+        healthy = self.entropy.valid & entropy.healthy
+        for i in range(L):
+            out = word.symbols[i]
+            chunk = entropy.bits[i * B:(i + 1) * B]
+            r_basis, r_bit, r_int = chunk[:p], chunk[p], chunk[p + 1:]
+            is_x = r_basis >= p_z_eff
+            with m.If(data_mode):
+                with m.If(healthy):
+                    m.d.comb += [
+                        out.basis.eq(Mux(is_x, Basis.X, Basis.Z)),
+                        out.bit.eq(Mux(is_x & (self.protocol == Protocol.THREE_STATE),
+                                       0, r_bit)),
+                        out.intensity.eq((r_int >= th_eff[0]) + (r_int >= th_eff[1])
+                                         + (r_int >= th_eff[2])),
+                        out.valid.eq(1),
+                    ]
+                with m.Else():
+                    m.d.comb += out.dark.eq(1)
+            with m.Else():
+                with m.Switch(mode):
+                    with m.Case(TrainingMode.ALL_LATE):
+                        m.d.comb += out.bit.eq(1)
+                    with m.Case(TrainingMode.ALTERNATING):
+                        m.d.comb += out.bit.eq(index[0] ^ (i & 1))
+                    for mode_value, bits in prbs_bits.items():
+                        with m.Case(mode_value):
+                            m.d.comb += out.bit.eq(bits[i])
+                m.d.comb += [out.basis.eq(Basis.Z), out.intensity.eq(self.training_intensity)]
+            with m.If(self.blank):
+                m.d.comb += [out.as_value().eq(0), out.dark.eq(1)]
+        m.d.comb += word.index.eq(index)
+
+        m.d.sync += self.symbols.valid.eq(self.enable)
+        with m.If(self.enable):
+            m.d.sync += [self.symbols.payload.eq(word), index.eq(index + L)]
+        count_saturating(m, self.underflow, self.enable & data_mode & ~self.entropy.valid)
+        count_saturating(m, self.blanked, self.enable & (
+            self.blank | (data_mode & self.entropy.valid & ~entropy.healthy)))
+        return m
