@@ -67,30 +67,34 @@ class Trivium(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         w = self._width
-        state = Signal(288)  # state[i - 1] holds s_i
+        # The state is stored in reverse, state[288 - i] = s_i, so that the w rounds of a
+        # cycle become word-wide operations on contiguous slices. Within one cycle every tap
+        # (s_66 and beyond in each register, spec section 2.1) still holds a bit of the
+        # current state, since w <= 64: in round r, s_k reads the current s_(k - r), which is
+        # bit r of the slice taps(k) below.
+        state = Signal(288)
         warmup = Signal(range(WARMUP_ROUNDS // w + 1))
         loaded = Signal()
 
-        s = [None] + [state[i] for i in range(288)]  # 1-indexed view
-        zs = []
-        for _ in range(w):
-            t1 = s[66] ^ s[93]
-            t2 = s[162] ^ s[177]
-            t3 = s[243] ^ s[288]
-            zs.append(t1 ^ t2 ^ t3)
-            t1 = t1 ^ (s[91] & s[92]) ^ s[171]
-            t2 = t2 ^ (s[175] & s[176]) ^ s[264]
-            t3 = t3 ^ (s[286] & s[287]) ^ s[69]
-            s = [None, t3] + s[1:93] + [t1] + s[94:177] + [t2] + s[178:288]
-        next_state = Cat(*s[1:])
+        def taps(k):
+            return state[288 - k:288 - k + w]
 
-        key_bits = [self.key[80 - i] for i in range(1, 81)]
-        iv_bits = [self.iv[80 - i] for i in range(1, 81)]
-        initial = Cat(*key_bits, Const(0, 13), *iv_bits, Const(0, 4), Const(0, 108),
-                      Const(0b111, 3))
+        z = taps(66) ^ taps(93) ^ taps(162) ^ taps(177) ^ taps(243) ^ taps(288)
+        t1 = taps(66) ^ taps(93) ^ (taps(91) & taps(92)) ^ taps(171)
+        t2 = taps(162) ^ taps(177) ^ (taps(175) & taps(176)) ^ taps(264)
+        t3 = taps(243) ^ taps(288) ^ (taps(286) & taps(287)) ^ taps(69)
+        # Each register shifts by w; round r's new bit lands at the w - 1 - r-th place from
+        # the register's start, i.e. the new bits fill the top of its reversed slice in order.
+        next_state = Cat(state[w:111], t2,           # s_178 .. s_288 (t2 enters at s_178)
+                         state[111 + w:195], t1,     # s_94 .. s_177 (t1 enters at s_94)
+                         state[195 + w:288], t3)     # s_1 .. s_93 (t3 enters at s_1)
+
+        # Key into s_1 .. s_80, IV into s_94 .. s_173, ones into s_286 .. s_288; with the
+        # port bit order (s_i = key[80 - i]) both land as contiguous slices.
+        initial = Cat(Const(0b111, 3), Const(0, 112), self.iv, Const(0, 13), self.key)
 
         m.d.comb += [
-            self.keystream.payload.eq(Cat(*zs)),
+            self.keystream.payload.eq(z),
             self.keystream.valid.eq(loaded & (warmup == 0)),
         ]
         with m.If(self.load):

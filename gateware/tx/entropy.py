@@ -1,0 +1,154 @@
+"""Alice's entropy: Trivium keystream for seeded runs, or an external QRNG under health tests.
+
+Ref: C. De Canniere, B. Preneel, "Trivium", eSTREAM portfolio (2008), for the keystream;
+NIST SP 800-90B (2018) section 4.4 for the online health tests of the QRNG.
+"""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common import check_int, count_saturating
+from .health import HealthTests
+from .layouts import EntropyWord
+from .trivium import Trivium
+
+__all__ = ["EntropySelect", "EntropySource", "CORE_BITS", "core_count"]
+
+#: Keystream bits per Trivium core per cycle; wider words use several cores.
+CORE_BITS = 64
+
+
+def core_count(width):
+    """Trivium cores (or health-test instances) that a word of ``width`` bits needs."""
+    return -(-width // CORE_BITS)
+
+
+class EntropySelect(enum.Enum, shape=1):
+    """Where the symbol source's random bits come from."""
+
+    CSPRNG = 0  #: Trivium keystream: reproducible from (key, IV); for tests and seeded runs.
+    QRNG = 1    #: The external quantum RNG on the ``qrng`` port, under health tests.
+
+
+class EntropySource(wiring.Component):
+    """``width`` random bits per transfer, from Trivium or from a health-tested QRNG.
+
+    **CSPRNG.** ``ceil(width / 64)`` Trivium cores run in lockstep; core ``c`` uses ``key``
+    and IV ``iv ^ c``, and bits ``[64 c, 64 c + 64)`` of a word are its 64 keystream bits
+    (the last core's surplus bits are dropped). The cores load in the first cycle after reset
+    and again on ``reseed``; the keystream is valid ``1 + 1152 / 64`` = 19 cycles after the
+    load cycle. Every word is ``healthy``.
+
+    **QRNG.** ``qrng`` words pass straight through (``qrng.ready`` is ``entropy.ready``). Bits
+    ``[64 c, 64 c + 64)`` of each taken word go through health-test instance ``c``, a serial
+    stream of binary samples bit 0 first (:class:`HealthTests`, SP 800-90B 4.4.1 and 4.4.2).
+    A failure latches ``alarm`` until ``alarm_clear``; ``alarm`` is high already in the cycle
+    of the failing word, and a word is ``healthy`` only while ``alarm`` is low. Words the
+    transmitter does not take are not tested: the tests see exactly the bits that become
+    symbols.
+
+    Members
+    -------
+    source : In(EntropySelect)
+    key, iv : In(80)
+        Trivium key and IV (see :class:`Trivium` for the bit order).
+    reseed : In(1)
+        Reload the Trivium cores from ``key`` and ``iv``.
+    qrng : In(stream.Signature(width))
+    rct_cutoff, apt_cutoff : In
+        Health-test cutoffs for every instance; refused values flag ``settings_error``.
+    alarm_clear : In(1)
+    entropy : Out(stream.Signature(EntropyWord(width)))
+    alarm : Out(1)
+    health_fail_cycles : Out(32)
+        Cycles in which any health test failed (saturating).
+    settings_error : Out(1)
+    """
+
+    def __init__(self, width, *, health_window=1024, h_min=1.0, alpha=2**-40):
+        check_int("Entropy width", width, minimum=1)
+        self._width = width
+        self._cores = core_count(width)
+        self._health = [
+            HealthTests(min(CORE_BITS, width - c * CORE_BITS), window=health_window,
+                        h_min=h_min, alpha=alpha)
+            for c in range(self._cores)]
+        first = self._health[0]
+        super().__init__({
+            "source": In(EntropySelect),
+            "key": In(80),
+            "iv": In(80),
+            "reseed": In(1),
+            "qrng": In(stream.Signature(width)),
+            "rct_cutoff": In(len(first.rct_cutoff), init=first.default_rct_cutoff),
+            "apt_cutoff": In(len(first.apt_cutoff), init=first.default_apt_cutoff),
+            "alarm_clear": In(1),
+            "entropy": Out(stream.Signature(EntropyWord(width))),
+            "alarm": Out(1),
+            "health_fail_cycles": Out(32),
+            "settings_error": Out(1),
+        })
+
+    @property
+    def width(self):
+        return self._width
+
+    @property
+    def cores(self):
+        return self._cores
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self._width
+
+        # CSPRNG: Trivium cores in lockstep, loaded together.
+        started = Signal()
+        m.d.sync += started.eq(1)
+        load = ~started | self.reseed
+        cores = []
+        for c in range(self._cores):
+            core = m.submodules[f"trivium{c}"] = Trivium(CORE_BITS)
+            m.d.comb += [core.key.eq(self.key), core.iv.eq(self.iv ^ c), core.load.eq(load)]
+            cores.append(core)
+        keystream = Cat(core.keystream.payload for core in cores)[:width]
+        keystream_valid = Cat(core.keystream.valid for core in cores).all()
+        use_csprng = self.source == EntropySelect.CSPRNG
+        for core in cores:
+            m.d.comb += core.keystream.ready.eq(use_csprng & keystream_valid & self.entropy.ready)
+
+        # QRNG: health tests on every word taken.
+        taken = ~use_csprng & self.qrng.valid & self.entropy.ready
+        alarms, fails, errors = [], [], []
+        for c, health in enumerate(self._health):
+            m.submodules[f"health{c}"] = health
+            m.d.comb += [
+                health.samples.eq(self.qrng.payload[c * CORE_BITS:c * CORE_BITS + health.channels]),
+                health.valid.eq(taken),
+                health.clear.eq(self.alarm_clear),
+                health.rct_cutoff.eq(self.rct_cutoff),
+                health.apt_cutoff.eq(self.apt_cutoff),
+            ]
+            alarms.append(health.alarm)
+            fails.append(health.fail)
+            errors.append(health.settings_error)
+        m.d.comb += [
+            self.alarm.eq(Cat(alarms).any()),
+            self.settings_error.eq(Cat(errors).any()),
+            self.qrng.ready.eq(~use_csprng & self.entropy.ready),
+        ]
+        count_saturating(m, self.health_fail_cycles, Cat(fails).any())
+
+        with m.If(use_csprng):
+            m.d.comb += [
+                self.entropy.valid.eq(keystream_valid),
+                self.entropy.payload.bits.eq(keystream),
+                self.entropy.payload.healthy.eq(1),
+            ]
+        with m.Else():
+            m.d.comb += [
+                self.entropy.valid.eq(self.qrng.valid),
+                self.entropy.payload.bits.eq(self.qrng.payload),
+                self.entropy.payload.healthy.eq(~self.alarm),
+            ]
+        return m
