@@ -10,10 +10,17 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common import check_int, count_saturating
-from .driver import IM_LEVELS, PM_LEVELS, TimeBinDriver, default_im_levels, default_pm_levels
+from .driver import (
+    IM_LEVELS,
+    PM_LEVELS,
+    TimeBinDriver,
+    check_driver_parameters,
+    default_im_levels,
+    default_pm_levels,
+)
 from .entropy import EntropySelect, EntropySource
 from .layouts import SerializerWord, SymbolWord
-from .symbols import Protocol, SymbolSource, TrainingMode
+from .symbols import Protocol, SymbolSource, TrainingMode, probability_settings
 
 __all__ = ["Transmitter"]
 
@@ -55,7 +62,12 @@ class Transmitter(wiring.Component):
     def __init__(self, *, lanes, uis_per_symbol, prob_bits=12, p_z=0.9,
                  intensity_probs=(0.7, 0.3), dac_bits=8, pm_bits=1, max_delay=None,
                  health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16):
+        # Check everything before building any block, so a bad value leaves nothing behind.
         check_int("Log FIFO depth", log_depth, minimum=2, maximum=1 << 16)
+        check_int("Lane count", lanes, minimum=1)
+        check_int("Probability precision", prob_bits, minimum=1, maximum=24)
+        probability_settings(prob_bits, p_z, intensity_probs)
+        check_driver_parameters(lanes, uis_per_symbol, dac_bits, pm_bits, max_delay)
         self.symbol_source = SymbolSource(lanes=lanes, prob_bits=prob_bits, p_z=p_z,
                                           intensity_probs=intensity_probs)
         self.driver = TimeBinDriver(lanes=lanes, uis_per_symbol=uis_per_symbol,

@@ -66,7 +66,7 @@ class EntropySourceModel:
         source = EntropySelect(source)
         if qrng_valid is None:
             qrng_valid = np.zeros(n, bool)
-        qrng_valid = np.asarray(qrng_valid, bool)
+        qrng_valid = np.broadcast_to(np.asarray(qrng_valid, bool), (n,))
         if qrng_bits is None:
             qrng_bits = np.zeros((n, self.width), np.uint8)
         qrng_bits = np.asarray(qrng_bits, np.uint8)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from ...gateware.common import check_int
 from ...gateware.tx.entropy import EntropySelect
 from ...gateware.tx.symbols import TrainingMode
 from .driver import TimeBinDriverModel
@@ -96,6 +97,7 @@ class TransmitterModel:
     def __init__(self, *, lanes, uis_per_symbol, prob_bits=12, p_z=0.9,
                  intensity_probs=(0.7, 0.3), dac_bits=8, pm_bits=1, max_delay=None,
                  health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16):
+        check_int("Log FIFO depth", log_depth, minimum=2, maximum=1 << 16)
         self.symbols = SymbolSourceModel(lanes, prob_bits, p_z, intensity_probs)
         self.driver = TimeBinDriverModel(lanes, uis_per_symbol, dac_bits, pm_bits, max_delay)
         self.entropy = EntropySourceModel(self.symbols.entropy_width,
