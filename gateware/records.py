@@ -6,7 +6,8 @@ lists. Fields are listed LSB first, as ``StructLayout`` packs them.
 """
 
 __all__ = ["PROTOCOL_3STATE", "PROTOCOL_4STATE", "TRAINING_MODES", "PRBS_POLYNOMIALS",
-           "entropy_bits_per_lane", "BASIS_Z", "BASIS_X", "STATES", "state_of", "SYMBOL_FIELDS", "SYMBOL_BITS",
+           "entropy_bits_per_lane", "BASIS_Z", "BASIS_X", "STATES", "state_of",
+           "SYMBOL_FIELDS", "SYMBOL_BITS",
            "INDEX_BITS", "MAX_INTENSITY_CLASSES", "field_offsets"]
 
 #: Basis codes of the ``basis`` field.

@@ -20,7 +20,8 @@ def run_rtl(dut, enable, entropy_valid, entropy_bits, healthy, blank, settings):
     per-cycle outputs named as :class:`SymbolSourceOutput` fields."""
     n = len(enable)
     width = dut.entropy_width
-    payloads = [b | (int(h) << width) for b, h in zip(bits_to_ints(entropy_bits), healthy)]
+    payloads = [b | (int(h) << width) for b, h in zip(bits_to_ints(entropy_bits), healthy,
+                                                       strict=True)]
     sym_payload = Value.cast(dut.symbols.payload)
     ent_payload = Value.cast(dut.entropy.payload)
     rec = {"valid": [], "payload": [], "entropy_ready": [], "underflow": [], "blanked": [],

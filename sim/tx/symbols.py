@@ -37,11 +37,15 @@ def prbs_sequence(name, n):
 def lane_chunks(bits, lanes, bits_per_lane):
     """Split (N, lanes * bits_per_lane) entropy bits (0/1, LSB first) into (N, lanes) uint64
     lane values, lane ``i`` being bits ``[i * B, (i + 1) * B)``."""
-    bits = np.asarray(bits, np.uint64)
+    bits = np.asarray(bits, np.uint8)
     n = bits.shape[0]
-    shaped = bits[:, :lanes * bits_per_lane].reshape(n, lanes, bits_per_lane)
-    weights = np.left_shift(np.uint64(1), np.arange(bits_per_lane, dtype=np.uint64))
-    return (shaped * weights).sum(axis=2, dtype=np.uint64)
+    if bits_per_lane > 64:
+        raise ValueError(f"Lane chunks hold at most 64 bits, not {bits_per_lane}")
+    padded = np.zeros((n, lanes, 64), np.uint8)
+    padded[:, :, :bits_per_lane] = bits[:, :lanes * bits_per_lane].reshape(
+        n, lanes, bits_per_lane)
+    packed = np.packbits(padded, axis=2, bitorder="little")
+    return packed.view("<u8")[:, :, 0].astype(np.uint64)
 
 
 class SymbolSourceOutput(NamedTuple):

@@ -1,0 +1,114 @@
+"""The ``timebin`` command and the packaging of the distribution."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from timebin.host.cli import main
+from timebin.host.txsim import seed_key_iv
+from timebin.sim.tx.top import TransmitterModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sim_tx_writes_npz(tmp_path, capsys):
+    out = tmp_path / "tx.npz"
+    assert main(["sim", "tx", "--lanes", "4", "--uis-per-symbol", "4", "--symbols", "1001",
+                 "--seed", "5", "--protocol", "4", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["symbols"] == 1001 and summary["key_symbols"] == 1001
+    assert sum(summary["states"].values()) == 1001 and summary["states"]["X-"] > 0
+
+    run = np.load(out)
+    meta = json.loads(str(run["meta"]))
+    assert meta["ui_rate_hz"] == 156.25e6 * 16
+    np.testing.assert_array_equal(run["index"], np.arange(1001))
+    words = -(-1001 // 4)
+    assert run["carver"].shape == (words, 16) and run["carver_ui"].shape == (words * 16,)
+    # The serializer words are those that carry the logged symbols: Z0 lights the first
+    # half of its symbol, Z1 the second, X both (default pulse window: the whole bin).
+    state = run["basis"].astype(int) * 2 + run["bit"]
+    ui = run["carver_ui"][:1001 * 4].reshape(1001, 4)
+    np.testing.assert_array_equal(ui[:, 0], state != 1)
+    np.testing.assert_array_equal(ui[:, 2], state != 0)
+    # And they are what the model gives for the seed's key and IV.
+    key, iv = seed_key_iv(5)
+    assert meta["key"] == f"{key:020x}"
+    model = TransmitterModel(lanes=4, uis_per_symbol=4)
+    ref = model.run(40, {"key": key, "iv": iv, "protocol": 1},
+                    enable=np.arange(40) >= 19).symbols
+    first = np.flatnonzero(ref.valid)[0]
+    np.testing.assert_array_equal(run["basis"][:8], ref.basis[first:first + 2].ravel())
+
+
+def test_sim_tx_is_reproducible(tmp_path, capsys):
+    a, b, c = (tmp_path / f"{x}.npz" for x in "abc")
+    for path, seed in ((a, "9"), (b, "9"), (c, "10")):
+        main(["sim", "tx", "--lanes", "2", "--symbols", "300", "--seed", seed, "--out",
+              str(path)])
+    capsys.readouterr()
+    np.testing.assert_array_equal(np.load(a)["im_ui"], np.load(b)["im_ui"])
+    assert not np.array_equal(np.load(a)["basis"], np.load(c)["basis"])
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--lanes", "0"], "--lanes: must be a positive integer, not '0'"),
+    (["--lanes", "two"], "not 'two'"),
+    (["--uis-per-symbol", "3"], "not 3"),
+    (["--intensities", "0.5,0.6"], "0.5, 0.6"),
+    (["--p-z", "1.5"], "1.5"),
+])
+def test_sim_tx_bad_arguments(args, text, capsys):
+    try:
+        code = main(["sim", "tx", "--symbols", "10", *args])
+    except SystemExit as exit:
+        code = exit.code
+    assert code == 2
+    assert text in capsys.readouterr().err
+
+
+def test_bench_tx_json():
+    """The benchmark runs and reports measured rates (small sizes; no Verilator here)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "timebin.host.cli", "bench", "tx", "--json", "--no-verilator",
+         "--model-symbols", "20000", "--amaranth-cycles", "50"],
+        capture_output=True, text=True, check=True, timeout=600)
+    report = json.loads(result.stdout)
+    assert report["bench"] == "tx"
+    for entry in report["results"]:
+        assert entry["model"]["symbols_per_s"] > 0
+        assert entry["amaranth"]["cycles_per_s"] > 0
+
+
+def test_normal_install_layout(tmp_path):
+    """A normal (non-editable) build maps the top folders to the ``timebin.*`` packages."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, timeout=600)
+    (wheel,) = tmp_path.glob("timebin-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in ("timebin/gateware/tx/top.py", "timebin/gateware/records.py",
+                 "timebin/sim/tx/top.py", "timebin/sim/cocotb/runner.py",
+                 "timebin/sim/cocotb/tb_tx_top.py", "timebin/host/cli.py",
+                 "timebin/boards/__init__.py"):
+        assert path in names, path
+    assert not any(name.startswith(("tests/", "gateware/", "timebin/tests")) for name in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "timebin = timebin.host.cli:main" in text
+
+    # Installed into a plain folder and imported from there, it works without the checkout.
+    target = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(target)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]);"
+            "import timebin.gateware.tx.top as t, timebin.host.cli as c;"
+            "assert t.__file__.startswith(sys.argv[1]), t.__file__;"
+            "print(c.main(['sim', 'tx', '--lanes', '2', '--symbols', '64', '--json']))")
+    result = subprocess.run([sys.executable, "-I", "-c", code, str(target)],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("0")
