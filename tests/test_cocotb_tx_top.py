@@ -30,7 +30,7 @@ CONFIGS = {
                   # S = 2: one UI per bin, so pulse_width 1 / offset 0 (the defaults) are the
                   # only valid carver settings.
                   "pulse_offset": 0, "pulse_width": 1, "im_idle": 3,
-                  "im_levels": im_table(8, 1),
+                  "im_levels": im_table(8, 1), "pm_levels": [0, 1, 0, 1, 1, 0, 1, 0],
                   "delay_carver": 1, "delay_im": 3, "delay_pm": 2}),
     "L4-S4-pm2-d40": dict(
         top={"lanes": 4, "uis_per_symbol": 4, "pm_bits": 2, "max_delay": 40},

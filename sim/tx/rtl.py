@@ -95,7 +95,7 @@ def compare_transmitter(got, want):
             raise TransmitterMismatch(f"{name}: shape {a.shape} (RTL) != {b.shape} (model)")
         diff = np.argwhere(a.astype(np.int64) != b.astype(np.int64))
         if len(diff):
-            at = tuple(diff[0])
+            at = tuple(int(i) for i in diff[0])
             raise TransmitterMismatch(
                 f"{name} differs first at {at} ({len(diff)} places): RTL {a[at[:1]]!r}, "
                 f"model {b[at[:1]]!r}")
