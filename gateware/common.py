@@ -1,8 +1,24 @@
 """Small helpers shared by gateware blocks: argument checks and saturating counters."""
 
+import functools
+
 from amaranth.hdl import Mux
 
-__all__ = ["check_int", "count_saturating"]
+__all__ = ["check_int", "count_saturating", "refuses_quietly"]
+
+
+def refuses_quietly(init):
+    """Decorate a component's ``__init__`` so that an object refused by its argument checks
+    does not also warn "created but never used" when it is collected: the error is the
+    message."""
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        try:
+            init(self, *args, **kwargs)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True       # amaranth's UnusedElaboratable switch
+            raise
+    return wrapper
 
 
 def check_int(what, value, *, minimum=None, maximum=None):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from timebin.host.cli import main
-from timebin.host.txsim import seed_key_iv
+from timebin.sim.tx.run import seed_key_iv
 from timebin.sim.tx.top import TransmitterModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,3 +112,10 @@ def test_normal_install_layout(tmp_path):
                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("0")
+
+
+def test_host_does_not_import_amaranth():
+    """DESIGN.md section 5: the host side runs without Amaranth loaded."""
+    code = ("import sys, timebin.host, timebin.host.cli;"
+            "assert not [m for m in sys.modules if m.startswith('amaranth')], 'amaranth'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -10,6 +10,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from ..common import refuses_quietly
 from .layouts import SerializerWord, SymbolWord
 
 __all__ = ["MAX_DELAY_WORDS", "IM_LEVELS", "PM_LEVELS", "im_level_index", "pm_level_index",
@@ -129,6 +130,7 @@ class UIDelay(wiring.Component):
     #: Cycles from ``i_uis`` to ``o_uis`` at zero delay.
     latency = 1
 
+    @refuses_quietly
     def __init__(self, ui_width, uis_per_word, max_delay):
         _check_int(ui_width, "UI width must be a positive integer", 1)
         _check_int(uis_per_word, "UIs per word must be a positive integer", 1)
@@ -246,6 +248,7 @@ class TimeBinDriver(wiring.Component):
     #: Cycles from ``i_symbols`` to ``o_ser`` at zero delay.
     latency = 2
 
+    @refuses_quietly
     def __init__(self, *, lanes, uis_per_symbol, dac_bits=8, pm_bits=1, max_delay=None):
         max_delay = check_driver_parameters(lanes, uis_per_symbol, dac_bits, pm_bits, max_delay)
         self.lanes = lanes

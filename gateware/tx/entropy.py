@@ -8,7 +8,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_int, count_saturating
+from ..common import check_int, count_saturating, refuses_quietly
 from .health import HealthTests
 from .layouts import EntropyWord
 from .trivium import Trivium
@@ -66,6 +66,7 @@ class EntropySource(wiring.Component):
     settings_error : Out(1)
     """
 
+    @refuses_quietly
     def __init__(self, width, *, health_window=1024, h_min=1.0, alpha=2**-40):
         check_int("Entropy width", width, minimum=1)
         self._width = width

@@ -19,7 +19,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import check_int, count_saturating
+from ..common import check_int, count_saturating, refuses_quietly
 
 __all__ = ["MAX_CHANNELS", "MAX_WINDOW", "FAILURE_COUNTER_BITS", "sp800_90b_cutoffs",
            "check_health_parameters", "HealthTests"]
@@ -365,6 +365,7 @@ class HealthTests(wiring.Component):
     #: Cycles from the samples to the ``fail`` and ``alarm`` they cause.
     latency = 0
 
+    @refuses_quietly
     def __init__(self, channels, window=1024, h_min=1.0, alpha=2**-20):
         rct_cutoff, apt_cutoff, rct_bits = check_health_parameters(
             channels, window, h_min, alpha)

@@ -10,7 +10,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_int, count_saturating
+from ..common import check_int, count_saturating, refuses_quietly
 from ..records import MAX_INTENSITY_CLASSES, PRBS_POLYNOMIALS, entropy_bits_per_lane
 from .layouts import Basis, EntropyWord, SymbolWord
 
@@ -90,6 +90,7 @@ class SymbolSource(wiring.Component):
     symbols : Out(stream.Signature(SymbolWord(lanes), always_ready=True))
     """
 
+    @refuses_quietly
     def __init__(self, *, lanes, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3)):
         check_int("Lane count", lanes, minimum=1)
         check_int("Probability precision", prob_bits, minimum=1, maximum=24)

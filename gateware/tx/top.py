@@ -9,7 +9,7 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_int, count_saturating
+from ..common import check_int, count_saturating, refuses_quietly
 from .driver import (
     IM_LEVELS,
     PM_LEVELS,
@@ -59,6 +59,7 @@ class Transmitter(wiring.Component):
         Words of the symbol log FIFO.
     """
 
+    @refuses_quietly
     def __init__(self, *, lanes, uis_per_symbol, prob_bits=12, p_z=0.9,
                  intensity_probs=(0.7, 0.3), dac_bits=8, pm_bits=1, max_delay=None,
                  health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16):

@@ -14,6 +14,8 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common import refuses_quietly
+
 __all__ = ["Trivium", "WARMUP_ROUNDS"]
 
 #: Rounds the cipher runs after loading key and IV before any output (spec section 2.2).
@@ -50,6 +52,7 @@ class Trivium(wiring.Component):
         Bit ``i`` of a payload is keystream bit ``z_{n+i}``.
     """
 
+    @refuses_quietly
     def __init__(self, width=64):
         _check_width(width)
         self._width = width

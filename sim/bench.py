@@ -20,8 +20,8 @@ def bench_tx(*, configs=((16, 2), (4, 4)), model_symbols=1_000_000, amaranth_cyc
     """Transmitter speed: reference-model symbols/s, Amaranth-simulator cycles/s and
     Verilator cycles/s of the whole top, for each (lanes, uis_per_symbol) in ``configs``."""
     from ..gateware.tx.top import Transmitter
-    from ..sim.tx.rtl import run_transmitter
-    from ..sim.tx.top import TransmitterModel
+    from .tx.rtl import run_transmitter
+    from .tx.top import TransmitterModel
 
     results = []
     for lanes, span in configs:
@@ -44,7 +44,7 @@ def bench_tx(*, configs=((16, 2), (4, 4)), model_symbols=1_000_000, amaranth_cyc
                              "note": "includes elaboration and the Python testbench"}
 
         if verilator:
-            from ..sim.tx.verilator_bench import verilator_cycles_per_second
+            from .tx.verilator_bench import verilator_cycles_per_second
 
             entry["verilator"] = verilator_cycles_per_second(lanes, span, verilator_cycles)
         results.append(entry)
