@@ -8,7 +8,9 @@ lists. Fields are listed LSB first, as ``StructLayout`` packs them.
 __all__ = ["PROTOCOL_3STATE", "PROTOCOL_4STATE", "TRAINING_MODES", "PRBS_POLYNOMIALS",
            "entropy_bits_per_lane", "BASIS_Z", "BASIS_X", "STATES", "state_of",
            "SYMBOL_FIELDS", "SYMBOL_BITS",
-           "INDEX_BITS", "MAX_INTENSITY_CLASSES", "field_offsets"]
+           "INDEX_BITS", "MAX_INTENSITY_CLASSES", "field_offsets",
+           "CLASS_EARLY", "CLASS_LATE", "CLASS_MIDDLE", "CLASS_DISCARD", "DETECTION_CLASSES",
+           "MAX_CHANNELS", "PHASE_BITS", "DETECTION_FIELDS", "DETECTION_BITS", "TIME_BITS"]
 
 #: Basis codes of the ``basis`` field.
 BASIS_Z = 0
@@ -70,3 +72,39 @@ PRBS_POLYNOMIALS = {"prbs7": (7, 6), "prbs31": (31, 28)}
 def entropy_bits_per_lane(prob_bits):
     """Random bits one symbol consumes: basis draw, bit, intensity draw."""
     return 2 * prob_bits + 1
+
+
+# --- Bob ---------------------------------------------------------------------------------
+
+#: Classes of the binning window LUT: the arrival slot of a click within the symbol period
+#: (DESIGN.md section 2). A Z detector reads ``early`` (bit 0) or ``late`` (bit 1); the X
+#: detector behind its unbalanced interferometer has three slots, of which only the
+#: ``middle`` one carries the X result; ``discard`` drops the click (counted).
+CLASS_EARLY = 0
+CLASS_LATE = 1
+CLASS_MIDDLE = 2
+CLASS_DISCARD = 3
+DETECTION_CLASSES = ("early", "late", "middle", "discard")
+
+#: Detector channels a receiver can have (the ``channel`` field is 4 bits).
+MAX_CHANNELS = 16
+
+#: Bits of the ``phase`` field: the UI within the symbol period, so S <= 256.
+PHASE_BITS = 8
+
+#: One detection as Bob's receiver emits it, LSB first.
+#: ``index``: the symbol index the click belongs to, after the channel's delay offset.
+#: ``phase``: the UI within that symbol (0 .. S-1).
+#: ``channel``: the detector channel. ``cls``: the window class (never ``discard``).
+#: ``alarm``: the anomaly watchdog was set when the click was taken.
+DETECTION_FIELDS = (
+    ("index", INDEX_BITS),
+    ("phase", PHASE_BITS),
+    ("channel", 4),
+    ("cls", 2),
+    ("alarm", 1),
+)
+DETECTION_BITS = sum(width for _, width in DETECTION_FIELDS)
+
+#: Width of Bob's timestamps: UIs since reset.
+TIME_BITS = 64

@@ -1,0 +1,1 @@
+"""Bit-exact reference models of Bob's detector-timing gateware, and a detector model."""
