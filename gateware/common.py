@@ -2,9 +2,9 @@
 
 import functools
 
-from amaranth.hdl import Mux
+from amaranth.hdl import Mux, Signal
 
-__all__ = ["check_int", "count_saturating", "refuses_quietly"]
+__all__ = ["check_int", "count_saturating", "refuses_quietly", "accepted_setting"]
 
 
 def refuses_quietly(init):
@@ -38,3 +38,13 @@ def count_saturating(m, counter, condition):
     top = (1 << len(counter)) - 1
     with m.If(condition):
         m.d.sync += counter.eq(Mux(counter == top, counter, counter + 1))
+
+
+def accepted_setting(m, name, value, ok, init):
+    """The value of a setting port in use: ``value`` while ``ok``, else the last value that
+    was ``ok`` (``init`` after reset). Refused register values never take effect and never
+    wrap; the caller flags ``~ok`` on its ``settings_error``."""
+    applied = Signal.like(value, name=f"applied_{name}", init=init)
+    with m.If(ok):
+        m.d.sync += applied.eq(value)
+    return Mux(ok, value, applied)

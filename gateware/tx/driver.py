@@ -10,7 +10,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import refuses_quietly
+from ..common import accepted_setting, refuses_quietly
 from .layouts import SerializerWord, SymbolWord
 
 __all__ = ["MAX_DELAY_WORDS", "IM_LEVELS", "PM_LEVELS", "im_level_index", "pm_level_index",
@@ -276,14 +276,6 @@ class TimeBinDriver(wiring.Component):
             "settings_error": Out(1),
         })
 
-    @staticmethod
-    def _accepted(m, name, value, ok, init):
-        """``value`` while ``ok``, else the last accepted one (``init`` after reset)."""
-        applied = Signal.like(value, name=f"applied_{name}", init=init)
-        with m.If(ok):
-            m.d.sync += applied.eq(value)
-        return Mux(ok, value, applied)
-
     def elaborate(self, platform):
         m = Module()
         lanes, span, k = self.lanes, self.uis_per_symbol, self.uis_per_bin
@@ -291,13 +283,13 @@ class TimeBinDriver(wiring.Component):
 
         # Settings: refuse out-of-range values instead of wrapping them.
         window_ok = (self.pulse_width != 0) & (self.pulse_offset + self.pulse_width <= k)
-        offset = self._accepted(m, "pulse_offset", self.pulse_offset, window_ok, 0)
-        width = self._accepted(m, "pulse_width", self.pulse_width, window_ok, k)
+        offset = accepted_setting(m, "pulse_offset", self.pulse_offset, window_ok, 0)
+        width = accepted_setting(m, "pulse_width", self.pulse_width, window_ok, k)
         delays, errors = {}, [~window_ok]
         for output in ("carver", "im", "pm"):
             port = getattr(self, f"delay_{output}")
             ok = port <= self.max_delay
-            delays[output] = self._accepted(m, f"delay_{output}", port, ok, 0)
+            delays[output] = accepted_setting(m, f"delay_{output}", port, ok, 0)
             errors.append(~ok)
         m.d.comb += self.settings_error.eq(Cat(errors).any())
 

@@ -19,7 +19,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import check_int, count_saturating, refuses_quietly
+from ..common import accepted_setting, check_int, count_saturating, refuses_quietly
 
 __all__ = ["MAX_CHANNELS", "MAX_WINDOW", "FAILURE_COUNTER_BITS", "sp800_90b_cutoffs",
            "check_health_parameters", "HealthTests"]
@@ -389,14 +389,6 @@ class HealthTests(wiring.Component):
             "settings_error": Out(1),
         })
 
-    @staticmethod
-    def _accepted(m, name, value, ok, init):
-        """``value`` while ``ok``, else the last accepted one (``init`` after reset)."""
-        applied = Signal.like(value, name=f"applied_{name}", init=init)
-        with m.If(ok):
-            m.d.sync += applied.eq(value)
-        return Mux(ok, value, applied)
-
     def elaborate(self, platform):
         m = Module()
 
@@ -406,9 +398,9 @@ class HealthTests(wiring.Component):
         rct_cutoff = Signal.like(self.rct_cutoff, name="rct_cutoff_in_use")
         apt_cutoff = Signal.like(self.apt_cutoff, name="apt_cutoff_in_use")
         m.d.comb += [
-            rct_cutoff.eq(self._accepted(m, "rct_cutoff", self.rct_cutoff, rct_ok,
+            rct_cutoff.eq(accepted_setting(m, "rct_cutoff", self.rct_cutoff, rct_ok,
                                          self.default_rct_cutoff)),
-            apt_cutoff.eq(self._accepted(m, "apt_cutoff", self.apt_cutoff, apt_ok,
+            apt_cutoff.eq(accepted_setting(m, "apt_cutoff", self.apt_cutoff, apt_ok,
                                          self.default_apt_cutoff)),
             self.settings_error.eq(~rct_ok | ~apt_ok),
         ]
