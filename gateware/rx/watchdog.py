@@ -1,0 +1,229 @@
+"""Bob's anomaly watchdog against detector blinding: per-channel click statistics over
+consecutive windows, and a latched alarm that the record merge stamps on every detection.
+
+Ref: DESIGN.md sections 2 and 8 ("detector blinding shows as anomalous click statistics").
+Blinding and faked-state attacks on gated InGaAs/InP detectors: L. Lydersen et al., "Hacking
+commercial quantum cryptography systems by tailored bright illumination", Nature Photonics 4,
+686 (2010); the click statistics a blinded gated detector shows (clicks in almost every gate
+under bright light): Z. L. Yuan, J. F. Dynes, A. J. Shields, "Avoiding the blinding attack in
+QKD", Nature Photonics 4, 800 (2010).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from ..common import check_int, count_saturating, refuses_quietly
+from ..records import MAX_CHANNELS
+
+__all__ = ["FILL_SCALE", "MAX_WINDOW", "MAX_GATE_COUNT_BITS", "TRIP_COUNTER_BITS",
+           "check_watchdog_parameters", "Watchdog"]
+
+#: ``max_fill`` is in units of ``1 / FILL_SCALE``; ``max_fill = FILL_SCALE`` disables the check.
+FILL_SCALE = 256
+#: Largest ``max_window`` (cycles): 2**32 cycles is 27 s at 156.25 MHz.
+MAX_WINDOW = 1 << 32
+#: Widest ``gate_starts`` element.
+MAX_GATE_COUNT_BITS = 16
+#: Width of the saturating ``trips`` counter.
+TRIP_COUNTER_BITS = 32
+
+
+def check_watchdog_parameters(channels, gate_count_bits, max_window):
+    """Check the construction parameters of :class:`Watchdog` (and of its reference model).
+
+    Raises ``TypeError`` for a value of the wrong type and ``ValueError`` for one out of range,
+    naming the value.
+    """
+    check_int("Channel count", channels, minimum=1, maximum=MAX_CHANNELS)
+    check_int("Gate count width", gate_count_bits, minimum=1, maximum=MAX_GATE_COUNT_BITS)
+    check_int("Maximum window", max_window, minimum=1, maximum=MAX_WINDOW)
+
+
+class Watchdog(wiring.Component):
+    """Watch each detector channel's clicks for the statistics of a blinding attack.
+
+    Time is cut into consecutive, non-overlapping windows of ``window`` cycles. The first
+    window starts in the first cycle after reset; a cycle with ``clear`` high starts a new
+    window too (its own clicks and gates are the first of that window), and the window in
+    progress is forgotten. A window ends in the cycle where it has lasted ``window`` cycles,
+    counting that cycle: a window starting in cycle ``s`` ends in cycle ``s + window - 1``
+    (sooner if ``window`` is lowered below the cycles already counted: it then ends at once),
+    and the next starts in the cycle after.
+
+    Per channel and window the watchdog counts the accepted clicks (``clicks``, at most one
+    per channel per cycle) and the gate periods that started (``gate_starts``), and runs two
+    checks:
+
+    * **Rate**: the channel trips in the cycle of the click that brings the window's count
+      above ``max_clicks`` (the ``max_clicks + 1``-th click), at most once per window.
+      ``max_clicks >= window`` never trips.
+    * **Fill** ("a detector clicks in nearly every gate"): at the end of a window the channel
+      trips if the window had gates and ``clicks * 256 > max_fill * gates``. ``max_fill`` is
+      the one in force in the window's last cycle; ``max_fill = 256`` disables the check.
+      The check is made in the cycle after the window's last cycle (a ``clear`` in that cycle
+      cancels it).
+
+    A trip latches the channel's bit of ``alarm_channels`` and ``alarm`` (their OR) until a
+    cycle with ``clear`` high and no trip; ``trips`` counts the cycles in which at least one
+    check of one channel tripped (saturating; ``clear`` does not reset it).
+
+    Timing: all outputs are registered. The click of cycle ``c`` that trips the rate check
+    shows on ``alarm`` from cycle ``c + 1`` (:attr:`rate_latency`); the fill check of a window
+    ending in cycle ``e`` shows from cycle ``e + 2`` (:attr:`fill_latency`). A ``clear`` in
+    cycle ``c`` drops the alarms from cycle ``c + 1`` unless a check trips in cycle ``c``
+    (only the rate check can, with ``max_clicks = 0``).
+
+    Settings are read every cycle. A refused value (``window`` 0 or above ``max_window``,
+    ``max_fill`` above 256) leaves the last accepted one in use (the default after reset), and
+    ``settings_error`` is high while a refused value is present. The defaults (``window =
+    max_window``, ``max_clicks = max_window``, ``max_fill = 256``) trip on nothing: what is
+    anomalous depends on the lab's detectors, gate rate and mean photon number, so the host
+    sets the thresholds. Keep in mind that a channel takes at most one click per cycle: with
+    ``G`` gates per cycle the fill ratio cannot exceed ``1 / G``.
+
+    Parameters
+    ----------
+    channels : int
+        Detector channels, 1..16.
+    gate_count_bits : int
+        Width of each ``gate_starts`` element, 1..16.
+    max_window : int
+        Longest window in cycles, 1..2**32; sets the width of the counters.
+
+    Members
+    -------
+    clicks : In(channels)
+        Bit ``k``: channel ``k`` accepted a click in this cycle.
+    gate_starts : In(ArrayLayout(gate_count_bits, channels))
+        Gate periods of each channel starting in this cycle (0 for a free-running detector).
+    window : In(bits_for(max_window)), init ``max_window``
+        Window length in cycles, 1..``max_window``.
+    max_clicks : In(bits_for(max_window)), init ``max_window``
+        Clicks a channel may take in a window.
+    max_fill : In(9), init 256
+        Largest fraction of gates, in 256ths, a channel may click in over a window.
+    clear : In(1)
+        Clear the alarms and start a new window.
+    alarm : Out(1)
+        A check tripped since the last ``clear``.
+    alarm_channels : Out(channels)
+        Bit ``k``: a check of channel ``k`` tripped since the last ``clear``.
+    trips : Out(32)
+        Cycles in which a check tripped, saturating.
+    settings_error : Out(1)
+        High while a setting holds a refused value.
+    """
+
+    #: Cycles from the click that trips the rate check to ``alarm``.
+    rate_latency = 1
+    #: Cycles from the last cycle of a window that trips the fill check to ``alarm``.
+    fill_latency = 2
+
+    @refuses_quietly
+    def __init__(self, *, channels, gate_count_bits=6, max_window=1 << 24):
+        check_watchdog_parameters(channels, gate_count_bits, max_window)
+        self.channels = channels
+        self.gate_count_bits = gate_count_bits
+        self.max_window = max_window
+        #: Width of the click counts (and of ``window``, ``max_clicks``).
+        self.count_bits = bits_for(max_window)
+        #: Width of the gate counts: a window holds up to ``max_window`` cycles of gates.
+        self.gate_total_bits = bits_for(max_window * ((1 << gate_count_bits) - 1))
+        count = unsigned(self.count_bits)
+        super().__init__({
+            "clicks": In(channels),
+            "gate_starts": In(data.ArrayLayout(gate_count_bits, channels)),
+            "window": In(count, init=max_window),
+            "max_clicks": In(count, init=max_window),
+            "max_fill": In(unsigned(bits_for(FILL_SCALE)), init=FILL_SCALE),
+            "clear": In(1),
+            "alarm": Out(1),
+            "alarm_channels": Out(channels),
+            "trips": Out(TRIP_COUNTER_BITS),
+            "settings_error": Out(1),
+        })
+
+    @staticmethod
+    def _accepted(m, name, value, ok, init):
+        """``value`` while ``ok``, else the last accepted one (``init`` after reset)."""
+        applied = Signal.like(value, name=f"applied_{name}", init=init)
+        with m.If(ok):
+            m.d.sync += applied.eq(value)
+        return Mux(ok, value, applied)
+
+    def elaborate(self, platform):
+        m = Module()
+        clear = self.clear
+
+        # Settings: refuse a window that is empty or longer than the counters hold, and a fill
+        # bound above one.
+        window_ok = (self.window != 0) & (self.window <= self.max_window)
+        fill_ok = self.max_fill <= FILL_SCALE
+        window = Signal.like(self.window, name="window_in_use")
+        max_fill = Signal.like(self.max_fill, name="max_fill_in_use")
+        m.d.comb += [
+            window.eq(self._accepted(m, "window", self.window, window_ok, self.max_window)),
+            max_fill.eq(self._accepted(m, "max_fill", self.max_fill, fill_ok, FILL_SCALE)),
+            self.settings_error.eq(~window_ok | ~fill_ok),
+        ]
+
+        # Window: `elapsed` counts the cycles of the window before this one.
+        elapsed = Signal(range(self.max_window))
+        position = Signal.like(elapsed)
+        last = Signal()                         # this cycle ends the window
+        m.d.comb += [
+            position.eq(Mux(clear, 0, elapsed)),
+            last.eq(position + 1 >= window),
+        ]
+        m.d.sync += elapsed.eq(Mux(last, 0, position + 1))
+
+        # The fill check runs on the totals of a window in the cycle after it ends, from
+        # registers: the multiplier sees no adder in front of it.
+        pending = Signal()
+        fill_limit = Signal.like(max_fill)
+        m.d.sync += pending.eq(last)
+        with m.If(last):
+            m.d.sync += fill_limit.eq(max_fill)
+        fill_due = pending & ~clear & (fill_limit != FILL_SCALE)
+
+        trips = []
+        for k in range(self.channels):
+            click = self.clicks[k]
+            clicks = Signal(self.count_bits, name=f"clicks_{k}")         # this window, so far
+            gates = Signal(self.gate_total_bits, name=f"gates_{k}")
+            rate_tripped = Signal(name=f"rate_tripped_{k}")              # this window
+            total_clicks = Signal(self.count_bits, name=f"total_clicks_{k}")   # of the last
+            total_gates = Signal(self.gate_total_bits, name=f"total_gates_{k}")  # window
+            new_clicks = Signal.like(clicks, name=f"new_clicks_{k}")
+            new_gates = Signal.like(gates, name=f"new_gates_{k}")
+            tripped = Signal(name=f"rate_tripped_before_{k}")
+            m.d.comb += [
+                new_clicks.eq(Mux(clear, 0, clicks) + click),
+                new_gates.eq(Mux(clear, 0, gates) + self.gate_starts[k]),
+                tripped.eq(rate_tripped & ~clear),
+            ]
+            rate_trip = click & ~tripped & (new_clicks > self.max_clicks)
+            fill_trip = fill_due & (total_gates != 0) & (
+                total_clicks * FILL_SCALE > fill_limit * total_gates)
+            with m.If(last):
+                m.d.sync += [
+                    clicks.eq(0), gates.eq(0), rate_tripped.eq(0),
+                    total_clicks.eq(new_clicks), total_gates.eq(new_gates),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    clicks.eq(new_clicks), gates.eq(new_gates),
+                    rate_tripped.eq(tripped | rate_trip),
+                ]
+            trip = Signal(name=f"trip_{k}")
+            m.d.comb += trip.eq(rate_trip | fill_trip)
+            trips.append(trip)
+
+        trip = Cat(trips)
+        m.d.sync += self.alarm_channels.eq((self.alarm_channels & ~clear.replicate(len(trip)))
+                                           | trip)
+        m.d.comb += self.alarm.eq(self.alarm_channels.any())
+        count_saturating(m, self.trips, trip.any())
+        return m
