@@ -23,16 +23,14 @@ decoded with :func:`~timebin.sim.tx.rtl.decode_records` and checked with
 :func:`~timebin.sim.tx.rtl.compare_transmitter`.
 """
 
-import time
 from types import SimpleNamespace
 
 import cocotb
 import numpy as np
-from amaranth.hdl import Const, Value
-from amaranth.lib import data, wiring
+from amaranth.hdl import Value
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from timebin.gateware.tx.top import Transmitter
+from timebin.sim.cocotb.ports import reset, run_cycles, setting_ports
 from timebin.sim.cocotb.runner import tb_params
 from timebin.sim.tx.rtl import STATUS_PORTS, compare_transmitter, decode_records
 from timebin.sim.tx.stimulus import tx_stimulus
@@ -45,8 +43,6 @@ RESET_CYCLES = 4
 #: Inputs driven per cycle (not settings).
 PER_CYCLE = ("enable", "alarm_clear", "reseed")
 
-#: Settings given as hex strings of the port value.
-HEX_SETTINGS = ("key", "iv")
 
 
 def top_params(p):
@@ -63,50 +59,6 @@ def model_settings(settings):
             for name, value in settings.items()}
 
 
-def port_int(port, value):
-    """The integer a flat Verilog port carries for the Amaranth port value ``value``."""
-    if isinstance(port, data.View):
-        return Const.cast(port.shape().const(value)).value
-    if isinstance(value, str):
-        value = int(value, 16)
-    width = len(Value.cast(port))
-    value = int(getattr(value, "value", value))
-    if not 0 <= value < 1 << width:
-        raise ValueError(f"setting {value} does not fit a port of {width} bits")
-    return value
-
-
-def setting_ports(top, settings):
-    """``{verilog port name: int}`` of every settings input: the given ones, the rest at the
-    port's ``init``."""
-    out = {}
-    for name, member in top.signature.members.items():
-        if not member.is_port or member.flow != wiring.In or name in PER_CYCLE:
-            continue
-        out[name] = Value.cast(getattr(top, name)).init
-    for name, value in settings.items():
-        if name not in out:
-            raise KeyError(f"{name!r} is not a settings port of the transmitter; "
-                           f"those are {sorted(out)}")
-        out[name] = port_int(getattr(top, name), value)
-    return out
-
-
-async def reset(dut, ports):
-    """Hold reset for a few edges with every input at its cycle-0 value, then release it at a
-    falling edge: the next rising edge ends the model's cycle 0."""
-    dut.rst.value = 1
-    for name, value in ports.items():
-        getattr(dut, name).value = value
-    for name in ("enable", "alarm_clear", "reseed", "log__ready", "qrng__valid",
-                 "qrng__payload"):
-        getattr(dut, name).value = 0
-    for _ in range(RESET_CYCLES):
-        await RisingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
-
-
 @cocotb.test()
 async def transmitter_matches_model(dut):
     p = tb_params()
@@ -117,7 +69,7 @@ async def transmitter_matches_model(dut):
     settings = dict(p.get("settings", {}))
     top = Transmitter(**params)
     width = top.entropy_source.width
-    ports = setting_ports(top, settings)
+    ports = setting_ports(top, settings, PER_CYCLE)
     stim = tx_stimulus(n, seed, width, qrng=qrng)
     for name in ports:
         assert len(getattr(dut, name)) == len(Value.cast(getattr(top, name))), \
@@ -133,31 +85,13 @@ async def transmitter_matches_model(dut):
         qrng_valid = qrng_ints = [0] * n
 
     Clock(dut.clk, CLK_PERIOD_NS, unit="ns").start()
-    await reset(dut, ports)
-
-    d_enable, d_ready, d_clear = dut.enable, dut.log__ready, dut.alarm_clear
-    d_qvalid, d_qpayload = dut.qrng__valid, dut.qrng__payload
-    outputs = [("ser", dut.ser), ("ser_valid", dut.ser_valid), ("log_valid", dut.log__valid),
-               ("log", dut.log__payload)] + [(name, getattr(dut, name)) for name in STATUS_PORTS]
-    rec = {name: [] for name, _ in outputs}
-    # 1-bit ports read as Logic (int()), wider ones as LogicArray (to_unsigned()).
-    wide = [(rec[name], handle) for name, handle in outputs if len(handle) > 1]
-    narrow = [(rec[name], handle) for name, handle in outputs if len(handle) == 1]
-    falling, settled = FallingEdge(dut.clk), ReadOnly()
-    t0 = time.monotonic()
-    for c in range(n):
-        d_enable.value = enable[c]
-        d_ready.value = log_ready[c]
-        d_clear.value = clear[c]
-        d_qvalid.value = qrng_valid[c]
-        d_qpayload.value = qrng_ints[c]
-        await settled
-        for values, handle in wide:
-            values.append(handle.value.to_unsigned())
-        for values, handle in narrow:
-            values.append(int(handle.value))
-        await falling
-    t_sim = time.monotonic() - t0
+    await reset(dut, ports, zero=("enable", "alarm_clear", "reseed", "log__ready",
+                                  "qrng__valid", "qrng__payload"), cycles=RESET_CYCLES)
+    inputs = {"enable": enable, "log__ready": log_ready, "alarm_clear": clear,
+              "qrng__valid": qrng_valid, "qrng__payload": qrng_ints}
+    outputs = {"ser": "ser", "ser_valid": "ser_valid", "log_valid": "log__valid",
+               "log": "log__payload", **{name: name for name in STATUS_PORTS}}
+    rec, t_sim = await run_cycles(dut, n, inputs, outputs)
 
     got = decode_records(SimpleNamespace(lanes=top.lanes, uis_per_symbol=top.uis_per_symbol,
                                          dac_bits=top.dac_bits, pm_bits=top.pm_bits), rec)
