@@ -1,0 +1,496 @@
+"""Bob's receiver front end: rising-edge timing of the deserialized detector samples, dead
+time per detector or common to all detectors, click counters, and the gate pattern of gated
+detectors.
+
+Ref: DESIGN.md sections 2-3 and 7. A common dead time across Bob's detectors defeats the
+dead-time attack on passive-basis-choice receivers: H. Weier et al., "Quantum eavesdropping
+without interception: an attack exploiting the dead time of single-photon detectors", New J.
+Phys. 13, 073024 (2011). GHz-gated InGaAs/InP detectors: Z. L. Yuan et al., APL 91, 041114
+(2007); Toshiba's gated systems, JLT 36, 3427 (2018).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from ..common import accepted_setting, check_int, refuses_quietly
+from ..records import INDEX_BITS, MAX_CHANNELS, PHASE_BITS, TIME_BITS
+from .layouts import Hit, SampleWord
+
+__all__ = ["COUNTER_BITS", "DEFAULT_MAX_DEAD_TIME", "MAX_DEAD_TIME", "MAX_GATE_PERIOD",
+           "GATE_DIVIDEND_BITS", "DeadTimeMode", "gate_frame_cycles",
+           "check_frontend_parameters", "ClickFrontEnd"]
+
+#: Width of the saturating ``clicks`` and ``dead_discards`` counters.
+COUNTER_BITS = 32
+#: Default ``max_dead_time`` in UIs: 26 us at 5 GUI/s, beyond the 10 us hold-off of gated
+#: InGaAs/InP detectors.
+DEFAULT_MAX_DEAD_TIME = (1 << 17) - 1
+#: Largest ``max_dead_time`` in UIs.
+MAX_DEAD_TIME = (1 << 32) - 1
+#: Largest ``max_gate_period`` in symbols.
+MAX_GATE_PERIOD = 1 << 16
+#: Bits of the symbol time that the gate engine divides by the gate period.
+GATE_DIVIDEND_BITS = INDEX_BITS
+
+
+class DeadTimeMode(enum.Enum, shape=1):
+    """Which accepted clicks blank a detector channel."""
+
+    PER_DETECTOR = 0  #: a channel's own accepted clicks
+    COMMON = 1        #: an accepted click on any channel (Weier et al. 2011)
+
+
+def gate_frame_cycles(uis_per_word):
+    """Cycles of the gate engine's frame for words of ``uis_per_word`` UIs: a power of two
+    with room for the 64 division steps, ``2 * uis_per_word`` pattern steps and 4 more."""
+    return 1 << bits_for(max(GATE_DIVIDEND_BITS, 2 * uis_per_word) + 4)
+
+
+def check_frontend_parameters(channels, lanes, uis_per_symbol, max_dead_time, max_gate_period):
+    """Check the construction parameters of :class:`ClickFrontEnd` (and of its reference
+    model). Raises ``TypeError`` for a value of the wrong type and ``ValueError`` for one out
+    of range, naming the value.
+    """
+    check_int("Channel count", channels, minimum=1, maximum=MAX_CHANNELS)
+    check_int("Lane count", lanes, minimum=1)
+    check_int("UIs per symbol", uis_per_symbol, minimum=2, maximum=1 << PHASE_BITS)
+    if uis_per_symbol % 2:
+        raise ValueError(f"UIs per symbol must be even, not {uis_per_symbol!r}")
+    uis = lanes * uis_per_symbol
+    check_int(f"Maximum dead time (at least one word of {uis} UIs)", max_dead_time,
+              minimum=uis, maximum=MAX_DEAD_TIME)
+    check_int("Maximum gate period", max_gate_period, minimum=1, maximum=MAX_GATE_PERIOD)
+
+
+def _lowest(bits, width):
+    """The lowest set bit of ``bits`` alone (zero if none): one carry chain."""
+    return bits & (~bits + 1)[:width]
+
+
+def _encode(onehot, width, of):
+    """``of(u)`` for the one set bit ``u`` of ``onehot`` (0 if none): an OR per result bit."""
+    top = max(of(u) for u in range(width))
+    out = []
+    for b in range(bits_for(top)):
+        mask = sum(1 << u for u in range(width) if (of(u) >> b) & 1)
+        out.append((onehot & mask).any() if mask else Const(0, 1))
+    return Cat(*out)
+
+
+def _or_all(values, width):
+    out = Const(0, width)
+    for value in values:
+        out = out | value
+    return out
+
+
+def _popcount(bits, width):
+    terms = [bits[i] for i in range(width)]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def _below(x, width):
+    """The ``width`` bits ``u`` with ``u < x`` set, for a signed ``x`` of any value."""
+    ones = Const((1 << width) - 1, width)
+    low = x[:bits_for(width - 1)]
+    return Mux(x <= 0, 0, Mux(x >= width, ones, ~(ones << low)[:width]))
+
+
+def _add_saturating(m, counter, amount):
+    """Add to ``m.d.sync``: ``counter`` += ``amount``, sticking at its maximum."""
+    width = len(counter)
+    total = counter + amount
+    m.d.sync += counter.eq(Mux(total[width:].any(), (1 << width) - 1, total[:width]))
+
+
+class ClickFrontEnd(wiring.Component):
+    """Time the rising edges of ``channels`` detector inputs, apply the dead time, count, and
+    drive the detector gates.
+
+    **Time.** Each cycle a word of ``W = lanes * uis_per_symbol`` UIs per channel is taken on
+    ``samples`` (no handshake), UI 0 first in time. The word of the ``c``-th cycle after reset
+    holds the UIs ``t = c * W .. c * W + W - 1`` of Bob's time (UIs since reset, modulo
+    2**64; never loaded). Its symbol counter (the symbol period of UI 0) is 0 after reset and
+    advances by ``lanes`` per cycle, modulo 2**64, except that ``epoch_load`` high in a cycle
+    makes the next cycle's word start at symbol ``epoch``.
+
+    **Clicks.** A click is a rising edge: UI ``u`` of a channel is 1 and the UI before it
+    (for ``u = 0`` the last UI of the previous word, 0 after reset) is 0. A word may hold
+    several clicks per channel; ``clicks`` counts them all.
+
+    **Dead time.** Clicks are taken in time order. Each channel has a dead interval: an
+    accepted click at UI ``t_a`` sets it to ``t_a + 1 .. t_a + D - 1`` (the detector is dead
+    for ``D`` UIs counting the click's own, so accepted clicks are at least ``D`` apart),
+    on its own channel in ``PER_DETECTOR`` mode and on every channel in ``COMMON`` mode,
+    replacing the interval there was. ``D`` is the ``dead_time`` in use in the cycle the
+    click's word is taken. A click is accepted iff it is outside its channel's dead interval;
+    in ``COMMON`` mode clicks at the same UI on several channels are taken together, so all
+    of them are accepted. Every other click is a dead-time discard: counted in
+    ``dead_discards``, never passed on. There is no dead interval after reset. With ``D >= W``
+    a channel accepts at most one click per word: the first one outside its interval (in
+    ``COMMON`` mode, the earliest such UI over all channels, on each channel with a click
+    there). ``dead_mode`` is read every cycle.
+
+    **Hits.** For each accepted click, the channel's slot of ``hits`` is valid with ``time``
+    (the UI of the edge), ``symbol`` (the symbol counter of the word plus the lane of the
+    edge, modulo 2**64) and ``ui`` (the UI within that symbol, ``u mod S``). Slots without a
+    click are all zero. The word taken in cycle ``c`` shows on ``hits`` in cycle ``c + 2``
+    (:attr:`latency`), and is counted in ``clicks`` and ``dead_discards`` from cycle
+    ``c + 2`` on (both saturate at 2**32 - 1).
+
+    **Gates.** For gated detectors each channel has a periodic gate, on ``gates``: UI ``t``
+    (Bob's time, as above) is gated iff ``gate_enable`` and ``(t - gate_offset) mod P <
+    gate_width``, with the period ``P = gate_period * S`` UIs. The word shown on ``gates`` in
+    cycle ``c`` holds the UIs ``c * W .. c * W + W - 1``: the same time as the word taken on
+    ``samples`` in that cycle, so the detector loop delay is for the integrator to align
+    (``gate_offset``). ``gate_starts`` counts the gate periods starting in that word (UIs
+    with ``(t - gate_offset) mod P == 0``; 0 while disabled), for the blinding watchdog. The
+    gates do not mask the clicks.
+
+    The gate settings pass through an engine that finds the phase of the new period in
+    Bob's time (a 64-step division), in frames of :attr:`gate_frame` cycles (``F``,
+    :func:`gate_frame_cycles`), the first starting in the first cycle after reset: the gate
+    settings in use in cycle ``j * F`` govern the ``gates`` words of cycles ``(j + 1) * F``
+    to ``(j + 2) * F - 1``. Until cycle ``F`` the gates are off. The formula holds while the
+    symbol time ``t / S`` is below 2**64.
+
+    **Settings.** ``dead_time`` below ``W`` or above ``max_dead_time`` is refused, and so is
+    a channel's gate triple with ``gate_period`` 0 or above ``max_gate_period``,
+    ``gate_width`` 0 or above ``P``, or ``gate_offset`` of ``P`` or more (the triple is
+    accepted or refused as a whole, per channel): the last accepted value stays in use (the
+    port's init after reset) and ``settings_error`` is high while a refused value is present.
+
+    Parameters
+    ----------
+    channels : int
+        Detector channels (C), 1..16.
+    lanes : int
+        Symbols per cycle (L).
+    uis_per_symbol : int
+        UIs per symbol (S), even, 2..256.
+    max_dead_time : int
+        Largest ``dead_time`` in UIs, ``W .. 2**32 - 1``; sets the width of the dead state.
+    max_gate_period : int
+        Largest ``gate_period`` in symbols, 1..65536.
+
+    Members
+    -------
+    samples : In(SampleWord(C, W))
+        This cycle's samples, channel ``k`` in element ``k``, UI 0 in bit 0.
+    epoch_load : In(1)
+        Start the next word at symbol ``epoch``.
+    epoch : In(64)
+    dead_time : In(bits_for(max_dead_time)), init ``W``
+        Dead time ``D`` in UIs.
+    dead_mode : In(DeadTimeMode), init ``COMMON``
+    gate_enable : In(ArrayLayout(1, C)), init 0
+        0: free-running detector, its gate word is all zero.
+    gate_period : In(ArrayLayout(bits_for(max_gate_period), C)), init 1
+        Gate period ``n`` in symbols.
+    gate_offset : In(ArrayLayout(bits_for(max_gate_period * S), C)), init 0
+        Start of the gate in the period, in UIs.
+    gate_width : In(ArrayLayout(bits_for(max_gate_period * S), C)), init ``S // 2``
+        Gate length in UIs.
+    hits : Out(ArrayLayout(Hit(S), C))
+        Accepted clicks, registered.
+    clicks, dead_discards : Out(ArrayLayout(32, C))
+        Rising edges, and those not accepted, per channel; saturating.
+    gates : Out(SampleWord(C, W))
+        Gate words, registered.
+    gate_starts : Out(ArrayLayout(bits_for(W), C))
+        Gate periods starting in the ``gates`` word, registered.
+    settings_error : Out(1)
+        High while a setting holds a refused value.
+    """
+
+    #: Cycles from the word on ``samples`` to its ``hits``, and until it is counted.
+    latency = 2
+
+    @refuses_quietly
+    def __init__(self, *, channels, lanes, uis_per_symbol,
+                 max_dead_time=DEFAULT_MAX_DEAD_TIME, max_gate_period=256):
+        check_frontend_parameters(channels, lanes, uis_per_symbol, max_dead_time,
+                                  max_gate_period)
+        self.channels = channels
+        self.lanes = lanes
+        self.uis_per_symbol = uis_per_symbol
+        self.uis_per_word = lanes * uis_per_symbol
+        self.max_dead_time = max_dead_time
+        self.max_gate_period = max_gate_period
+        #: Cycles per frame of the gate engine.
+        self.gate_frame = gate_frame_cycles(self.uis_per_word)
+        W, S = self.uis_per_word, uis_per_symbol
+        gate_uis = unsigned(bits_for(max_gate_period * S))
+        super().__init__({
+            "samples": In(SampleWord(channels, W)),
+            "epoch_load": In(1),
+            "epoch": In(INDEX_BITS),
+            "dead_time": In(unsigned(bits_for(max_dead_time)), init=W),
+            "dead_mode": In(DeadTimeMode, init=DeadTimeMode.COMMON),
+            "gate_enable": In(data.ArrayLayout(1, channels)),
+            "gate_period": In(data.ArrayLayout(bits_for(max_gate_period), channels),
+                              init=[1] * channels),
+            "gate_offset": In(data.ArrayLayout(gate_uis, channels)),
+            "gate_width": In(data.ArrayLayout(gate_uis, channels), init=[S // 2] * channels),
+            "hits": Out(data.ArrayLayout(Hit(S), channels)),
+            "clicks": Out(data.ArrayLayout(COUNTER_BITS, channels)),
+            "dead_discards": Out(data.ArrayLayout(COUNTER_BITS, channels)),
+            "gates": Out(SampleWord(channels, W)),
+            "gate_starts": Out(data.ArrayLayout(bits_for(W), channels)),
+            "settings_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        errors = self._dead_time(m)
+        errors += self._gates(m)
+        m.d.comb += self.settings_error.eq(Cat(errors).any())
+        return m
+
+    def _dead_time(self, m):
+        C, L, S, W = self.channels, self.lanes, self.uis_per_symbol, self.uis_per_word
+        u_bits = bits_for(W - 1)
+
+        ok = (self.dead_time >= W) & (self.dead_time <= self.max_dead_time)
+        dead_time = Signal.like(self.dead_time, name="dead_time_in_use")
+        extra = Signal.like(self.dead_time, name="dead_extra")   # D - W
+        m.d.comb += [
+            dead_time.eq(accepted_setting(m, "dead_time", self.dead_time, ok, W)),
+            extra.eq(dead_time - W),
+        ]
+        common = self.dead_mode == DeadTimeMode.COMMON
+
+        # Bob's time and symbol counter of the word on `samples`.
+        time = Signal(TIME_BITS)
+        symbol = Signal(INDEX_BITS)
+        m.d.sync += [
+            time.eq(time + W),
+            symbol.eq(Mux(self.epoch_load, self.epoch, symbol + L)),
+        ]
+
+        # Stage 1, on the word on `samples`: edges, and the dead-time loop. `dead_left[k]`
+        # is the number of leading UIs of this word inside channel k's dead interval.
+        edges, cands, firsts, dead_lefts = [], [], [], []
+        for k in range(C):
+            word = self.samples[k]
+            last = Signal(name=f"last_ui_{k}")
+            edge = Signal(W, name=f"edges_{k}")
+            dead_left = Signal(bits_for(self.max_dead_time), name=f"dead_left_{k}")
+            alive = Signal(W, name=f"alive_{k}")
+            cand = Signal(W, name=f"candidates_{k}")
+            first = Signal(W, name=f"first_{k}")
+            m.d.sync += last.eq(word[W - 1])
+            ones = Const((1 << W) - 1, W)
+            m.d.comb += [
+                edge.eq(word & ~Cat(last, word[:W - 1])),
+                alive.eq(Mux(dead_left >= W, 0, (ones << dead_left[:u_bits])[:W])),
+                cand.eq(edge & alive),
+                first.eq(_lowest(cand, W)),
+            ]
+            edges.append(edge)
+            cands.append(cand)
+            firsts.append(first)
+            dead_lefts.append(dead_left)
+        first_common = Signal(W)
+        m.d.comb += first_common.eq(_lowest(_or_all(cands, W), W))
+
+        def encodings(onehot):
+            return (_encode(onehot, W, lambda u: u), _encode(onehot, W, lambda u: u // S),
+                    _encode(onehot, W, lambda u: u % S))
+
+        common_u, common_lane, common_ui = encodings(first_common)
+
+        # Stage 1 registers.
+        time_1 = Signal(TIME_BITS)
+        symbol_1 = Signal(INDEX_BITS)
+        m.d.sync += [time_1.eq(time), symbol_1.eq(symbol)]
+        stage = []
+        for k in range(C):
+            own_u, own_lane, own_ui = encodings(firsts[k])
+            picked = Signal(name=f"picked_{k}")
+            pick_u = Signal(u_bits, name=f"pick_u_{k}")
+            m.d.comb += [
+                picked.eq(Mux(common, first_common.any(), firsts[k].any())),
+                pick_u.eq(Mux(common, common_u, own_u)),
+            ]
+            dead_left = dead_lefts[k]
+            with m.If(picked):
+                m.d.sync += dead_left.eq(pick_u + extra)
+            with m.Elif(dead_left >= W):
+                m.d.sync += dead_left.eq(dead_left - W)
+            with m.Else():
+                m.d.sync += dead_left.eq(0)
+
+            accepted = Signal(name=f"accepted_{k}")
+            u = Signal(u_bits, name=f"hit_u_{k}")
+            lane = Signal(bits_for(L - 1), name=f"hit_lane_{k}")
+            ui = Signal(bits_for(S - 1), name=f"hit_ui_{k}")
+            count = Signal(bits_for(W), name=f"edge_count_{k}")
+            m.d.sync += [
+                accepted.eq(Mux(common, (cands[k] & first_common).any(), firsts[k].any())),
+                u.eq(pick_u),
+                lane.eq(Mux(common, common_lane, own_lane)),
+                ui.eq(Mux(common, common_ui, own_ui)),
+                count.eq(_popcount(edges[k], W)),
+            ]
+            stage.append((accepted, u, lane, ui, count))
+
+        # Stage 2: the registered hits and counters.
+        power_of_two = W & (W - 1) == 0
+        for k, (accepted, u, lane, ui, count) in enumerate(stage):
+            hit = self.hits[k]
+            if power_of_two:
+                hit_time = Cat(u, time_1[u_bits if W > 1 else 0:])
+            else:
+                hit_time = (time_1 + u)[:TIME_BITS]
+            with m.If(accepted):
+                m.d.sync += [
+                    hit.time.eq(hit_time),
+                    hit.symbol.eq((symbol_1 + lane)[:INDEX_BITS]),
+                    hit.ui.eq(ui),
+                ]
+            with m.Else():
+                m.d.sync += [hit.time.eq(0), hit.symbol.eq(0), hit.ui.eq(0)]
+            m.d.sync += hit.valid.eq(accepted)
+            _add_saturating(m, self.clicks[k], count)
+            _add_saturating(m, self.dead_discards[k], count - accepted)
+        return [~ok]
+
+    def _gates(self, m):
+        C, L, S, W = self.channels, self.lanes, self.uis_per_symbol, self.uis_per_word
+        F = self.gate_frame
+        max_n = self.max_gate_period
+        period_uis = unsigned(bits_for(max_n * S))
+
+        # Frame schedule (step = cycle mod F): step 0 samples the settings in use and the
+        # symbol time of the frame's commit word (cycle F later); steps 1..64 divide it by
+        # the period, MSB first; steps 1..2W build the short-period pattern; then the phase;
+        # step F - 2 commits, so that the word of cycle F (shown then) is the first under
+        # the new settings.
+        step = Signal(range(F))
+        m.d.sync += step.eq(step + 1)
+        start = step == 0
+        dividing = (step >= 1) & (step <= GATE_DIVIDEND_BITS)
+        building = (step >= 1) & (step <= 2 * W)
+        counting = (step >= 1) & (step <= W)
+        at_delta = step == W + 1
+        at_x = step == max(GATE_DIVIDEND_BITS, 2 * W) + 1
+        at_phase = step == max(GATE_DIVIDEND_BITS, 2 * W) + 2
+        commit = step == F - 2
+
+        mask64 = (1 << GATE_DIVIDEND_BITS) - 1
+        commit_symbols = Signal(GATE_DIVIDEND_BITS, init=(F * L) & mask64)
+        dividend = Signal(GATE_DIVIDEND_BITS)
+        with m.If(start):
+            m.d.sync += [
+                dividend.eq(commit_symbols),
+                commit_symbols.eq(commit_symbols + F * L),
+            ]
+        with m.Elif(dividing):
+            m.d.sync += dividend.eq(dividend << 1)
+        dividend_bit = dividend[GATE_DIVIDEND_BITS - 1]
+
+        errors = []
+        for k in range(C):
+            n_port, offset_port = self.gate_period[k], self.gate_offset[k]
+            width_port = self.gate_width[k]
+            port_period = n_port * S
+            ok = ((n_port >= 1) & (n_port <= max_n) & (width_port >= 1)
+                  & (width_port <= port_period) & (offset_port < port_period))
+            errors.append(~ok)
+            n_use = accepted_setting(m, f"gate_period_{k}", n_port, ok, 1)
+            offset_use = accepted_setting(m, f"gate_offset_{k}", offset_port, ok, 0)
+            width_use = accepted_setting(m, f"gate_width_{k}", width_port, ok, S // 2)
+
+            def reg(name, shape, init=0, k=k):
+                return Signal(shape, name=f"gate_{name}_{k}", init=init)
+
+            # The engine: settings sampled at step 0, and what it derives from them.
+            st_enable = reg("st_enable", 1)
+            st_n = reg("st_n", len(n_port))
+            st_period = reg("st_period", period_uis, S)
+            st_offset = reg("st_offset", period_uis)
+            st_width = reg("st_width", period_uis)
+            rem = reg("rem", len(n_port))                    # symbol time mod n
+            count = reg("count", period_uis)                 # UI index mod P
+            wraps = reg("wraps", bits_for(W))
+            st_delta = reg("st_delta", period_uis)           # W mod P
+            st_quotient = reg("st_quotient", bits_for(W))    # W // P
+            st_pattern = reg("st_pattern", 2 * W)            # bit i: (i mod P) < width
+            x = reg("x", signed(period_uis.width + 1))
+            st_phase = reg("st_phase", period_uis)
+            with m.If(start):
+                m.d.sync += [
+                    st_enable.eq(self.gate_enable[k]),
+                    st_n.eq(n_use),
+                    st_period.eq(n_use * S),
+                    st_offset.eq(offset_use),
+                    st_width.eq(width_use),
+                    rem.eq(0),
+                    count.eq(0),
+                    wraps.eq(0),
+                ]
+            twice = Cat(dividend_bit, rem)
+            with m.If(dividing):
+                m.d.sync += rem.eq(Mux(twice >= st_n, twice - st_n, twice))
+            wrap = count + 1 == st_period
+            with m.If(building):
+                m.d.sync += [
+                    count.eq(Mux(wrap, 0, count + 1)),
+                    st_pattern.eq(Cat(st_pattern[1:], count < st_width)),
+                ]
+            with m.If(counting & wrap):
+                m.d.sync += wraps.eq(wraps + 1)
+            with m.If(at_delta):
+                m.d.sync += [st_delta.eq(count), st_quotient.eq(wraps)]
+            with m.If(at_x):
+                m.d.sync += x.eq(rem * S - st_offset)
+            with m.If(at_phase):
+                m.d.sync += st_phase.eq(Mux(x < 0, x + st_period, x))
+
+            # In use: `phase` is (t - offset) mod P of the word whose gates are computed this
+            # cycle (shown in the next).
+            enable = reg("enable", 1)
+            period = reg("period", period_uis, S)
+            width = reg("width", period_uis)
+            delta = reg("delta", period_uis)
+            quotient = reg("quotient", bits_for(W))
+            period_less_delta = reg("period_less_delta", period_uis, S)
+            long = reg("long", 1)
+            pattern = reg("pattern", 2 * W)
+            phase = reg("phase", period_uis)
+            advanced = phase + delta
+            with m.If(commit):
+                m.d.sync += [
+                    enable.eq(st_enable),
+                    period.eq(st_period),
+                    width.eq(st_width),
+                    delta.eq(st_delta),
+                    quotient.eq(st_quotient),
+                    period_less_delta.eq(st_period - st_delta),
+                    long.eq(st_period > W),
+                    pattern.eq(st_pattern),
+                    phase.eq(st_phase),
+                ]
+            with m.Else():
+                m.d.sync += phase.eq(Mux(advanced >= period, advanced - period, advanced))
+
+            # P <= W: a window of the pattern. P > W: at most one wrap in the word.
+            short_word = (pattern >> phase[:bits_for(W - 1)])[:W]
+            long_word = (_below(width - phase, W)
+                         | (_below(width + period - phase, W) & ~_below(period - phase, W)))
+            word = Signal(W, name=f"gate_word_{k}")
+            m.d.comb += word.eq(Mux(long, long_word, short_word))
+            starts = Mux(phase == 0, delta != 0, phase > period_less_delta)
+            with m.If(enable):
+                m.d.sync += [self.gates[k].eq(word),
+                             self.gate_starts[k].eq(quotient + starts)]
+            with m.Else():
+                m.d.sync += [self.gates[k].eq(0), self.gate_starts[k].eq(0)]
+        return errors
+
