@@ -13,7 +13,7 @@ from timebin.gateware.rx.frontend import (
 from timebin.gateware.rx.layouts import Hit
 from timebin.sim.amaranth_helpers import simulate
 from timebin.sim.rx.detector import click_words, poisson_clicks
-from timebin.sim.rx.frontend import ClickFrontEndModel
+from timebin.sim.rx.frontend import ClickFrontEndModel, ClickFrontEndOutput
 from timebin.sim.words import bits_to_ints, ints_to_bits, pack_field, unpack_field
 
 PER_DETECTOR, COMMON = DeadTimeMode.PER_DETECTOR.value, DeadTimeMode.COMMON.value
@@ -24,9 +24,9 @@ GATE_SETTINGS = ("gate_enable", "gate_period", "gate_offset", "gate_width")
 
 def _per_cycle(value, n, shape):
     """A setting as ``n`` port values (ints), from a scalar, per-channel or per-cycle array."""
+    if shape is None:                                   # a scalar port, up to 64 bits
+        return [int(x) for x in np.broadcast_to(np.asarray(value), (n,))]
     array = np.asarray(value, np.int64)
-    if shape is None:                                   # a scalar port
-        return [int(x) for x in np.broadcast_to(array, (n,))]
     channels, bits = shape
     array = np.broadcast_to(array, (n, channels)) if array.ndim < 2 else array
     packed = np.zeros((n, channels * bits), np.uint8)
@@ -107,12 +107,13 @@ def compare(rtl, model, what=""):
                                f"{have[diff[0]]}, model {want[diff[0]]}")
 
 
-def run_both(params, samples, **settings):
-    """The gateware and the model on the same inputs; fail on the first difference."""
-    rtl = run_rtl(ClickFrontEnd(**params), samples, **settings)
+def run_both(params, samples, dut=None, **settings):
+    """The gateware (``dut``, or one built from ``params``) and the model on the same
+    inputs; fail on the first difference. Returns the gateware's outputs."""
+    rtl = run_rtl(dut or ClickFrontEnd(**params), samples, **settings)
     model = ClickFrontEndModel(**params).run(samples, **settings)
     compare(rtl, model)
-    return model
+    return ClickFrontEndOutput(**rtl)
 
 
 def traffic(rng, n, uis, channels, rate, jitter, pulse, **grid):
@@ -165,9 +166,400 @@ def test_rtl_matches_model(lanes, span, channels, n, mode, seed):
     gates["gate_offset"][5000:, 0] = 3 * span - 1
     gates["gate_width"][5000:, 0] = 2
     gates["gate_period"][6500:6700, -1] = 9             # refused: above max_gate_period
-    model = run_both(params, samples, epoch_load=epoch_load, epoch=epoch,
-                     dead_time=dead_time, dead_mode=dead_mode, **gates)
-    assert model.valid.sum() > 1000
-    assert model.dead_discards[-1].sum() > 500
-    assert model.settings_error.sum() == 500 + 100 + 200
-    assert model.gates.any() and model.gate_starts.any()
+    out = run_both(params, samples, epoch_load=epoch_load, epoch=epoch,
+                   dead_time=dead_time, dead_mode=dead_mode, **gates)
+    assert out.valid.sum() > 1000
+    assert out.dead_discards[-1].sum() > 500
+    assert out.settings_error.sum() == 500 + 100 + 200
+    assert out.gates.any() and out.gate_starts.any()
+
+
+# --- directed cases: expected values worked out by hand from the contract ---
+
+def frontend(channels, lanes, span, **more):
+    """Construction parameters of a front end."""
+    return {"channels": channels, "lanes": lanes, "uis_per_symbol": span, **more}
+
+
+def pulse_words(n, uis, pulses):
+    """Sample words with one channel per entry of ``pulses``: each a list of ``(first, stop)``
+    UI spans held high (``stop`` excluded; None: to the end of the run)."""
+    stream = np.zeros((len(pulses), n * uis), np.uint8)
+    for k, spans in enumerate(pulses):
+        for first, stop in spans:
+            stream[k, first:stop] = 1
+    return stream.reshape(len(pulses), n, uis).transpose(1, 0, 2).copy()
+
+
+def single_clicks(n, uis, times_per_channel):
+    """Sample words with a one-UI pulse at each click time."""
+    return click_words([np.asarray(t, np.int64) for t in times_per_channel], 1, n, uis)
+
+
+def hits_on(out, k):
+    """``(cycle, time, symbol, ui)`` of each hit shown on channel ``k``, in order."""
+    cycles = np.flatnonzero(out.valid[:, k])
+    return [(int(c), int(out.time[c, k]), int(out.symbol[c, k]), int(out.ui[c, k]))
+            for c in cycles]
+
+
+def accepted_times(out, k):
+    return [int(t) for t in out.time[out.valid[:, k].astype(bool), k]]
+
+
+def assert_idle_slots_zero(out):
+    """Slots without a hit are all zero."""
+    idle = ~out.valid.astype(bool)
+    for name in ("time", "symbol", "ui"):
+        assert not np.asarray(getattr(out, name))[idle].any(), name
+
+
+def shown_counts(times, n, uis):
+    """Per cycle, how many of the edges at ``times`` are counted: the word of cycle ``c``
+    counts from cycle ``c + 2``."""
+    words = np.asarray(times, np.int64) // uis
+    return np.array([(words + ClickFrontEnd.latency <= c).sum() for c in range(n)])
+
+
+def ui_word(uis, *set_uis):
+    """A gate word (UI 0 first) with ``set_uis`` high."""
+    word = np.zeros(uis, np.uint8)
+    word[list(set_uis)] = 1
+    return word
+
+
+def one_per_cycle(n, values):
+    """An (n,) array of per-cycle values from ``(first_cycle, value)`` steps."""
+    out = np.zeros(n, np.int64)
+    for first, value in values:
+        out[first:] = value
+    return out
+
+
+# W = 8 UIs (2 lanes of 4 UIs) unless a case needs more: words short enough to work by hand.
+W8 = {"lanes": 2, "span": 4}
+
+
+@pytest.mark.parametrize("mode", [PER_DETECTOR, COMMON])
+def test_edges_on_word_boundaries(mode):
+    """Rising edges at UI 0 after a low last UI, across a word boundary, under a level held
+    over whole words, and at UI 0 of the first word after reset."""
+    n, W = 10, 8
+    samples = pulse_words(n, W, [
+        [(0, 3),        # high in cycle 0: an edge at UI 0 (nothing before reset)
+         (16, 19),      # UI 0 of word 2 after a low UI 7 of word 1
+         (31, 34),      # UI 7 of word 3 into word 4: one edge, at 31
+         (43, None)],   # high from word 5 over whole words 6..9: one edge
+        [(0, None)],    # high for the whole run: one edge at 0
+    ])
+    out = run_both(frontend(2, **W8), samples, dead_mode=mode)
+    # (cycle shown = word + 2, time, symbol = 2 * word + u // 4, ui = u % 4)
+    assert hits_on(out, 0) == [(2, 0, 0, 0), (4, 16, 4, 0), (5, 31, 7, 3), (7, 43, 10, 3)]
+    assert hits_on(out, 1) == [(2, 0, 0, 0)]
+    assert out.clicks[:, 0].tolist() == [0, 0, 1, 1, 2, 3, 3, 4, 4, 4]
+    assert out.clicks[:, 1].tolist() == [0, 0] + [1] * 8
+    assert not out.dead_discards.any()
+    assert_idle_slots_zero(out)
+
+
+@pytest.mark.parametrize(("dead_time", "accepted"), [(8, [9, 17, 25]), (19, [9, 29])])
+def test_one_accepted_click_per_word(dead_time, accepted):
+    """Several edges in a word: the first outside the dead interval is accepted; the rest of
+    the word is dead (D >= W), and a click at exactly t_a + D is accepted."""
+    n, W = 8, 8
+    edges = [9, 12, 14, 17, 25, 27, 29, 31]
+    samples = single_clicks(n, W, [edges])
+    out = run_both(frontend(1, **W8), samples, dead_time=dead_time, dead_mode=PER_DETECTOR)
+    assert accepted_times(out, 0) == accepted
+    assert out.clicks[:, 0].tolist() == shown_counts(edges, n, W).tolist()
+    assert out.dead_discards[-1, 0] == len(edges) - len(accepted)
+
+
+# Clicks of four channels, D = 20 UIs: three channels at the same UI 10; channel 1 two UIs
+# after channel 0 in word 4; channel 3 inside the common interval of the clicks at 10.
+SAME_UI_CLICKS = [[10, 35], [10, 37], [10], [25, 60]]
+
+
+@pytest.mark.parametrize(("mode", "accepted"), [
+    (COMMON, [[10, 35], [10], [10], [60]]),
+    (PER_DETECTOR, SAME_UI_CLICKS),
+])
+def test_clicks_at_the_same_ui(mode, accepted):
+    n, W = 12, 8
+    samples = single_clicks(n, W, SAME_UI_CLICKS)
+    out = run_both(frontend(4, **W8), samples, dead_time=20, dead_mode=mode)
+    for k in range(4):
+        assert accepted_times(out, k) == accepted[k], k
+        assert out.dead_discards[-1, k] == len(SAME_UI_CLICKS[k]) - len(accepted[k]), k
+    # UI 10 is UI 2 of word 1: symbol 2, ui 2, shown in cycle 3 on all three channels.
+    for k in range(3):
+        assert hits_on(out, k)[0] == (3, 10, 2, 2)
+    assert_idle_slots_zero(out)
+
+
+def test_dead_time_over_many_cycles():
+    """D = 37 W + 5 = 301 UIs against regular click trains (per detector): a click at
+    exactly t_a + D is accepted, one at t_a + D - 1 is not."""
+    n, W = 400, 8
+    D = 37 * W + 5
+    last = 3150                                   # word 393: all counted by cycle 395
+    trains = [np.arange(5, last, 43),             # 7 * 43 = D: every 7th click at t_a + D
+              np.arange(7, last, D - 1),          # every other click at t_a + D - 1
+              np.arange(0, last, 2)]              # an edge every other UI, from reset
+    samples = single_clicks(n, W, trains)
+    out = run_both(frontend(3, **W8), samples, dead_time=D, dead_mode=PER_DETECTOR)
+    accepted = [trains[0][::7], trains[1][::2], np.arange(0, last, D + 1)]
+    for k in range(3):
+        assert accepted_times(out, k) == accepted[k].tolist(), k
+        assert out.clicks[-1, k] == len(trains[k])
+        assert out.dead_discards[-1, k] == len(trains[k]) - len(accepted[k])
+    assert [len(t) for t in trains] == [74, 11, 1575]
+    assert out.dead_discards[-1].tolist() == [74 - 11, 11 - 6, 1575 - 11]
+
+
+# D = 3 W = 24 UIs: accepted sets in time order over both channels (common) or per channel.
+MODE_CLICKS = [[10, 40, 70], [20, 45, 64, 95]]
+
+
+@pytest.mark.parametrize(("mode", "accepted"), [
+    # 10 blanks all to 33; 40 to 63; 64 (= 40 + D) to 87; 95.
+    (COMMON, [[10, 40], [64, 95]]),
+    # channel 1: 45 = 20 + 25 accepted, 64 = 45 + 19 dead.
+    (PER_DETECTOR, [[10, 40, 70], [20, 45, 95]]),
+])
+def test_common_and_per_detector_dead_time(mode, accepted):
+    n, W = 16, 8
+    samples = single_clicks(n, W, MODE_CLICKS)
+    out = run_both(frontend(2, **W8), samples, dead_time=3 * W, dead_mode=mode)
+    for k in range(2):
+        assert accepted_times(out, k) == accepted[k], k
+        assert out.dead_discards[-1, k] == len(MODE_CLICKS[k]) - len(accepted[k]), k
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_burst_of_one_click_per_channel_per_cycle(extra):
+    """L = 16, S = 2, 4 channels, a click per channel in every word for 10**4 cycles. With
+    D = W every click is accepted; with D = W + 1 every other one."""
+    n, lanes, S = 10_000, 16, 2
+    W = lanes * S
+    uis = [0, 9, 22, 31]
+    times = [np.arange(n) * W + u for u in uis]
+    samples = single_clicks(n, W, times)
+    out = run_both(frontend(4, lanes, S), samples, dead_time=W + extra,
+                   dead_mode=PER_DETECTOR)
+    words = np.arange(n - 2)[::1 + extra]         # the words whose click is accepted
+    assert (out.clicks[-1] == n - 2).all()
+    assert (out.dead_discards[-1] == (n - 2) - len(words)).all()
+    assert out.dead_discards[-1, 0] == (0 if extra == 0 else 4999)
+    for k, u in enumerate(uis):
+        assert out.valid[:, k].sum() == len(words)
+        assert out.valid[words + 2, k].all()
+        assert (out.time[words + 2, k] == words * W + u).all()
+        assert (out.symbol[words + 2, k] == words * lanes + u // S).all()
+        assert (out.ui[words + 2, k] == u % S).all()
+
+
+def test_symbol_index_wraps():
+    """``epoch_load`` with 2**64 - 3: symbols of the hits are modulo 2**64 (also within a
+    word, lane 1 of the word at 2**64 - 1); time and ``ui`` are unaffected."""
+    n, W = 8, 8
+    top = 1 << 64
+    epoch_load = np.zeros(n, bool)
+    epoch_load[0] = True                          # word 1 starts at symbol 2**64 - 3
+    epoch = np.full(n, top - 3, np.uint64)
+    samples = single_clicks(n, W, [[1, 9, 17, 29], [12, 22, 32]])
+    out = run_both(frontend(2, **W8), samples, epoch_load=epoch_load, epoch=epoch,
+                   dead_mode=PER_DETECTOR)
+    # word symbols: 0, 2**64 - 3, 2**64 - 1, 1, 3; symbol = word's + u // 4, ui = u % 4
+    assert [h[1:] for h in hits_on(out, 0)] == [
+        (1, 0, 1), (9, top - 3, 1), (17, top - 1, 1), (29, 2, 1)]
+    assert [h[1:] for h in hits_on(out, 1)] == [(12, top - 2, 0), (22, 0, 2), (32, 3, 0)]
+
+
+def test_reset_mid_stream():
+    """A reset restarts time, the symbol counter, the counters, the dead intervals and the
+    previous UI: after it the gateware is the model run from the reset."""
+    W, F = 8, gate_frame_cycles(8)
+    r = F + 72                                    # reset high in cycle r: cycle r + 1 is 0
+    n = r + 1 + F + 12                            # the gates on before and after the reset
+    a = (r + 1) * W                               # UI 0 after the reset
+    rng = np.random.default_rng(0xF7)
+    samples = pulse_words(n, W, [
+        [(a - 37, a - 36),   # accepted, dead to a + 2 (UI 2 of word 0 after the reset)
+         (a - 10, a + 3)],   # high into word 0 after the reset: an edge at its UI 0
+        [(a - 15, a - 14),   # accepted, dead to a + 24
+         (a + 11, a + 12)],  # UI 3 of word 1 after the reset: accepted
+        [],
+    ])
+    samples[:, 2] = click_words(poisson_clicks(rng, n, W, 0.03), 2, n, W)[:, 0]
+    settings = {
+        "epoch_load": one_per_cycle(n, [(10, 1), (11, 0)]),
+        "epoch": np.full(n, 1000, np.uint64),
+        "dead_time": 5 * W, "dead_mode": PER_DETECTOR,
+        "gate_enable": [1, 1, 0], "gate_period": [3, 1, 1], "gate_offset": [1, 0, 0],
+        "gate_width": [4, 1, 2],
+    }
+    dut = ClickFrontEnd(**frontend(3, **W8))
+    rtl = run_rtl(dut, samples, reset_at=r, **settings)
+    model = ClickFrontEndModel(**frontend(3, **W8))
+
+    def cycles(span):
+        """The per-cycle settings of the cycles in ``span``; the others as they are."""
+        return {name: value[span] if np.ndim(value) and len(value) == n else value
+                for name, value in settings.items()}
+
+    before, after = slice(0, r + 1), slice(r + 1, n)
+    compare({name: value[before] for name, value in rtl.items()},
+            model.run(samples[before], **cycles(before)), "before the reset: ")
+    after_rtl = {name: value[after] for name, value in rtl.items()}
+    compare(after_rtl, model.run(samples[after], **cycles(after)), "after the reset: ")
+    after = ClickFrontEndOutput(**after_rtl)
+    assert rtl["clicks"][r].any()                 # counted before the reset
+    assert not after.clicks[:2].any() and not after.valid[:2].any()
+    assert hits_on(after, 0)[0] == (2, 0, 0, 0)
+    assert hits_on(after, 1)[0] == (3, 11, 2, 3)
+    assert rtl["gates"][r].any()
+    assert not after.gates[:F].any() and after.gates[F:].any()
+
+
+def test_refused_dead_time():
+    """``dead_time`` below W, above ``max_dead_time`` or 0 is refused while present: the
+    last accepted value (W from reset) stays in use, seen in the spacing of accepted
+    clicks of a train of one click every 10 UIs."""
+    n, W = 102, 8
+    dead_time = one_per_cycle(n, [(0, 7), (20, 30), (40, 7), (60, 101), (80, 0), (100, 30)])
+    train = np.arange(3, 800, 10)
+    samples = single_clicks(n, W, [train])
+    out = run_both(frontend(1, **W8, max_dead_time=100), samples, dead_time=dead_time,
+                   dead_mode=PER_DETECTOR)
+    # words 0..19 (UIs < 160): D = W, every click; then D = 30 to the end.
+    accepted = train[train < 160].tolist() + list(range(163, 800, 30))
+    assert accepted_times(out, 0) == accepted
+    assert out.dead_discards[-1, 0] == len(train) - len(accepted) == 42
+    error = np.zeros(n, bool)
+    error[:20] = error[40:100] = True
+    assert out.settings_error.astype(bool).tolist() == error.tolist()
+
+
+def test_refused_gate_settings():
+    """Refused gate triples (period 0 or above the maximum, width 0 or above the period,
+    offset of a period) leave the last accepted triple in use, as a whole."""
+    n_frames, W = 8, 8
+    params = frontend(2, **W8, max_gate_period=8)
+    F = gate_frame_cycles(W)
+    n = n_frames * F
+    # channel 0's (period, offset, width) through frames 0..7, each held for the frame
+    triples = [(2, 1, 3), (0, 1, 3), (9, 1, 3), (3, 0, 0), (2, 1, 9), (2, 8, 3),
+               (3, 2, 5), (3, 2, 5)]
+    gates = {name: np.repeat([[t[i], value] for t in triples], F, axis=0)
+             for i, (name, value) in enumerate((("gate_period", 1), ("gate_offset", 0),
+                                                 ("gate_width", 2)))}
+    samples = np.zeros((n, 2, W), np.uint8)
+    out = run_both(params, samples, gate_enable=1, **gates)
+    error = np.repeat([t in triples[1:6] for t in triples], F)
+    error[:F] = False
+    assert out.settings_error.astype(bool).tolist() == error.tolist()
+    assert not out.gates[:F].any() and not out.gate_starts[:F].any()
+    # frames 1..6 show (2, 1, 3): P = 8, UIs 1..3 of every word, one start.
+    assert (out.gates[F:7 * F, 0] == ui_word(W, 1, 2, 3)).all()
+    assert (out.gate_starts[F:7 * F, 0] == 1).all()
+    # frame 7 shows (3, 2, 5): P = 12, t mod 12 in 2..6; word 7F starts at t mod 12 = 4.
+    words = [ui_word(W, 0, 1, 2), ui_word(W, 2, 3, 4, 5, 6), ui_word(W, 6, 7)]
+    for c in range(7 * F, n):
+        assert out.gates[c, 0].tolist() == words[(c - 7 * F) % 3].tolist(), c
+        assert out.gate_starts[c, 0] == [0, 1, 1][(c - 7 * F) % 3], c
+    # channel 1, always (1, 0, 2): P = 4, UIs 0, 1, 4, 5; two starts.
+    assert (out.gates[F:, 1] == ui_word(W, 0, 1, 4, 5)).all()
+    assert (out.gate_starts[F:, 1] == 2).all()
+
+
+BAD_PARAMETERS = [
+    ({"channels": 0}, ValueError, r"Channel count must be at least 1, not 0"),
+    ({"channels": 17}, ValueError, r"Channel count must be at most 16, not 17"),
+    ({"channels": 2.0}, TypeError, r"Channel count must be an integer, not 2\.0"),
+    ({"channels": True}, TypeError, r"Channel count must be an integer, not True"),
+    ({"lanes": 0}, ValueError, r"Lane count must be at least 1, not 0"),
+    ({"lanes": "2"}, TypeError, r"Lane count must be an integer, not '2'"),
+    ({"uis_per_symbol": 3}, ValueError, r"UIs per symbol must be even, not 3"),
+    ({"uis_per_symbol": 258}, ValueError, r"UIs per symbol must be at most 256, not 258"),
+    ({"max_dead_time": 7}, ValueError,
+     r"Maximum dead time \(at least one word of 8 UIs\) must be at least 8, not 7"),
+    ({"max_dead_time": 100.0}, TypeError, r"Maximum dead time .* integer, not 100\.0"),
+    ({"max_gate_period": 0}, ValueError, r"Maximum gate period must be at least 1, not 0"),
+    ({"max_gate_period": 65537}, ValueError, r"Maximum gate period .* not 65537"),
+]
+
+
+@pytest.mark.parametrize("cls", [ClickFrontEnd, ClickFrontEndModel])
+@pytest.mark.parametrize(("bad", "error", "match"), BAD_PARAMETERS)
+def test_bad_parameters(cls, bad, error, match):
+    with pytest.raises(error, match=match):
+        cls(**{**frontend(2, **W8), **bad})
+
+
+BAD_MODEL_INPUTS = [
+    ({"samples": np.zeros((4, 2, 9))}, r"samples must have shape \(N, 2, 8\), not \(4, 2, 9\)"),
+    ({"samples": np.zeros((4, 16))}, r"samples must have shape \(N, 2, 8\), not \(4, 16\)"),
+    ({"samples": np.full((4, 2, 8), 2)}, r"samples must hold 0 or 1, not 2\.\.2"),
+    ({"samples": np.full((4, 2, 8), 0.5)}, r"samples must hold integers, not float64"),
+    ({"dead_time": [8, 9, 10]}, r"dead_time must be a scalar or 4 values, not of shape \(3,\)"),
+    ({"dead_time": 128}, r"dead_time must fit its 7-bit port, not 128"),
+    ({"dead_time": 8.5}, r"dead_time must hold integers, not float64"),
+    ({"gate_width": [1, 2, 3]},
+     r"gate_width must be a scalar, 2 values or shape \(4, 2\), not of shape \(3,\)"),
+    ({"epoch": [1, 2, 3]}, r"epoch must have shape \(4,\), not \(3,\)"),
+]
+
+
+@pytest.mark.parametrize(("bad", "match"), BAD_MODEL_INPUTS)
+def test_model_refuses_bad_inputs(bad, match):
+    model = ClickFrontEndModel(**frontend(2, **W8, max_dead_time=100))
+    inputs = {"samples": np.zeros((4, 2, 8), np.uint8), **bad}
+    with pytest.raises(ValueError, match=match):
+        model.run(**inputs)
+
+
+def test_gate_words():
+    """L = 4, S = 4 (W = 16): channel 0 with period 3 symbols (P = 12 UIs), offset 5, width
+    2, disabled from the second frame; channel 1 free-running; channel 2 with a period
+    longer than a word (5 symbols, offset 0, width 7). Clicks outside the gates still
+    count."""
+    lanes, S, W = 4, 4, 16
+    params = frontend(3, lanes, S)
+    dut = ClickFrontEnd(**params)
+    F = gate_frame_cycles(W)
+    assert dut.gate_frame == ClickFrontEndModel(**params).gate_frame == F == 128
+    n = 2 * F + 8
+    enable = np.array([[1, 0, 1]] * n)
+    enable[F:, 0] = 0                             # sampled in cycle F: off from cycle 2F
+    # clicks in ungated UIs of the first frames: words 130 (t mod 12 = 4), 129, 5
+    clicks = [[130 * W], [40 * W + 3], [129 * W + 10, 5 * W + 1]]
+    samples = single_clicks(n, W, clicks)
+    out = run_both(params, samples, dut, gate_enable=enable, gate_period=[3, 1, 5],
+                   gate_offset=[5, 0, 0], gate_width=[2, 2, 7], dead_mode=PER_DETECTOR)
+    assert not out.gates[:F].any() and not out.gate_starts[:F].any()
+    # channel 0: word F starts at t = 2048, t mod 12 = 8; gated where t mod 12 is 5 or 6.
+    short = [(ui_word(W, 9, 10), 1), (ui_word(W, 5, 6), 1), (ui_word(W, 1, 2, 13, 14), 2)]
+    # channel 2: t mod 20 = 8 at word F; gated where t mod 20 < 7.
+    long = [(ui_word(W, 12, 13, 14, 15), 1), (ui_word(W, 0, 1, 2), 0),
+            (ui_word(W, *range(7)), 1), (ui_word(W, *range(4, 11)), 1),
+            (ui_word(W, *range(8, 15)), 1)]
+    for c in range(F, n):
+        if c < 2 * F:
+            word, starts = short[(c - F) % 3]
+            assert out.gates[c, 0].tolist() == word.tolist(), c
+            assert out.gate_starts[c, 0] == starts, c
+        word, starts = long[(c - F) % 5]
+        assert out.gates[c, 2].tolist() == word.tolist(), c
+        assert out.gate_starts[c, 2] == starts, c
+    assert not out.gates[2 * F:, 0].any() and not out.gate_starts[2 * F:, 0].any()
+    assert not out.gates[:, 1].any() and not out.gate_starts[:, 1].any()
+    for k in range(3):
+        assert accepted_times(out, k) == sorted(clicks[k]), k
+
+
+def test_converts_to_verilog():
+    from amaranth.back import verilog
+
+    text = verilog.convert(ClickFrontEnd(**frontend(4, 16, 2)))
+    assert "module" in text and "settings_error" in text

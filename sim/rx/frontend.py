@@ -179,16 +179,19 @@ class ClickFrontEndModel:
         """Outputs of the gateware for ``N`` cycles from reset, as a
         :class:`ClickFrontEndOutput`.
 
-        ``samples`` (N, C, W) of 0/1: the words taken, UI 0 first. ``epoch_load`` (N,) bools
-        and ``epoch`` (N,) uint64 per cycle (default: never loaded). The settings are port
-        values, by default the port's ``init``: ``dead_time`` and ``dead_mode`` a scalar or N
-        values; ``gate_enable``, ``gate_period``, ``gate_offset`` and ``gate_width`` a scalar,
-        C values (one per channel) or an (N, C) array.
+        ``samples`` (N, C, W) of 0/1, integers or bools: the words taken, UI 0 first.
+        ``epoch_load`` (N,) bools and ``epoch`` (N,) uint64 per cycle (default: never
+        loaded). The settings are port values, by default the port's ``init``: ``dead_time``
+        and ``dead_mode`` a scalar or N values; ``gate_enable``, ``gate_period``,
+        ``gate_offset`` and ``gate_width`` a scalar, C values (one per channel) or an (N, C)
+        array.
         """
         C, L, S, W = self.channels, self.lanes, self.uis_per_symbol, self.uis_per_word
         samples = np.asarray(samples)
         if samples.ndim != 3 or samples.shape[1:] != (C, W):
             raise ValueError(f"samples must have shape (N, {C}, {W}), not {samples.shape}")
+        if samples.dtype != np.bool_ and not np.issubdtype(samples.dtype, np.integer):
+            raise ValueError(f"samples must hold integers, not {samples.dtype}")
         if samples.size and (samples.min() < 0 or samples.max() > 1):
             raise ValueError(f"samples must hold 0 or 1, not {samples.min()}..{samples.max()}")
         n = len(samples)
