@@ -4,14 +4,14 @@ traffic with settings changing along the run, and the directed cases of the whol
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from timebin.gateware.records import CLASS_DISCARD, CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE
+from timebin.gateware.records import CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE
 from timebin.gateware.rx.binning import x_windows, z_windows
 from timebin.gateware.rx.frontend import DeadTimeMode
 from timebin.gateware.rx.histogram import PhaseHistogram
 from timebin.gateware.rx.top import SETTINGS, Receiver
-from timebin.sim.rx.histogram import histogram_from_sweep, read_sweep_schedule
+from timebin.sim.rx.histogram import histogram_from_sweep
 from timebin.sim.rx.rtl import compare_receiver, run_receiver
-from timebin.sim.rx.stimulus import link_samples
+from timebin.sim.rx.stimulus import link_samples, varied_settings, with_histogram_sweep
 from timebin.sim.rx.top import ReceiverModel
 
 PER_DETECTOR, COMMON = DeadTimeMode.PER_DETECTOR.value, DeadTimeMode.COMMON.value
@@ -23,63 +23,6 @@ def run_both(params, samples, ready=True, **settings):
     rtl = run_receiver(Receiver(**params), samples, ready, **settings)
     compare_receiver(rtl, model)
     return rtl, model
-
-
-def with_sweep(params, samples, settle, **settings):
-    """``samples`` followed by a histogram read sweep (no clicks): the padded samples and the
-    per-cycle settings (per-cycle arrays are padded with their last value)."""
-    channels = params["channels"]
-    bins = params.get("histogram_period", 1) * params["uis_per_symbol"]
-    read_channel, read_bin = read_sweep_schedule(channels, bins, settle=settle)
-    n, pad = len(samples), len(read_channel)
-    padded = np.concatenate((samples, np.zeros((pad, *samples.shape[1:]), samples.dtype)))
-    out = {}
-    for name, value in settings.items():
-        value = np.asarray(value)
-        if value.ndim and len(value) == n and name in PER_CYCLE:
-            value = np.concatenate((value, np.repeat(value[-1:], pad, axis=0)))
-        out[name] = value
-    out["histogram_channel"] = np.concatenate((np.zeros(n, np.int64), read_channel))
-    out["histogram_bin"] = np.concatenate((np.zeros(n, np.int64), read_bin))
-    return padded, out, n
-
-
-PER_CYCLE = {"dead_time", "dead_mode", "epoch_load", "epoch", "alarm_clear",
-             "histogram_clear", "watchdog_max_clicks", "delay", "windows", "gate_width"}
-
-
-def varied_settings(rng, params, n):
-    """Settings that change along the run, some refused for a while."""
-    C, L, S = params["channels"], params["lanes"], params["uis_per_symbol"]
-    W = L * S
-    dead_time = np.full(n, 3 * W + 1)
-    dead_time[n // 4:] = W
-    dead_time[n // 3:n // 3 + 50] = W - 1                       # refused
-    dead_mode = np.full(n, COMMON)
-    dead_mode[n // 2:] = PER_DETECTOR
-    delay = np.broadcast_to(rng.integers(0, 5 * S, C), (n, C)).copy()
-    delay[n // 2:, 0] += 7 * S + 1                              # beyond a symbol, mid-run
-    windows = np.broadcast_to(np.array([z_windows(S)] * (C - 1) + [x_windows(S)]),
-                              (n, C, S)).copy()
-    windows[2 * n // 3:, 1, 0] = CLASS_DISCARD
-    epoch_load = np.zeros(n, bool)
-    epoch_load[n // 5] = True
-    epoch = np.full(n, (1 << 64) - 3 * L, np.uint64)            # the index wraps
-    max_clicks = np.full(n, 1 << 20)
-    max_clicks[n // 2:] = 40                                    # the watchdog trips
-    alarm_clear = np.zeros(n, bool)
-    alarm_clear[[n // 2, 3 * n // 4]] = True
-    histogram_clear = np.zeros(n, bool)
-    histogram_clear[n // 6] = True
-    gate_width = np.full((n, C), S // 2)
-    gate_width[n // 7:n // 7 + 20, 0] = 0                       # refused: zero width
-    return {
-        "dead_time": dead_time, "dead_mode": dead_mode, "delay": delay, "windows": windows,
-        "epoch_load": epoch_load, "epoch": epoch, "watchdog_window": 1000,
-        "watchdog_max_clicks": max_clicks, "alarm_clear": alarm_clear,
-        "histogram_clear": histogram_clear, "gate_enable": [1] * C,
-        "gate_period": [2] * C, "gate_width": gate_width,
-    }
 
 
 @pytest.mark.parametrize(("params", "n", "seed"), [
@@ -96,7 +39,7 @@ def test_rtl_matches_model(params, n, seed):
                               jitter_uis=0.4, dark_per_ui=1e-3,
                               oversampling=params.get("oversampling", 1))
     settings = varied_settings(rng, params, n)
-    padded, settings, _ = with_sweep(params, samples, settle=64, **settings)
+    padded, settings = with_histogram_sweep(params, samples, settle=64, **settings)
     ready = rng.random(len(padded)) < 0.7
     ready[n // 3:n // 3 + 400] = False                          # the host stalls
     rtl, model = run_both(params, padded, ready, **settings)

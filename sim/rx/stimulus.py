@@ -10,9 +10,13 @@ delay and a Gaussian jitter; dark counts are uniform in time. The clicks become 
 
 import numpy as np
 
+from ...gateware.records import CLASS_DISCARD
+from ...gateware.rx.binning import x_windows, z_windows
+from ...gateware.rx.frontend import DeadTimeMode
 from .detector import click_words
+from .histogram import read_sweep_schedule
 
-__all__ = ["link_click_times", "link_samples"]
+__all__ = ["link_click_times", "link_samples", "varied_settings", "with_histogram_sweep"]
 
 
 def link_click_times(rng, n_cycles, lanes, uis_per_symbol, channels, *, click_probability=0.05,
@@ -55,3 +59,69 @@ def link_samples(rng, n_cycles, lanes, uis_per_symbol, channels, *, pulse_uis=2,
     words = click_words(times, pulse_uis * oversampling, n_cycles,
                         lanes * uis_per_symbol * oversampling)
     return words, times
+
+
+def varied_settings(rng, params, n):
+    """Receiver settings for a test run of ``n`` cycles that change along it: dead time and
+    its mode, delays (one beyond a symbol), window LUTs (Z and X detectors), an epoch load
+    near 2**64 (the index wraps), watchdog thresholds that trip and clears, a histogram
+    clear, gates, and values refused for a while. ``params``: the receiver's parameters."""
+    C, L, S = params["channels"], params["lanes"], params["uis_per_symbol"]
+    W = L * S
+    dead_time = np.full(n, 3 * W + 1)
+    dead_time[n // 4:] = W
+    dead_time[n // 3:n // 3 + 50] = W - 1                       # refused
+    dead_mode = np.full(n, DeadTimeMode.COMMON.value)
+    dead_mode[n // 2:] = DeadTimeMode.PER_DETECTOR.value
+    delay = np.broadcast_to(rng.integers(0, 5 * S, C), (n, C)).copy()
+    delay[n // 2:, 0] += 7 * S + 1                              # beyond a symbol, mid-run
+    windows = np.broadcast_to(np.array([z_windows(S)] * (C - 1) + [x_windows(S)]),
+                              (n, C, S)).copy()
+    windows[2 * n // 3:, min(1, C - 1), 0] = CLASS_DISCARD
+    epoch_load = np.zeros(n, bool)
+    epoch_load[n // 5] = True
+    epoch = np.full(n, (1 << 64) - 3 * L, np.uint64)            # the index wraps
+    max_clicks = np.full(n, 1 << 20)
+    max_clicks[n // 2:] = 40                                    # the watchdog trips
+    alarm_clear = np.zeros(n, bool)
+    alarm_clear[[n // 2, 3 * n // 4]] = True
+    histogram_clear = np.zeros(n, bool)
+    histogram_clear[n // 6] = True
+    gate_width = np.full((n, C), S // 2)
+    gate_width[n // 7:n // 7 + 20, 0] = 0                       # refused: zero width
+    return {
+        "dead_time": dead_time, "dead_mode": dead_mode, "delay": delay, "windows": windows,
+        "epoch_load": epoch_load, "epoch": epoch, "watchdog_window": 1000,
+        "watchdog_max_clicks": max_clicks, "alarm_clear": alarm_clear,
+        "histogram_clear": histogram_clear, "gate_enable": [1] * C,
+        "gate_period": [2] * C, "gate_width": gate_width,
+    }
+
+
+def with_histogram_sweep(params, samples, settle, **settings):
+    """``samples`` followed by a histogram read sweep with no clicks
+    (:func:`~timebin.sim.rx.histogram.read_sweep_schedule`): returns the padded samples and
+    settings (per-cycle values, those with ``len(samples)`` rows, go on with their last
+    value) with the sweep's ``histogram_channel`` and ``histogram_bin``. The sweep's data is
+    ``histogram_data[len(samples):]``, for :func:`~timebin.sim.rx.histogram.histogram_from_sweep`.
+    """
+    channels = params["channels"]
+    bins = params.get("histogram_period", 1) * params["uis_per_symbol"]
+    read_channel, read_bin = read_sweep_schedule(channels, bins, settle=settle)
+    n, pad = len(samples), len(read_channel)
+    padded = np.concatenate((samples, np.zeros((pad, *samples.shape[1:]), samples.dtype)))
+    out = {}
+    for name, value in settings.items():
+        value = np.asarray(value)
+        if value.ndim > _ELEMENT_DIMS.get(name, 0):
+            value = np.concatenate((value, np.repeat(value[-1:], pad, axis=0)))
+        out[name] = value
+    out["histogram_channel"] = np.concatenate((np.zeros(n, np.int64), read_channel))
+    out["histogram_bin"] = np.concatenate((np.zeros(n, np.int64), read_bin))
+    return padded, out
+
+
+#: Element dims of the array-valued settings (the rest are scalars): a value with more dims
+#: than these has one row per cycle.
+_ELEMENT_DIMS = {"gate_enable": 1, "gate_period": 1, "gate_offset": 1, "gate_width": 1,
+                 "delay": 1, "windows": 2}
