@@ -3,7 +3,9 @@ when they run; the host library itself never imports Amaranth (DESIGN.md section
 
     timebin demo                     the main job (for now: Alice's transmitter, simulated)
     timebin sim tx --lanes 16 --symbols 1000000 --seed 1 --out tx.npz [--json]
+    timebin sim rx [--in words.npz] --out records.npz [--rtl] [--json]
     timebin bench tx --json
+    timebin bench rx --json
 """
 
 import argparse
@@ -77,6 +79,95 @@ def _sim_tx(args):
     return summary
 
 
+def _int_list(text):
+    try:
+        values = [int(x, 0) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer or comma-separated integers (one per channel), not {text!r}") \
+            from None
+    return values[0] if len(values) == 1 else values
+
+
+def _add_rx_options(parser):
+    shape = parser.add_argument_group("receiver shape (of generated words and raw captures)")
+    shape.add_argument("--channels", type=_positive_int, default=4, help="detector channels")
+    shape.add_argument("--lanes", type=_positive_int, default=16, help="symbols per cycle L")
+    shape.add_argument("--uis-per-symbol", type=_positive_int, default=2,
+                       help="UIs per symbol S (even)")
+    shape.add_argument("--oversampling", type=_positive_int, default=1,
+                       help="PHY samples per UI")
+    shape.add_argument("--histogram-period", type=_positive_int, default=1,
+                       help="histogram period in symbols (a power of two)")
+    gen = parser.add_argument_group("generated words (without --in)")
+    gen.add_argument("--cycles", type=_positive_int, default=100_000)
+    gen.add_argument("--seed", type=_non_negative_int, default=1)
+    gen.add_argument("--click-probability", type=float, default=0.01,
+                     help="clicks per symbol per detector")
+    gen.add_argument("--jitter", type=float, default=0.5, help="timing jitter, UIs rms")
+    gen.add_argument("--dark", type=float, default=1e-5, help="dark counts per UI")
+    gen.add_argument("--save-words", help="write the generated words (.npz)")
+    st = parser.add_argument_group("settings (held for the run)")
+    st.add_argument("--dead-time", type=_positive_int, help="UIs (default: one word)")
+    st.add_argument("--dead-mode", choices=("common", "per-detector"), default="common")
+    st.add_argument("--delay", type=_int_list, help="UIs, one value or one per channel")
+    st.add_argument("--windows", help="window LUTs: z, x or S letters of e/l/m/d, one or "
+                                      "one per channel (default: z..., x for the last)")
+    st.add_argument("--gates", action="store_true", help="drive the gates (gated detectors)")
+    st.add_argument("--gate-period", type=_int_list, default=1, help="symbols")
+    st.add_argument("--gate-offset", type=_int_list, default=0, help="UIs")
+    st.add_argument("--gate-width", type=_int_list, help="UIs (default S/2)")
+    st.add_argument("--watchdog-window", type=_positive_int, help="cycles")
+    st.add_argument("--max-clicks", type=_non_negative_int, help="per channel and window")
+    st.add_argument("--max-fill", type=_non_negative_int, help="256ths of the gates")
+
+
+def _sim_rx(args):
+    from ..sim.rx.run import (generate_words, load_words, parse_windows, run_rx, save_records,
+                              save_words, summarise_rx)
+
+    shape = {"channels": args.channels, "lanes": args.lanes,
+             "uis_per_symbol": args.uis_per_symbol, "oversampling": args.oversampling}
+    if args.input:
+        samples, shape = load_words(args.input, shape if not args.input.endswith(".npz")
+                                    else None)
+    else:
+        samples = generate_words(shape, args.cycles, args.seed,
+                                 click_probability=args.click_probability,
+                                 jitter_uis=args.jitter, dark_per_ui=args.dark)
+        if args.save_words:
+            save_words(args.save_words, samples, shape)
+    params = {**shape, "histogram_period": args.histogram_period}
+    C, S = params["channels"], params["uis_per_symbol"]
+    settings = {"dead_mode": args.dead_mode}
+    if args.windows:
+        settings["windows"] = parse_windows(args.windows, C, S)
+    else:
+        settings["windows"] = parse_windows(",".join(["z"] * (C - 1) + ["x"]) if C > 1
+                                            else "z", C, S)
+    for name in ("dead_time", "delay", "watchdog_window", "max_clicks", "max_fill"):
+        value = getattr(args, name)
+        if value is not None:
+            key = {"max_clicks": "watchdog_max_clicks",
+                   "max_fill": "watchdog_max_fill"}.get(name, name)
+            settings[key] = value
+    if args.gates:
+        settings.update(gate_enable=1, gate_period=args.gate_period,
+                        gate_offset=args.gate_offset,
+                        gate_width=args.gate_width if args.gate_width is not None else S // 2)
+    engine = args.rtl_sim if args.rtl else "model"
+    result = run_rx(params, samples, engine=engine, **settings)
+    summary = summarise_rx(result, params)
+    summary["input"] = args.input or {"generated": True, "seed": args.seed,
+                                      "click_probability": args.click_probability,
+                                      "jitter_uis": args.jitter, "dark_per_ui": args.dark}
+    if args.out:
+        save_records(args.out, result, {"params": params, "settings": settings,
+                                        "input": summary["input"], "engine": engine})
+        summary["out"] = str(args.out)
+    return summary
+
+
 def _print(summary, as_json):
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -117,6 +208,16 @@ def build_parser():
     tx.add_argument("--out", help="write the run as NumPy .npz")
     tx.add_argument("--json", action="store_true", help="print a JSON summary")
 
+    rx = sim_sub.add_parser("rx", help="Bob's receiver: detector words to detection records")
+    rx.add_argument("--in", dest="input", help="detector words: .npz (--save-words) or a raw "
+                                                "capture (shape from the options)")
+    rx.add_argument("--out", help="write records, histograms and counters (.npz)")
+    rx.add_argument("--rtl", action="store_true", help="run the gateware, not the model")
+    rx.add_argument("--rtl-sim", choices=("verilator", "amaranth"), default="verilator",
+                    help="simulator of the gateware for --rtl")
+    rx.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_rx_options(rx)
+
     bench = sub.add_parser("bench", help="measure speed; prints JSON")
     bench_sub = bench.add_subparsers(dest="target", required=True)
     btx = bench_sub.add_parser("tx", help="transmitter: model, Amaranth sim, Verilator")
@@ -125,6 +226,12 @@ def build_parser():
     btx.add_argument("--model-symbols", type=_positive_int, default=1_000_000)
     btx.add_argument("--amaranth-cycles", type=_positive_int, default=2000)
     btx.add_argument("--verilator-cycles", type=_positive_int, default=200_000)
+    brx = bench_sub.add_parser("rx", help="receiver: model, Amaranth sim, Verilator")
+    brx.add_argument("--json", action="store_true", help="JSON output (the default)")
+    brx.add_argument("--no-verilator", action="store_true")
+    brx.add_argument("--model-cycles", type=_positive_int, default=200_000)
+    brx.add_argument("--amaranth-cycles", type=_positive_int, default=2000)
+    brx.add_argument("--verilator-cycles", type=_positive_int, default=1_000_000)
     return parser
 
 
@@ -135,6 +242,15 @@ def main(argv=None):
             _print(_demo(args), args.json)
         elif args.command == "sim" and args.target == "tx":
             _print(_sim_tx(args), args.json)
+        elif args.command == "sim" and args.target == "rx":
+            _print(_sim_rx(args), args.json)
+        elif args.command == "bench" and args.target == "rx":
+            from ..sim.bench import bench_rx
+
+            print(json.dumps(bench_rx(model_cycles=args.model_cycles,
+                                      amaranth_cycles=args.amaranth_cycles,
+                                      verilator_cycles=args.verilator_cycles,
+                                      verilator=not args.no_verilator), indent=2))
         elif args.command == "bench" and args.target == "tx":
             from ..sim.bench import bench_tx
 
