@@ -1,7 +1,8 @@
 """The ``timebin`` command. Simulation subcommands load ``timebin.sim`` (and Amaranth) only
 when they run; the host library itself never imports Amaranth (DESIGN.md section 5).
 
-    timebin demo                     the main job (for now: Alice's transmitter, simulated)
+    timebin demo                     the main job (for now: Alice's transmitter and Bob's
+                                     receiver, each simulated and checked)
     timebin sim tx --lanes 16 --symbols 1000000 --seed 1 --out tx.npz [--json]
     timebin sim rx [--in words.npz] --out records.npz [--rtl] [--json]
     timebin bench tx --json
@@ -182,11 +183,15 @@ def _print(summary, as_json):
 
 
 def _demo(args):
-    """The main job: for now Alice's transmitter (a later issue makes it a QKD session)."""
+    """The main job: for now Alice's transmitter and Bob's receiver, each simulated by its
+    model and checked against its gateware (a later issue joins them in a QKD session)."""
+    from ..sim.rx.run import demo_rx
     from ..sim.tx.run import demo_tx
 
-    return demo_tx(symbols=args.symbols, seed=args.seed, out=args.out,
-                   check_cycles=args.check_cycles)
+    return {"transmitter": demo_tx(symbols=args.symbols, seed=args.seed, out=args.out,
+                                   check_cycles=args.check_cycles),
+            "receiver": demo_rx(cycles=args.rx_cycles, seed=args.seed, out=args.rx_out,
+                                check_cycles=args.check_cycles)}
 
 
 def build_parser():
@@ -197,6 +202,9 @@ def build_parser():
     demo.add_argument("--symbols", type=_positive_int, default=1_000_000)
     demo.add_argument("--seed", type=_non_negative_int, default=1)
     demo.add_argument("--out", default="timebin-demo-tx.npz")
+    demo.add_argument("--rx-cycles", type=_positive_int, default=200_000,
+                      help="cycles of detector words through the receiver model")
+    demo.add_argument("--rx-out", default="timebin-demo-rx.npz")
     demo.add_argument("--check-cycles", type=_positive_int, default=2000,
                       help="cycles of gateware simulation checked against the model")
     demo.add_argument("--json", action="store_true")
