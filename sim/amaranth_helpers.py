@@ -3,9 +3,10 @@
 Ref: Amaranth 0.5 simulator API (``Simulator``, ``add_testbench``, ``ctx.tick().sample()``).
 """
 
+from amaranth.hdl import ClockDomain, Module, Value
 from amaranth.sim import Simulator
 
-__all__ = ["SYS_PERIOD", "stream_put", "stream_get", "simulate"]
+__all__ = ["SYS_PERIOD", "stream_put", "stream_get", "simulate", "run_per_cycle"]
 
 #: The fabric clock period of the reference design, 156.25 MHz (DESIGN.md section 3).
 SYS_PERIOD = 1 / 156.25e6
@@ -43,3 +44,38 @@ def simulate(dut, *testbenches, processes=(), period=SYS_PERIOD, vcd=None):
             sim.run()
     else:
         sim.run()
+
+
+def run_per_cycle(dut, inputs, outputs, n, *, reset_at=None):
+    """Simulate ``dut`` (a component in the ``sync`` domain) for ``n`` cycles from reset: in
+    each cycle set ``inputs`` (``{port: n ints}``, a port only when its value changes), read
+    ``outputs`` (``{name: port}``) and tick. ``reset_at``: cycles with the domain's reset
+    high. Returns ``{name: n ints}``: each output in each cycle before its edge."""
+    drives = [(Value.cast(port), values) for port, values in inputs]
+    watched = {name: Value.cast(port) for name, port in outputs.items()}
+    resets = set() if reset_at is None else {int(c) for c in _as_list(reset_at)}
+    got = {name: [] for name in watched}
+    top = Module()
+    top.submodules.dut = dut
+    top.domains.sync = domain = ClockDomain("sync")
+
+    async def testbench(ctx):
+        held = [None] * len(drives)
+        for cycle in range(n):
+            for i, (port, values) in enumerate(drives):
+                if values[cycle] != held[i]:
+                    ctx.set(port, values[cycle])
+                    held[i] = values[cycle]
+            if resets:
+                ctx.set(domain.rst, cycle in resets)
+            for name, port in watched.items():
+                got[name].append(ctx.get(port))
+            await ctx.tick()
+
+    simulate(top, testbench)
+    return got
+
+
+def _as_list(value):
+    """``value`` as a list: an int or an iterable of ints."""
+    return list(value) if hasattr(value, "__iter__") else [value]

@@ -1,12 +1,9 @@
 """Tests of the binner: gateware against its model, and directed cases."""
 
-import gc
-import warnings
 
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import UnusedElaboratable
 from timebin.gateware.records import CLASS_DISCARD, CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE
 from timebin.gateware.rx.binning import (
     MAX_DELAY,
@@ -271,15 +268,6 @@ def test_windows_change_takes_effect_in_stage_two():
 
 # --- construction and checks ---
 
-def assert_refused(error, match, make):
-    """``make()`` raises ``error``; the half-built component it leaves is not reported unused."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=match):
-            make()
-        gc.collect()
-
-
 @pytest.mark.parametrize(("kwargs", "error", "bad"), [
     ({"channels": 0}, ValueError, "0"),
     ({"channels": 17}, ValueError, "17"),
@@ -292,14 +280,14 @@ def assert_refused(error, match, make):
     ({"max_delay": MAX_DELAY + 1}, ValueError, str(MAX_DELAY + 1)),
     ({"max_delay": None}, TypeError, "None"),
 ])
-def test_bad_construction(kwargs, error, bad):
+def test_bad_construction(kwargs, error, bad, assert_refused):
     args = {"channels": 4, "uis_per_symbol": 4, **kwargs}
     assert_refused(error, f"not {bad}$", lambda: Binner(**args))
     with pytest.raises(error, match=f"not {bad}$"):
         BinnerModel(**args)
 
 
-def test_keyword_only():
+def test_keyword_only(assert_refused):
     assert_refused(TypeError, "positional", lambda: Binner(4, 4))
 
 

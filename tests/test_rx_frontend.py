@@ -3,7 +3,6 @@ model, and directed cases."""
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Module
 from timebin.gateware.rx.frontend import (
     COUNTER_BITS,
     ClickFrontEnd,
@@ -11,7 +10,7 @@ from timebin.gateware.rx.frontend import (
     gate_frame_cycles,
 )
 from timebin.gateware.rx.layouts import Hit
-from timebin.sim.amaranth_helpers import simulate
+from timebin.sim.amaranth_helpers import run_per_cycle
 from timebin.sim.rx.detector import click_words, poisson_clicks
 from timebin.sim.rx.frontend import ClickFrontEndModel, ClickFrontEndOutput
 from timebin.sim.words import bits_to_ints, ints_to_bits, pack_field, unpack_field
@@ -50,32 +49,9 @@ def run_rtl(dut, samples, *, reset_at=None, **settings):
         else:
             inputs[name] = _per_cycle(value, n, None)
     ports = [(getattr(dut, name), values) for name, values in inputs.items()]
-    ports = [(port.as_value() if hasattr(port, "as_value") else port, values)
-             for port, values in ports]
     outputs = {name: getattr(dut, name) for name in
                ("hits", "clicks", "dead_discards", "gates", "gate_starts", "settings_error")}
-    outputs = {name: port.as_value() if hasattr(port, "as_value") else port
-               for name, port in outputs.items()}
-    got = {name: [] for name in outputs}
-
-    top = Module()
-    top.submodules.dut = dut
-    top.domains.sync = domain = ClockDomain("sync")
-
-    async def testbench(ctx):
-        held = [None] * len(ports)
-        for cycle in range(n):
-            for i, (port, values) in enumerate(ports):
-                if values[cycle] != held[i]:
-                    ctx.set(port, values[cycle])
-                    held[i] = values[cycle]
-            if reset_at is not None:
-                ctx.set(domain.rst, cycle == reset_at)
-            for name, port in outputs.items():
-                got[name].append(ctx.get(port))
-            await ctx.tick()
-
-    simulate(top, testbench)
+    got = run_per_cycle(dut, ports, outputs, n, reset_at=reset_at)
 
     hit = Hit(S)
     bits = ints_to_bits(got["hits"], hit.size * channels).reshape(n, channels, hit.size)

@@ -1,12 +1,9 @@
 """Tests of the record merge: gateware against its model, overflow counts, record fields."""
 
-import gc
-import warnings
 
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import UnusedElaboratable
 from timebin.gateware.records import CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE
 from timebin.gateware.rx.merge import MAX_FIFO_DEPTH, RecordMerge
 from timebin.sim.amaranth_helpers import simulate
@@ -241,15 +238,6 @@ def test_channel_field_and_phase_width():
 
 # --- construction ---
 
-def assert_refused(error, match, make):
-    """``make()`` raises ``error``; the half-built component it leaves is not reported unused."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=match):
-            make()
-        gc.collect()
-
-
 @pytest.mark.parametrize(("kwargs", "error", "bad"), [
     ({"channels": 0}, ValueError, "0"),
     ({"channels": 17}, ValueError, "17"),
@@ -261,14 +249,14 @@ def assert_refused(error, match, make):
     ({"fifo_depth": MAX_FIFO_DEPTH + 1}, ValueError, str(MAX_FIFO_DEPTH + 1)),
     ({"fifo_depth": None}, TypeError, "None"),
 ])
-def test_bad_construction(kwargs, error, bad):
+def test_bad_construction(kwargs, error, bad, assert_refused):
     args = {"channels": 4, "uis_per_symbol": 4, **kwargs}
     assert_refused(error, f"not {bad}$", lambda: RecordMerge(**args))
     with pytest.raises(error, match=f"not {bad}$"):
         RecordMergeModel(**args)
 
 
-def test_keyword_only():
+def test_keyword_only(assert_refused):
     assert_refused(TypeError, "positional", lambda: RecordMerge(4, 4))
 
 

@@ -11,7 +11,7 @@ from timebin.gateware.rx.histogram import PhaseHistogram
 from timebin.gateware.rx.top import SETTINGS, Receiver
 from timebin.sim.rx.histogram import histogram_from_sweep
 from timebin.sim.rx.rtl import compare_receiver, run_receiver
-from timebin.sim.rx.stimulus import link_samples, varied_settings, with_histogram_sweep
+from timebin.sim.rx.stimulus import SWEEP_SETTLE, link_samples, receiver_stimulus
 from timebin.sim.rx.top import ReceiverModel
 
 PER_DETECTOR, COMMON = DeadTimeMode.PER_DETECTOR.value, DeadTimeMode.COMMON.value
@@ -33,18 +33,11 @@ def run_both(params, samples, ready=True, **settings):
 def test_rtl_matches_model(params, n, seed):
     """Link traffic with jitter and dark counts; every setting moves along the run; the
     stream is back-pressured; a histogram read sweep ends the run."""
-    rng = np.random.default_rng(seed)
-    C, L, S = params["channels"], params["lanes"], params["uis_per_symbol"]
-    samples, _ = link_samples(rng, n, L, S, C, click_probability=0.03, x_channels=(C - 1,),
-                              jitter_uis=0.4, dark_per_ui=1e-3,
-                              oversampling=params.get("oversampling", 1))
-    settings = varied_settings(rng, params, n)
-    padded, settings = with_histogram_sweep(params, samples, settle=64, **settings)
-    ready = rng.random(len(padded)) < 0.7
-    ready[n // 3:n // 3 + 400] = False                          # the host stalls
+    C, S = params["channels"], params["uis_per_symbol"]
+    padded, ready, settings = receiver_stimulus(params, n, seed)
     rtl, model = run_both(params, padded, ready, **settings)
     bins = params.get("histogram_period", 1) * S
-    sweep = histogram_from_sweep(rtl["histogram_data"][n:], C, bins, settle=64)
+    sweep = histogram_from_sweep(rtl["histogram_data"][n:], C, bins, settle=SWEEP_SETTLE)
     assert np.array_equal(sweep, model.histogram)
     assert model.histogram.sum() > 100
     # Everything the run exercises did happen.

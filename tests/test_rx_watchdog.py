@@ -1,12 +1,9 @@
 """Tests of the blinding watchdog: gateware against its model, and directed cases."""
 
-import gc
-import warnings
 
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import UnusedElaboratable
 from timebin.gateware.rx.watchdog import FILL_SCALE, MAX_WINDOW, Watchdog
 from timebin.sim.amaranth_helpers import simulate
 from timebin.sim.rx.watchdog import WatchdogModel
@@ -280,15 +277,6 @@ def test_model_refuses_values_that_do_not_fit_the_ports():
 
 # --- construction ---
 
-def assert_refused(error, match, make):
-    """``make()`` raises ``error``; the half-built component it leaves is not reported unused."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=match):
-            make()
-        gc.collect()
-
-
 @pytest.mark.parametrize(("kwargs", "error", "bad"), [
     ({"channels": 0}, ValueError, "0"),
     ({"channels": 17}, ValueError, "17"),
@@ -301,14 +289,14 @@ def assert_refused(error, match, make):
     ({"max_window": MAX_WINDOW + 1}, ValueError, str(MAX_WINDOW + 1)),
     ({"max_window": 1e6}, TypeError, "1000000.0"),
 ])
-def test_bad_construction(kwargs, error, bad):
+def test_bad_construction(kwargs, error, bad, assert_refused):
     args = {"channels": 4, **kwargs}
     assert_refused(error, f"not {bad}$", lambda: Watchdog(**args))
     with pytest.raises(error, match=f"not {bad}$"):
         WatchdogModel(**args)
 
 
-def test_keyword_only():
+def test_keyword_only(assert_refused):
     assert_refused(TypeError, "positional", lambda: Watchdog(4))
 
 

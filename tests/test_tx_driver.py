@@ -330,12 +330,6 @@ def test_default_tables():
 
 # --- construction ---
 
-def assert_refused(error, match, make):
-    """``make()`` raises ``error`` (and leaves no "never used" warning: refuses_quietly)."""
-    with pytest.raises(error, match=match):
-        make()
-
-
 @pytest.mark.parametrize(("kwargs", "error", "bad"), [
     ({"lanes": 0}, ValueError, "0"),
     ({"lanes": 2.0}, TypeError, "2.0"),
@@ -351,14 +345,14 @@ def assert_refused(error, match, make):
     ({"max_delay": MAX_DELAY_WORDS * 16 + 1}, ValueError, str(MAX_DELAY_WORDS * 16 + 1)),
     ({"max_delay": 4.0}, TypeError, "4.0"),
 ])
-def test_bad_construction(kwargs, error, bad):
+def test_bad_construction(kwargs, error, bad, assert_refused):
     args = {"lanes": 4, "uis_per_symbol": 4, **kwargs}
     assert_refused(error, f"not {bad}$", lambda: TimeBinDriver(**args))
     with pytest.raises(error, match=f"not {bad}$"):
         TimeBinDriverModel(**args)
 
 
-def test_keyword_only():
+def test_keyword_only(assert_refused):
     assert_refused(TypeError, "positional", lambda: TimeBinDriver(4, 4))
 
 
@@ -366,7 +360,7 @@ def test_keyword_only():
     ((0, 4, 0), ValueError), ((1, 0, 0), ValueError), ((1, 4, 65), ValueError),
     ((1, 4, -1), ValueError), ((1, 4.0, 2), TypeError),
 ])
-def test_ui_delay_bad_construction(args, error):
+def test_ui_delay_bad_construction(args, error, assert_refused):
     assert_refused(error, "not ", lambda: UIDelay(*args))
 
 

@@ -333,12 +333,6 @@ def test_refused_settings_keep_last_accepted():
 
 # --- construction ---
 
-def assert_refused(error, match, make):
-    """``make()`` raises ``error`` (and leaves no "never used" warning: refuses_quietly)."""
-    with pytest.raises(error, match=match):
-        make()
-
-
 @pytest.mark.parametrize(("kwargs", "error", "bad"), [
     ({"channels": 0}, ValueError, "0"),
     ({"channels": 65}, ValueError, "65"),
@@ -357,7 +351,7 @@ def assert_refused(error, match, make):
     ({"alpha": 1}, ValueError, "1"),
     ({"alpha": None}, TypeError, "None"),
 ])
-def test_bad_construction(kwargs, error, bad):
+def test_bad_construction(kwargs, error, bad, assert_refused):
     args = {"channels": 8, **kwargs}
     assert_refused(error, f"not {bad}$", lambda: HealthTests(**args))
     with pytest.raises(error, match=f"not {bad}$"):

@@ -5,11 +5,9 @@ Run through :func:`timebin.sim.cocotb.runner.run_cocotb`; parameters (``tb_param
 
 ``top``   keyword arguments the ``Receiver`` was built with
 ``n``     cycles of link traffic (after reset); a histogram read sweep follows them
-``seed``  seed of the ``numpy.random.default_rng`` the stimulus is drawn from, as in
-          ``tests/test_rx_top.py``: :func:`~timebin.sim.rx.stimulus.link_samples` (jitter,
-          dark counts, an X detector on the last channel),
-          :func:`~timebin.sim.rx.stimulus.varied_settings`, random ``records.ready`` with a
-          400-cycle stall, then :func:`~timebin.sim.rx.stimulus.with_histogram_sweep`
+``seed``  seed of :func:`~timebin.sim.rx.stimulus.receiver_stimulus` (link traffic, every
+          setting moving, back-pressure, a histogram read sweep), as in
+          ``tests/test_rx_top.py``
 
 Every per-cycle input (:func:`~timebin.sim.rx.rtl.receiver_inputs`) is driven at the falling
 edge and the outputs are sampled once they have settled (``ReadOnly``), as
@@ -30,33 +28,11 @@ from timebin.sim.cocotb.ports import reset, run_cycles, setting_ports
 from timebin.sim.cocotb.runner import tb_params
 from timebin.sim.rx.histogram import histogram_from_sweep
 from timebin.sim.rx.rtl import OUTPUT_PORTS, compare_receiver, decode_outputs, receiver_inputs
-from timebin.sim.rx.stimulus import link_samples, varied_settings, with_histogram_sweep
+from timebin.sim.rx.stimulus import SWEEP_SETTLE, receiver_stimulus
 from timebin.sim.rx.top import ReceiverModel
 
 CLK_PERIOD_NS = 10
 RESET_CYCLES = 4
-
-#: Cycles the histogram read sweep waits before its first read (clicks still in flight).
-SWEEP_SETTLE = 64
-
-#: The host stops taking records for this many cycles from a third of the run.
-STALL_CYCLES = 400
-
-
-def receiver_stimulus(params, n, seed):
-    """``(samples, ready, settings)`` of a run: ``n`` cycles of link traffic with every
-    setting moving and the stream back-pressured, then a histogram read sweep."""
-    rng = np.random.default_rng(seed)
-    C, L, S = params["channels"], params["lanes"], params["uis_per_symbol"]
-    samples, _ = link_samples(rng, n, L, S, C, click_probability=0.03, x_channels=(C - 1,),
-                              jitter_uis=0.4, dark_per_ui=1e-3,
-                              oversampling=params.get("oversampling", 1))
-    settings = varied_settings(rng, params, n)
-    padded, settings = with_histogram_sweep(params, samples, settle=SWEEP_SETTLE, **settings)
-    ready = rng.random(len(padded)) < 0.7
-    ready[n // 3:n // 3 + STALL_CYCLES] = False
-    return padded, ready, settings
-
 
 @cocotb.test()
 async def receiver_matches_model(dut):

@@ -8,11 +8,11 @@ becomes one int per cycle, and back, by :func:`port_ints` and :func:`port_arrays
 """
 
 import numpy as np
-from amaranth.hdl import ClockDomain, Module, Shape, Value
+from amaranth.hdl import Shape, Value
 from amaranth.lib import data
 
 from ...gateware.rx.top import FORWARDED, SETTINGS
-from ..amaranth_helpers import simulate
+from ..amaranth_helpers import run_per_cycle
 from ..words import bits_to_ints, ints_to_bits, pack_field, unpack_field
 from .merge import unpack_detections
 from .top import RECORD_FIELDS
@@ -123,32 +123,10 @@ def run_receiver(dut, samples, ready=True, *, reset_at=None, **settings):
     :meth:`ReceiverModel.run`'s arguments; ``reset_at``: cycles with the domain's reset high.
     Returns :func:`decode_outputs` of what it showed in each cycle before its edge."""
     inputs = receiver_inputs(dut, samples, ready, **settings)
-    n = len(samples)
     ports = [(_port(dut, name), values) for name, values in inputs.items()]
-    watched = {"records__valid": dut.records.valid,
-               "records__payload": Value.cast(dut.records.payload),
-               **{name: Value.cast(getattr(dut, name)) for name in OUTPUT_PORTS}}
-    resets = set(np.atleast_1d(reset_at).tolist()) if reset_at is not None else set()
-    got = {name: [] for name in watched}
-
-    async def testbench(ctx):
-        held = [None] * len(ports)
-        for cycle in range(n):
-            for i, (port, values) in enumerate(ports):
-                if values[cycle] != held[i]:
-                    ctx.set(port, values[cycle])
-                    held[i] = values[cycle]
-            if resets:
-                ctx.set(ctx_reset, cycle in resets)
-            for name, port in watched.items():
-                got[name].append(ctx.get(port))
-            await ctx.tick()
-
-    top = Module()
-    top.submodules.dut = dut
-    top.domains.sync = domain = ClockDomain("sync")
-    ctx_reset = domain.rst
-    simulate(top, testbench)
+    watched = {"records__valid": dut.records.valid, "records__payload": dut.records.payload,
+               **{name: getattr(dut, name) for name in OUTPUT_PORTS}}
+    got = run_per_cycle(dut, ports, watched, len(samples), reset_at=reset_at)
     return decode_outputs(dut, got)
 
 

@@ -16,7 +16,13 @@ from ...gateware.rx.frontend import DeadTimeMode
 from .detector import click_words
 from .histogram import read_sweep_schedule
 
-__all__ = ["link_click_times", "link_samples", "varied_settings", "with_histogram_sweep"]
+__all__ = ["SWEEP_SETTLE", "STALL_CYCLES", "link_click_times", "link_samples", "varied_settings",
+           "with_histogram_sweep", "receiver_stimulus"]
+
+#: Cycles a test's histogram read sweep waits before its first read (clicks still in flight).
+SWEEP_SETTLE = 64
+#: In a test run the host stops taking records for this many cycles from a third of the run.
+STALL_CYCLES = 400
 
 
 def link_click_times(rng, n_cycles, lanes, uis_per_symbol, channels, *, click_probability=0.05,
@@ -125,3 +131,20 @@ def with_histogram_sweep(params, samples, settle, **settings):
 #: than these has one row per cycle.
 _ELEMENT_DIMS = {"gate_enable": 1, "gate_period": 1, "gate_offset": 1, "gate_width": 1,
                  "delay": 1, "windows": 2}
+
+
+def receiver_stimulus(params, n, seed):
+    """``(samples, ready, settings)`` of a test run of the receiver of ``params``: ``n``
+    cycles of link traffic (jitter, dark counts, an X detector on the last channel) with every
+    setting moving (:func:`varied_settings`) and the stream back-pressured (a stall of
+    :data:`STALL_CYCLES`), then a histogram read sweep settling :data:`SWEEP_SETTLE` cycles."""
+    rng = np.random.default_rng(seed)
+    C, L, S = params["channels"], params["lanes"], params["uis_per_symbol"]
+    samples, _ = link_samples(rng, n, L, S, C, click_probability=0.03, x_channels=(C - 1,),
+                              jitter_uis=0.4, dark_per_ui=1e-3,
+                              oversampling=params.get("oversampling", 1))
+    settings = varied_settings(rng, params, n)
+    padded, settings = with_histogram_sweep(params, samples, settle=SWEEP_SETTLE, **settings)
+    ready = rng.random(len(padded)) < 0.7
+    ready[n // 3:n // 3 + STALL_CYCLES] = False
+    return padded, ready, settings
