@@ -22,7 +22,7 @@ from ...gateware.rx.binning import (
 from ...gateware.rx.layouts import Binned, Hit
 from ..words import bits_to_ints, ints_to_bits, pack_field, unpack_field
 
-__all__ = ["pack_slots", "unpack_slots", "pack_hits", "unpack_binned", "BinnerOutput",
+__all__ = ["pack_slots", "check_slots", "unpack_slots", "pack_hits", "unpack_binned", "BinnerOutput",
            "BinnerModel"]
 
 _DISCARDS_TOP = (1 << DISCARD_COUNTER_BITS) - 1
@@ -42,6 +42,21 @@ def pack_slots(layout, fields, shape):
         for k in range(channels):
             pack_field(bits, k * layout.size + field.offset, values[:, k:k + 1], width)
     return bits_to_ints(bits)
+
+
+def check_slots(shape, fields):
+    """``{name: array}`` of per-slot model inputs given as ``(name, values, bits)``: each must
+    have ``shape`` and hold integers that fit ``bits``; raises ``ValueError`` naming it."""
+    out = {}
+    for name, array, bits in fields:
+        array = np.asarray(array)
+        if array.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, not {array.shape}")
+        if array.size and (array.min() < 0 or (bits < 64 and array.max() >= 1 << bits)):
+            raise ValueError(f"{name} must hold integers in 0..{(1 << bits) - 1}, "
+                             f"not {array.min()}..{array.max()}")
+        out[name] = array
+    return out
 
 
 def unpack_slots(layout, channels, ints):
@@ -181,16 +196,8 @@ class BinnerModel:
         if valid.ndim != 2 or valid.shape[1] != C:
             raise ValueError(f"valid must have shape (N, {C}), not {valid.shape}")
         n = len(valid)
-        fields = {}
-        for name, array, bits in (("valid", valid, 1), ("symbol", symbol, 64),
-                                  ("ui", ui, self.ui_bits)):
-            array = np.asarray(array)
-            if array.shape != valid.shape:
-                raise ValueError(f"{name} must have shape {valid.shape}, not {array.shape}")
-            if array.size and (array.min() < 0 or (bits < 64 and array.max() >= 1 << bits)):
-                raise ValueError(f"{name} must hold integers in 0..{(1 << bits) - 1}, "
-                                 f"not {array.min()}..{array.max()}")
-            fields[name] = array
+        fields = check_slots(valid.shape, (("valid", valid, 1), ("symbol", symbol, 64),
+                                           ("ui", ui, self.ui_bits)))
         hit_valid = fields["valid"].astype(np.bool_)
         symbol = fields["symbol"].astype(np.uint64)
         ui = fields["ui"].astype(np.int64)

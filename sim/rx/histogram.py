@@ -18,6 +18,7 @@ from ...gateware.rx.histogram import (
     PhaseHistogram,
     check_histogram_parameters,
 )
+from .binning import check_slots
 
 __all__ = ["PhaseHistogramOutput", "PhaseHistogramModel", "read_sweep_schedule",
            "histogram_from_sweep"]
@@ -187,16 +188,8 @@ class PhaseHistogramModel:
         if valid.ndim != 2 or valid.shape[1] != C:
             raise ValueError(f"valid must have shape (N, {C}), not {valid.shape}")
         n = len(valid)
-        fields = {}
-        for name, array, bits in (("valid", valid, 1), ("index", index, INDEX_BITS),
-                                  ("phase", phase, self.phase_bits)):
-            array = np.asarray(array)
-            if array.shape != valid.shape:
-                raise ValueError(f"{name} must have shape {valid.shape}, not {array.shape}")
-            if array.size and (array.min() < 0 or (bits < 64 and array.max() >= 1 << bits)):
-                raise ValueError(f"{name} must hold integers in 0..{(1 << bits) - 1}, "
-                                 f"not {array.min()}..{array.max()}")
-            fields[name] = array
+        fields = check_slots(valid.shape, (("valid", valid, 1), ("index", index, INDEX_BITS),
+                                           ("phase", phase, self.phase_bits)))
         slot_valid = fields["valid"].astype(np.bool_)
         phase = fields["phase"].astype(np.int64)
         bad = phase >= self.uis_per_symbol

@@ -21,7 +21,8 @@ from ...gateware.rx.merge import (
     RecordMerge,
     check_merge_parameters,
 )
-from ..words import bits_to_ints, ints_to_bits, pack_field, unpack_field
+from ..words import ints_to_bits, unpack_field
+from .binning import pack_slots
 
 __all__ = ["RecordMergeOutput", "RecordMergeModel", "pack_binned", "unpack_detections"]
 
@@ -31,19 +32,8 @@ _OVERFLOW_TOP = (1 << OVERFLOW_COUNTER_BITS) - 1
 def pack_binned(uis_per_symbol, valid, index, phase, cls):
     """Values of a ``ArrayLayout(Binned(uis_per_symbol), C)`` port, one int per cycle, from
     (N, C) arrays of the slot fields (channel ``k`` in column ``k``)."""
-    layout = Binned(uis_per_symbol)
     fields = {"valid": valid, "index": index, "phase": phase, "cls": cls}
-    shape = np.shape(valid)
-    bits = np.zeros((shape[0], shape[1] * layout.size), np.uint8)
-    for name, values in fields.items():
-        values = np.asarray(values, np.uint64)
-        if values.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}, not {values.shape}")
-        field = layout[name]
-        width = Shape.cast(field.shape).width
-        for k in range(shape[1]):
-            pack_field(bits, k * layout.size + field.offset, values[:, k:k + 1], width)
-    return bits_to_ints(bits)
+    return pack_slots(Binned(uis_per_symbol), fields, np.shape(valid))
 
 
 def unpack_detections(ints):
