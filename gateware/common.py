@@ -4,6 +4,8 @@ import functools
 
 from amaranth.hdl import Mux, Signal
 
+from .checks import check_int
+
 __all__ = ["check_int", "count_saturating", "refuses_quietly", "accepted_setting"]
 
 
@@ -19,17 +21,6 @@ def refuses_quietly(init):
             self._MustUse__silence = True       # amaranth's UnusedElaboratable switch
             raise
     return wrapper
-
-
-def check_int(what, value, *, minimum=None, maximum=None):
-    """Return ``value`` if it is an int within bounds, else raise naming ``what`` and ``value``."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{what} must be an integer, not {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{what} must be at least {minimum}, not {value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{what} must be at most {maximum}, not {value!r}")
-    return value
 
 
 def count_saturating(m, counter, condition):

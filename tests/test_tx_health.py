@@ -4,12 +4,8 @@
 import numpy as np
 import pytest
 from scipy.stats import binom
-from timebin.gateware.tx.health import (
-    HealthTests,
-    _critbinom_exact,
-    _critbinom_log,
-    sp800_90b_cutoffs,
-)
+from timebin.gateware.formulas import _critbinom_exact, _critbinom_log
+from timebin.gateware.tx.health import HealthTests, sp800_90b_cutoffs
 from timebin.sim.amaranth_helpers import simulate
 from timebin.sim.tx.health import HealthTestsModel, pack_samples, unpack_samples
 from timebin.sim.tx.trivium import trivium_words

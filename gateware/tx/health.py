@@ -9,17 +9,13 @@ tests. :class:`HealthTests` watches the raw binary samples of an external QRNG a
 latched ``alarm`` that the entropy consumer must honour.
 """
 
-import math
-from fractions import Fraction
-from functools import lru_cache
-from numbers import Real
-
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..common import accepted_setting, check_int, count_saturating, refuses_quietly
+from ..formulas import _check_real, sp800_90b_cutoffs
 
 __all__ = ["MAX_CHANNELS", "MAX_WINDOW", "FAILURE_COUNTER_BITS", "sp800_90b_cutoffs",
            "check_health_parameters", "HealthTests"]
@@ -33,90 +29,6 @@ FAILURE_COUNTER_BITS = 32
 #: Smallest width of the RCT counter and ``rct_cutoff`` port: room to raise the cutoff at run
 #: time (a lower ``alpha``) well beyond the default.
 MIN_RCT_BITS = 8
-
-# Above this many bits per exact binomial term, the APT cutoff is found in log space instead.
-_EXACT_TERM_BITS = 1 << 17
-
-
-def _check_real(what, value, low, high, *, high_open):
-    """``value`` as a float in ``(low, high]`` (``(low, high)`` if ``high_open``)."""
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f"{what} must be a real number, not {value!r}")
-    bound = f"({low}, {high})" if high_open else f"({low}, {high}]"
-    if not (low < value < high or (not high_open and value == high)):
-        raise ValueError(f"{what} must be in {bound}, not {value!r}")
-    return float(value)
-
-
-def _critbinom_exact(n, p, alpha):
-    """Smallest ``k`` with BinomCDF(k; n, p) >= 1 - alpha, in exact integer arithmetic.
-
-    A float is a dyadic rational, ``p = a / 2**e``; term ``k`` of the binomial distribution
-    scaled by ``2**(e*n)`` is the integer ``C(n, k) a**k b**(n-k)`` with ``b = 2**e - a``.
-    The upper tail ``P(X >= k)`` is summed from ``k = n`` down until it exceeds ``alpha``.
-    """
-    p, alpha = Fraction(p), Fraction(alpha)
-    a, scale = p.numerator, p.denominator
-    b = scale - a
-    limit = alpha * scale ** n          # alpha, scaled as the terms are
-    term, tail = a ** n, 0              # term k = n: p**n
-    for k in range(n, 0, -1):
-        tail += term
-        if tail > limit:                # P(X >= k) > alpha, P(X >= k + 1) <= alpha
-            return k
-        # term(k - 1) * (n - k + 1) * a == term(k) * k * b exactly, so the division is exact.
-        term = term * k * b // ((n - k + 1) * a)
-    return 0
-
-
-def _critbinom_log(n, p, alpha):
-    """:func:`_critbinom_exact` in log space (relative accuracy about 1e-10), for large terms."""
-    log_p, log_q, log_alpha = math.log(p), math.log1p(-p), math.log(alpha)
-    log_n = math.lgamma(n + 1)
-    log_tail = -math.inf
-    for k in range(n, 0, -1):
-        log_term = log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p \
-            + (n - k) * log_q
-        high, low = max(log_tail, log_term), min(log_tail, log_term)
-        log_tail = high + math.log1p(math.exp(low - high))
-        if log_tail > log_alpha:
-            return k
-    return 0
-
-
-@lru_cache(maxsize=256)
-def _cutoffs(h_min, alpha, window):
-    # 4.4.1: C = 1 + ceil(-log2(alpha) / H). The quotient is taken exactly on the float values
-    # given, so that e.g. alpha = 2**-20, H = 1 gives 21 and not 22 by a rounding error.
-    rct = 1 + math.ceil(Fraction(-math.log2(alpha)) / Fraction(h_min))
-    # 4.4.2: C = 1 + CRITBINOM(W, 2**-H, 1 - alpha); CRITBINOM(n, p, q) is the smallest k with
-    # BinomCDF(k; n, p) >= q (the Excel function the section names).
-    p = 2.0 ** -h_min
-    if window * (Fraction(p).denominator.bit_length() - 1) <= _EXACT_TERM_BITS:
-        crit = _critbinom_exact(window, p, alpha)
-    else:
-        crit = _critbinom_log(window, p, alpha)
-    return rct, 1 + crit
-
-
-def sp800_90b_cutoffs(h_min=1.0, alpha=2**-20, window=1024):
-    """Cutoffs ``(rct_cutoff, apt_cutoff)`` of the SP 800-90B health tests.
-
-    ``h_min`` is the assessed min-entropy per sample in bits (H), ``alpha`` the false-positive
-    probability per test (SP 800-90B recommends 2**-20 to 2**-40), ``window`` the APT window
-    (W: 1024 for binary sources, 512 otherwise). The RCT cutoff follows section 4.4.1,
-    ``C = 1 + ceil(-log2(alpha) / H)``; the APT cutoff section 4.4.2,
-    ``C = 1 + CRITBINOM(W, 2**-H, 1 - alpha)``, computed exactly (or, for windows whose terms
-    would exceed 2**17 bits, in log space). H = 1, alpha = 2**-20, W = 1024 gives (21, 589).
-
-    An APT cutoff of ``window + 1`` means the window is too short for ``alpha``: no window can
-    fail the test.
-    """
-    h_min = _check_real("Min-entropy per sample", h_min, 0, math.inf, high_open=True)
-    alpha = _check_real("False-positive probability alpha", alpha, 0, 1, high_open=True)
-    check_int("APT window", window, minimum=1)
-    return _cutoffs(h_min, alpha, window)
-
 
 def check_health_parameters(channels, window, h_min, alpha):
     """Check the construction parameters of :class:`HealthTests` (and of its model).

@@ -11,6 +11,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common import check_int, count_saturating, refuses_quietly
+from ..formulas import probability_settings
 from ..records import MAX_INTENSITY_CLASSES, PRBS_POLYNOMIALS, entropy_bits_per_lane
 from .layouts import Basis, EntropyWord, SymbolWord
 
@@ -33,34 +34,6 @@ class TrainingMode(enum.Enum, shape=3):
     ALTERNATING = 3
     PRBS7 = 4
     PRBS31 = 5
-
-
-def probability_settings(prob_bits, p_z, intensity_probs):
-    """Turn probabilities into the integer settings of :class:`SymbolSource`.
-
-    Returns ``(p_z_code, thresholds)``: P(Z) = ``p_z_code / 2**prob_bits``; intensity class
-    ``k`` is drawn when ``thresholds[k-1] <= r < thresholds[k]`` for a uniform ``r`` of
-    ``prob_bits`` bits (three cumulative thresholds, missing classes padded with
-    ``2**prob_bits``). Rounding is to the nearest code; the cumulative sum is rounded, so the
-    realised probabilities add to exactly one.
-    """
-    check_int("Probability precision", prob_bits, minimum=1, maximum=24)
-    one = 1 << prob_bits
-    if not 0.0 <= p_z <= 1.0:
-        raise ValueError(f"P(Z) must be within [0, 1], not {p_z!r}")
-    probs = list(intensity_probs)
-    if not 1 <= len(probs) <= MAX_INTENSITY_CLASSES:
-        raise ValueError(f"Intensity classes must number 1 to {MAX_INTENSITY_CLASSES}, "
-                         f"not {len(probs)} ({probs!r})")
-    if any(not 0.0 <= q <= 1.0 for q in probs) or abs(sum(probs) - 1.0) > 1e-9:
-        raise ValueError(f"Intensity probabilities must be within [0, 1] and sum to 1, "
-                         f"not {probs!r}")
-    cumulative, total = [], 0.0
-    for q in probs[:-1]:
-        total += q
-        cumulative.append(round(total * one))
-    cumulative += [one] * (MAX_INTENSITY_CLASSES - 1 - len(cumulative))
-    return round(p_z * one), cumulative
 
 
 class SymbolSource(wiring.Component):
