@@ -1,0 +1,197 @@
+"""The register bank: the gateware end of a :class:`~timebin.gateware.regmap.RegisterMap`,
+between the host link's register bus and the settings and status ports of a top.
+
+Ref: DESIGN.md sections 5 and 7 (the map is defined once in plain Python; refused writes are
+counted, never clamped); the bus rules and access kinds are those of
+:mod:`timebin.gateware.regmap`.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .common import refuses_quietly
+from .regmap import WORD_BITS, RegisterMap
+
+__all__ = ["RegisterBusSignature", "RegisterBank"]
+
+#: The bank's own counter, the only ``rc`` register.
+_BANK_COUNTER = "write_errors"
+
+
+def RegisterBusSignature(address_bits):
+    """The register bus as the host link (the initiator) sees it: word ``addr``, ``wdata``,
+    ``we``, ``re`` out; ``rdata``, ``rvalid`` in. See :class:`RegisterBank` for the protocol."""
+    return wiring.Signature({
+        "addr": Out(address_bits),
+        "wdata": Out(WORD_BITS),
+        "we": Out(1),
+        "re": Out(1),
+        "rdata": In(WORD_BITS),
+        "rvalid": In(1),
+    })
+
+
+class RegisterBank(wiring.Component):
+    """The registers of ``register_map``, on a simple 32-bit bus, as ports named after the
+    top's ports.
+
+    **Bus protocol** (``bus``, one transfer a cycle, no wait states):
+
+    * *Write*: ``we`` high in cycle ``c`` with ``addr`` (a word address) and ``wdata``. The
+      register holds the new value from cycle ``c + 1`` on, and so does its port; a strobe's
+      port is high in cycle ``c + 1`` only. A refused write (value beyond the width or the
+      register's range, a read-only register, an unmapped address) changes nothing and adds
+      one to ``write_errors`` (saturating). The lo word of a two-word register is only staged;
+      the hi word's write checks and commits both halves.
+    * *Read*: ``re`` high in cycle ``c`` with ``addr``: ``rdata`` holds the word in cycle
+      ``c + 1``, with ``rvalid`` high (one cycle of latency). The value is the register's in
+      cycle ``c``: for a status port, the port sampled in cycle ``c``; a write in the same
+      cycle is not seen yet. A lo-word read latches the hi word, which a read of the hi address
+      returns. An unmapped address reads 0. Reading ``write_errors`` clears it.
+    * ``we`` and ``re`` may be high together (to different or the same address).
+
+    Ports other than ``bus`` are named after the top's ports in the map: a writable (``rw``,
+    ``strobe``) port is an ``Out`` of the port's flat width, reset to the port's init
+    (:meth:`RegisterMap.port_reset`); a status port is an ``In``. Element ``k`` of an array
+    port is at bits ``k * element_width`` up, as in the top's ``ArrayLayout``. :meth:`connect`
+    wires them to a top by name.
+
+    Parameters
+    ----------
+    register_map : RegisterMap
+        The map, e.g. ``bob_registers(**receiver.params)``. Its port-less registers are
+        ``ro`` constants and the ``rc`` ``write_errors`` counter.
+
+    Members
+    -------
+    bus : In(RegisterBusSignature(register_map.address_bits))
+    <port> : Out(width) or In(width)
+        One per port of the map.
+    """
+
+    @refuses_quietly
+    def __init__(self, register_map):
+        if not isinstance(register_map, RegisterMap):
+            raise TypeError(f"Register map must be a RegisterMap, not {register_map!r}")
+        for reg in register_map:
+            if reg.port is None and reg.access not in ("ro", "rc"):
+                raise ValueError(f"Register {reg.name} has no port: it must be ro or rc, "
+                                 f"not {reg.access}")
+            if reg.access == "rc" and (reg.port is not None or reg.name != _BANK_COUNTER):
+                raise ValueError(f"Register {reg.name}: the only rc register is the bank's "
+                                 f"{_BANK_COUNTER}")
+        if _BANK_COUNTER not in register_map:
+            raise ValueError(f"Register map must have the bank's {_BANK_COUNTER} register")
+        self.register_map = register_map
+        members = {"bus": In(RegisterBusSignature(register_map.address_bits))}
+        for port, regs in register_map.ports().items():
+            if port in members:
+                raise ValueError(f"Port name {port!r} is taken by the register bus")
+            width = register_map.port_width(port)
+            if regs[0].writable:
+                members[port] = Out(width, init=register_map.port_reset(port))
+            else:
+                members[port] = In(width)
+        super().__init__(members)
+
+    def connect(self, m, top):
+        """Add to ``m`` the wires between this bank's ports and ``top``'s ports of the same
+        names: writable registers drive the top's inputs, status ports drive the bank's.
+
+        Raises ``ValueError`` naming the port if ``top`` lacks one, or its direction, width
+        or init differs from the map's (a map built from other parameters than the top)."""
+        rmap = self.register_map
+        for port, regs in rmap.ports().items():
+            members = top.signature.members
+            member = members[port] if port in members else None
+            if member is None or member.is_signature:
+                raise ValueError(f"{type(top).__name__} has no plain port {port!r} of the "
+                                 f"{rmap.device} map")
+            outer, inner = Value.cast(getattr(top, port)), getattr(self, port)
+            writable = regs[0].writable
+            if writable != (member.flow == In):
+                kind = "writable" if writable else "read-only"
+                raise ValueError(f"Port {port} is {member.flow.name} on {type(top).__name__} "
+                                 f"but {kind} in the {rmap.device} map")
+            if len(outer) != len(inner):
+                raise ValueError(f"Port {port} is {len(outer)} bits on {type(top).__name__} "
+                                 f"but {len(inner)} in the {rmap.device} map")
+            if writable and outer.init != rmap.port_reset(port):
+                raise ValueError(f"Port {port} has init {outer.init:#x} on "
+                                 f"{type(top).__name__} but reset "
+                                 f"{rmap.port_reset(port):#x} in the {rmap.device} map")
+            m.d.comb += outer.eq(inner) if writable else inner.eq(outer)
+
+    def elaborate(self, platform):
+        m = Module()
+        rmap, bus = self.register_map, self.bus
+        stage = Signal(WORD_BITS)       # lo word of a two-word write, until its hi word
+        latch = Signal(WORD_BITS)       # hi word of the two-word register whose lo was read
+        errors = Signal(WORD_BITS)      # write_errors
+        refused = Signal()              # this cycle's write is refused
+
+        def bits(reg):
+            if reg.port is None:
+                return errors if reg.access == "rc" else Const(reg.reset, reg.width)
+            start = rmap.bit_offset(reg)
+            return getattr(self, reg.port)[start:start + reg.width]
+
+        def write(reg, value):
+            if not reg.writable:
+                m.d.comb += refused.eq(1)
+                return
+            ok = Const(1, 1)
+            if len(value) > reg.width:
+                ok &= value[reg.width:] == 0
+            if reg.minimum > 0:
+                ok &= value >= reg.minimum
+            if reg.maximum < reg.limit:
+                ok &= value <= reg.maximum
+            with m.If(ok):
+                m.d.sync += bits(reg).eq(value[:reg.width])
+            with m.Else():
+                m.d.comb += refused.eq(1)
+
+        for reg in rmap:
+            if reg.access == "strobe":
+                m.d.sync += bits(reg).eq(0)     # high only in the cycle after a write of 1
+
+        with m.If(bus.we):
+            with m.Switch(bus.addr):
+                for reg in rmap:
+                    if reg.words == 2:
+                        with m.Case(reg.address):
+                            if reg.writable:
+                                m.d.sync += stage.eq(bus.wdata)
+                            else:
+                                m.d.comb += refused.eq(1)
+                        with m.Case(reg.address + 1):
+                            write(reg, Cat(stage, bus.wdata))
+                    else:
+                        with m.Case(reg.address):
+                            write(reg, bus.wdata)
+                with m.Default():
+                    m.d.comb += refused.eq(1)
+
+        m.d.sync += bus.rvalid.eq(bus.re)
+        with m.If(bus.re):
+            with m.Switch(bus.addr):
+                for reg in rmap:
+                    value = Const(0, 1) if reg.access == "strobe" else bits(reg)
+                    with m.Case(reg.address):
+                        m.d.sync += bus.rdata.eq(value[:WORD_BITS])
+                        if reg.words == 2:
+                            m.d.sync += latch.eq(value[WORD_BITS:])
+                    if reg.words == 2:
+                        with m.Case(reg.address + 1):
+                            m.d.sync += bus.rdata.eq(latch)
+                with m.Default():
+                    m.d.sync += bus.rdata.eq(0)
+
+        read_clear = bus.re & (bus.addr == rmap[_BANK_COUNTER].address)
+        with m.If(read_clear):
+            m.d.sync += errors.eq(refused)
+        with m.Elif(refused & (errors != (1 << WORD_BITS) - 1)):
+            m.d.sync += errors.eq(errors + 1)
+        return m
