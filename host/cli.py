@@ -7,6 +7,7 @@ when they run; the host library itself never imports Amaranth (DESIGN.md section
     timebin sim rx [--in words.npz] --out records.npz [--rtl] [--json]
     timebin bench tx --json
     timebin bench rx --json
+    timebin regmap --role alice|bob [--json]
 """
 
 import argparse
@@ -169,6 +170,23 @@ def _sim_rx(args):
     return summary
 
 
+def _regmap(args):
+    """The register map of a role as Markdown (or JSON), from the same parameters as the
+    gateware builds it with."""
+    from ..gateware.regmap import alice_registers, bob_registers
+
+    if args.role == "alice":
+        regs = alice_registers(lanes=args.lanes, uis_per_symbol=args.uis_per_symbol)
+    else:
+        regs = bob_registers(channels=args.channels, lanes=args.lanes,
+                             uis_per_symbol=args.uis_per_symbol)
+    if not args.json:
+        return regs.markdown()
+    return json.dumps([{"name": r.name, "addresses": list(r.addresses), "width": r.width,
+                        "access": r.access, "reset": r.reset, "minimum": r.minimum,
+                        "maximum": r.maximum, "doc": r.doc} for r in regs], indent=2)
+
+
 def _print(summary, as_json):
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -226,6 +244,13 @@ def build_parser():
     rx.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_rx_options(rx)
 
+    regmap = sub.add_parser("regmap", help="the register map of Alice or Bob (Markdown)")
+    regmap.add_argument("--role", choices=("alice", "bob"), required=True)
+    regmap.add_argument("--channels", type=_positive_int, default=4)
+    regmap.add_argument("--lanes", type=_positive_int, default=16)
+    regmap.add_argument("--uis-per-symbol", type=_positive_int, default=2)
+    regmap.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+
     bench = sub.add_parser("bench", help="measure speed; prints JSON")
     bench_sub = bench.add_subparsers(dest="target", required=True)
     btx = bench_sub.add_parser("tx", help="transmitter: model, Amaranth sim, Verilator")
@@ -250,6 +275,8 @@ def main(argv=None):
             _print(_demo(args), args.json)
         elif args.command == "sim" and args.target == "tx":
             _print(_sim_tx(args), args.json)
+        elif args.command == "regmap":
+            print(_regmap(args), end="" if not args.json else "\n")
         elif args.command == "sim" and args.target == "rx":
             _print(_sim_rx(args), args.json)
         elif args.command == "bench" and args.target == "rx":

@@ -122,3 +122,16 @@ def test_host_does_not_import_amaranth():
             "assert not [m for m in sys.modules if m.startswith('amaranth')], 'amaranth'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert "timebin.host.transport" in modules
+
+
+def test_regmap_markdown_and_json(capsys):
+    assert main(["regmap", "--role", "bob", "--channels", "2"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Register map of bob") and "| `dead_time` |" in text
+    assert "| `clicks.1` |" in text and "| `clicks.2` |" not in text
+    assert main(["regmap", "--role", "alice", "--json"]) == 0
+    regs = json.loads(capsys.readouterr().out)
+    names = {reg["name"] for reg in regs}
+    assert {"id", "write_errors", "p_z", "alarm_clear"} <= names
+    addresses = [a for reg in regs for a in reg["addresses"]]
+    assert len(addresses) == len(set(addresses))
