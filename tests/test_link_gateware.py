@@ -1,0 +1,514 @@
+"""Tests of the link gateware: the UART pair, the framer against the reference encoder, the
+deframer on faulty byte streams, and the whole link in a loop."""
+
+import random
+
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import wiring
+from timebin.gateware.frames import (
+    HEADER_BYTES,
+    MAX_PAYLOAD,
+    OVERHEAD_BYTES,
+    SYNC,
+    FrameType,
+    encode_frame,
+    header_check,
+)
+from timebin.gateware.link.framer import HEADER_QUEUE_DEPTH, Deframer, Framer
+from timebin.gateware.link.uart import MAX_DIVISOR, UARTRx, UARTTx
+from timebin.host.frames import FrameDecoder
+from timebin.sim.amaranth_helpers import simulate, stream_get, stream_put
+
+
+# --- testbench pieces ---
+
+def run(dut, *testbenches, cycles=100_000):
+    """:func:`simulate`, failing after ``cycles`` cycles instead of waiting for ever."""
+    async def deadline(ctx):
+        for _ in range(cycles):
+            await ctx.tick()
+        raise AssertionError(f"not done after {cycles} cycles")
+    simulate(dut, *testbenches, processes=[deadline])
+
+
+async def put_all(ctx, port, payloads, rng, gap_rate):
+    """Offer ``payloads`` on ``port`` in order, with idle cycles (probability ``gap_rate``
+    before each)."""
+    for payload in payloads:
+        while rng.random() < gap_rate:
+            await ctx.tick()
+        await stream_put(ctx, port, payload)
+
+
+def taker(port, rng, ready_rate, quiet=None):
+    """A consumer of ``port`` with random ``ready``, which checks that a payload offered and
+    not taken stays (and that ``quiet`` is low meanwhile). ``await take(ctx)`` returns the
+    next payload."""
+    held = None
+
+    async def take(ctx):
+        nonlocal held
+        while True:
+            ready = rng.random() < ready_rate
+            ctx.set(port.ready, ready)
+            valid, payload = ctx.get(port.valid), ctx.get(port.payload)
+            assert quiet is None or not ctx.get(quiet)
+            if held is not None:
+                assert valid and payload == held, "a payload offered changed before taken"
+            await ctx.tick()
+            if valid and ready:
+                held = None
+                ctx.set(port.ready, 0)
+                return payload
+            held = payload if valid else None
+    return take
+
+
+def frame_source(dut, frames, rng, gap_rate):
+    """Testbenches giving ``frames`` (``(type, payload)``) to a :class:`Framer`."""
+    async def starts(ctx):
+        await put_all(ctx, dut.start, [{"type": int(t), "length": len(p)} for t, p in frames],
+                      rng, gap_rate)
+
+    async def payloads(ctx):
+        await put_all(ctx, dut.payload, [b for _, p in frames for b in p], rng, gap_rate)
+    return starts, payloads
+
+
+def frame_sink(dut, n, got, rng, ready_rate, delay=0):
+    """A testbench taking ``n`` frames from a :class:`Deframer` into ``got`` as
+    ``(type, seq, payload)``, from cycle ``delay`` on. It checks that no header is offered
+    before the last payload byte of the frame before was taken."""
+    take_header = taker(dut.header, rng, ready_rate)
+    take_byte = taker(dut.payload, rng, ready_rate, quiet=dut.header.valid)
+
+    async def sink(ctx):
+        if delay:
+            await ctx.tick().repeat(delay)
+        while len(got) < n:
+            header = await take_header(ctx)
+            payload = bytes([await take_byte(ctx) for _ in range(header.length)])
+            got.append((header.type, header.seq, payload))
+    return sink
+
+
+def random_payload(rng, length):
+    return bytes(rng.getrandbits(8) for _ in range(length))
+
+
+# --- UART ---
+
+class UARTLoop(Elaboratable):
+    """A :class:`UARTTx` whose line drives a :class:`UARTRx`."""
+
+    def __init__(self, divisor):
+        self.tx = UARTTx(divisor=divisor)
+        self.rx = UARTRx(divisor=divisor)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.tx, m.submodules.rx = self.tx, self.rx
+        m.d.comb += self.rx.rx.eq(self.tx.tx)
+        return m
+
+
+@pytest.mark.parametrize(("divisor", "n"), [(4, 150), (13, 60)])
+def test_uart_loopback(divisor, n):
+    """Random bytes with random gaps, taken at once: every byte arrives, no error."""
+    rng = random.Random(divisor)
+    sent = [rng.getrandbits(8) for _ in range(n)]
+    loop = UARTLoop(divisor)
+    got = []
+
+    async def producer(ctx):
+        await put_all(ctx, loop.tx.data, sent, rng, 0.02)
+
+    async def consumer(ctx):
+        while len(got) < n:
+            got.append(await stream_get(ctx, loop.rx.data))
+        assert ctx.get(loop.rx.framing_errors) == ctx.get(loop.rx.overruns) == 0
+
+    run(loop, producer, consumer)
+    assert got == sent
+
+
+def test_uart_timing():
+    """Back to back: a byte every ``10 * divisor`` cycles, bits as documented, and the byte on
+    the receiver's ``data`` :meth:`UARTRx.latency` cycles after the fall of its start bit."""
+    divisor = 5
+    loop = UARTLoop(divisor)
+    sent = [0x35, 0xCA, 0x00]
+    line, shown = [], []
+
+    async def testbench(ctx):
+        ctx.set(loop.rx.data.ready, 1)
+        ctx.set(loop.tx.data.valid, 1)
+        taken = []
+        for cycle in range(40 * divisor):
+            ctx.set(loop.tx.data.payload, sent[min(len(taken), len(sent) - 1)])
+            if len(taken) == len(sent):
+                ctx.set(loop.tx.data.valid, 0)
+            elif ctx.get(loop.tx.data.ready):
+                taken.append(cycle)
+            line.append(ctx.get(loop.tx.tx))
+            if ctx.get(loop.rx.data.valid):
+                shown.append((cycle, ctx.get(loop.rx.data.payload)))
+            await ctx.tick()
+        assert taken == [0, 10 * divisor, 20 * divisor]
+
+    run(loop, testbench)
+    want = [1]
+    for byte in sent:
+        bits = [0] + [(byte >> i) & 1 for i in range(8)] + [1]
+        want += [bit for bit in bits for _ in range(divisor)]
+    want += [1] * (len(line) - len(want))
+    assert line == want
+    latency = loop.rx.latency()
+    assert shown == [(1 + 10 * divisor * k + latency, byte) for k, byte in enumerate(sent)]
+
+
+def drive_line(divisor, levels):
+    """Simulate a :class:`UARTRx` whose ``rx`` follows ``levels`` (one per bit time), reading
+    its data always. Returns the bytes and the counters and flags at the end."""
+    dut = UARTRx(divisor=divisor)
+    got, status = [], {}
+
+    async def testbench(ctx):
+        ctx.set(dut.data.ready, 1)
+        for level in levels:
+            ctx.set(dut.rx, level)
+            for _ in range(divisor):
+                if ctx.get(dut.data.valid):
+                    got.append(ctx.get(dut.data.payload))
+                await ctx.tick()
+        for name in ("framing_errors", "framing_error", "overruns", "overrun"):
+            status[name] = ctx.get(getattr(dut, name))
+
+    run(dut, testbench)
+    return got, status
+
+
+def character(byte, stop=1):
+    return [0] + [(byte >> i) & 1 for i in range(8)] + [stop]
+
+
+def test_uart_framing_error():
+    """A low stop bit drops the byte and counts once, a break too; good bytes around pass."""
+    levels = [1, 1] + character(0x5A) + character(0xC3, stop=0) + [1, 1] + character(0x81)
+    levels += [0] * 30 + [1, 1] + character(0x7E) + [1] * 3
+    got, status = drive_line(7, levels)
+    assert got == [0x5A, 0x81, 0x7E]
+    assert status == {"framing_errors": 2, "framing_error": 1, "overruns": 0, "overrun": 0}
+
+
+def test_uart_glitch_ignored():
+    """A low pulse shorter than half a bit is no start bit."""
+    divisor = 8
+    dut = UARTRx(divisor=divisor)
+    got = []
+
+    async def testbench(ctx):
+        ctx.set(dut.data.ready, 1)
+        ctx.set(dut.rx, 0)
+        await ctx.tick().repeat(2)
+        ctx.set(dut.rx, 1)
+        for _ in range(20 * divisor):
+            if ctx.get(dut.data.valid):
+                got.append(ctx.get(dut.data.payload))
+            await ctx.tick()
+        assert ctx.get(dut.framing_errors) == 0
+
+    run(dut, testbench)
+    assert got == []
+
+
+def test_uart_overrun():
+    """Bytes arriving while the first is not taken are dropped and counted; the first stays."""
+    divisor = 4
+    loop = UARTLoop(divisor)
+    sent = [0x11, 0x22, 0x33, 0x44]
+    got = []
+
+    async def producer(ctx):
+        await put_all(ctx, loop.tx.data, sent[:3], random.Random(0), 0)
+        await ctx.tick().repeat(12 * divisor)
+        assert ctx.get(loop.rx.overruns) == 2 and ctx.get(loop.rx.overrun)
+        got.append(await stream_get(ctx, loop.rx.data))
+        await stream_put(ctx, loop.tx.data, sent[3])
+        got.append(await stream_get(ctx, loop.rx.data))
+        assert ctx.get(loop.rx.overruns) == 2 and ctx.get(loop.rx.framing_errors) == 0
+
+    run(loop, producer)
+    assert got == [0x11, 0x44]
+
+
+# --- framer ---
+
+def run_framer(dut, frames, rng, gap_rate=0.3, ready_rate=0.6):
+    """The bytes a :class:`Framer` sends for ``frames``, and its counters at the end."""
+    want_bytes = sum(len(p) + OVERHEAD_BYTES for _, p in frames if len(p) <= dut.max_payload)
+    got, status = [], {}
+    take = taker(dut.bytes, rng, ready_rate)
+
+    async def sink(ctx):
+        while len(got) < want_bytes:
+            got.append(await take(ctx))
+        await ctx.tick().repeat(50)
+        assert not ctx.get(dut.bytes.valid)
+        status.update({name: ctx.get(getattr(dut, name)) for name in ("seq", "frames",
+                                                                      "oversize")})
+
+    run(dut, *frame_source(dut, frames, rng, gap_rate), sink)
+    return bytes(got), status
+
+
+def test_framer_matches_encode_frame():
+    """Frames of every type with random payloads (empty and longest ones too), random gaps
+    and backpressure: the bytes are those of ``encode_frame``; a start longer than
+    ``max_payload`` sends nothing, takes its payload and is counted."""
+    rng = random.Random(1)
+    max_payload = 40
+    frames = []
+    for frame_type in FrameType:
+        for length in (0, max_payload, rng.randrange(1, max_payload)):
+            frames.append((frame_type, random_payload(rng, length)))
+    rng.shuffle(frames)
+    frames.insert(5, (FrameType.DETECTIONS, random_payload(rng, max_payload + 1)))
+    dut = Framer(max_payload=max_payload)
+    got, status = run_framer(dut, frames, rng)
+    sent = [(t, p) for t, p in frames if len(p) <= max_payload]
+    assert got == b"".join(encode_frame(t, seq, p) for seq, (t, p) in enumerate(sent))
+    assert status == {"seq": len(sent), "frames": len(sent), "oversize": 1}
+
+
+def test_framer_full_rate_timing():
+    """No stall: a frame of ``L`` bytes every ``L + OVERHEAD_BYTES + 1`` cycles, its first
+    byte shown 2 cycles after its start is taken."""
+    dut = Framer()
+    lengths = [3, 0, 7]
+    shown, taken = [], []
+
+    async def testbench(ctx):
+        ctx.set(dut.bytes.ready, 1)
+        ctx.set(dut.payload.valid, 1)
+        queue = list(lengths)
+        for cycle in range(80):
+            ctx.set(dut.start.valid, bool(queue))
+            if queue:
+                ctx.set(dut.start.payload, {"type": FrameType.ALARM, "length": queue[0]})
+                if ctx.get(dut.start.ready):
+                    taken.append(cycle)
+                    queue.pop(0)
+            if ctx.get(dut.bytes.valid):
+                shown.append(cycle)
+            await ctx.tick()
+
+    run(dut, testbench)
+    starts = [0]
+    for length in lengths[:-1]:
+        starts.append(starts[-1] + length + OVERHEAD_BYTES + 1)
+    assert taken == starts
+    assert shown == [s + 2 + i for s, n in zip(starts, lengths, strict=True)
+                     for i in range(n + OVERHEAD_BYTES)]
+
+
+# --- deframer ---
+
+def faulty_stream(rng, max_payload, n_segments):
+    """A byte stream of good frames with garbage, corrupted, truncated and oversize frames
+    between them. Returns ``(stream, good frames as (type, seq, payload), counts)``."""
+    types = list(FrameType)
+    stream = bytearray()
+    good = []
+    counts = {"frames": 0, "header_errors": 0, "oversize": 0, "crc_errors": 0}
+    seq = rng.randrange(1 << 16)
+
+    def frame(length=None):
+        nonlocal seq
+        seq = (seq + 1) % (1 << 16)
+        length = rng.randrange(max_payload + 1) if length is None else length
+        t, p = rng.choice(types), random_payload(rng, length)
+        return t, seq, p, bytearray(encode_frame(t, seq, p))
+
+    def garbage(n):
+        return bytes(rng.choice([b for b in range(256) if b != SYNC[0]]) for _ in range(n))
+
+    for _ in range(n_segments):
+        kind = rng.choice(["good", "good", "garbage", "partial_sync", "junk_header",
+                           "header_flip", "body_flip", "truncated", "oversize"])
+        if kind == "good":
+            t, s, p, raw = frame()
+            good.append((int(t), s, p))
+            counts["frames"] += 1
+        elif kind == "garbage":
+            raw = garbage(rng.randrange(1, 20))
+        elif kind == "partial_sync":
+            raw = SYNC[:rng.randrange(1, len(SYNC))]      # a frame may follow at once
+        elif kind == "junk_header":
+            fields = random_payload(rng, HEADER_BYTES - len(SYNC) - 1)
+            raw = SYNC + fields + bytes([header_check(fields) ^ rng.randrange(1, 256)])
+            counts["header_errors"] += 1
+        elif kind == "header_flip":
+            raw = frame()[3]
+            raw[rng.randrange(len(SYNC), HEADER_BYTES)] ^= 1 << rng.randrange(8)
+            counts["header_errors"] += 1
+        elif kind == "body_flip":
+            raw = frame()[3]
+            raw[rng.randrange(HEADER_BYTES, len(raw))] ^= 1 << rng.randrange(8)
+            counts["crc_errors"] += 1
+        elif kind == "truncated":
+            raw = frame(rng.randrange(1, max_payload + 1))[3]
+            raw = raw[:rng.randrange(HEADER_BYTES, len(raw))]
+            counts["crc_errors"] += 1
+        else:
+            length = rng.choice([max_payload + 1, MAX_PAYLOAD, MAX_PAYLOAD + 1, 0xFFFF])
+            fields = bytes((rng.choice(types), 0, 0)) + length.to_bytes(2, "little")
+            raw = SYNC + fields + bytes([header_check(fields)]) + garbage(3)
+            counts["oversize"] += 1
+        stream += raw
+    # Enough garbage to make up the length of any truncated frame.
+    stream += garbage(max_payload + OVERHEAD_BYTES)
+    return bytes(stream), good, counts
+
+
+def run_deframer(dut, stream, n_frames, rng, gap_rate, ready_rate, pause=(0, 0)):
+    """Feed ``stream`` to ``dut``, pausing ``pause[1]`` cycles before byte ``pause[0]``; take
+    ``n_frames`` frames. Returns the frames and the counters at the end."""
+    got, status = [], {}
+    done = []
+
+    async def source(ctx):
+        at, cycles = pause
+        await put_all(ctx, dut.bytes, stream[:at], rng, gap_rate)
+        if cycles:
+            await ctx.tick().repeat(cycles)
+        await put_all(ctx, dut.bytes, stream[at:], rng, gap_rate)
+        done.append(True)
+
+    sink = frame_sink(dut, n_frames, got, rng, ready_rate)
+
+    async def checker(ctx):
+        await sink(ctx)
+        while not done:
+            await ctx.tick()
+        for _ in range(3 * len(stream) // 2 + 100):       # time to check all it has
+            assert not ctx.get(dut.header.valid), "a frame too many"
+            await ctx.tick()
+        status.update({name: ctx.get(getattr(dut, name))
+                       for name in ("frames", "header_errors", "oversize", "crc_errors",
+                                    "truncated")})
+
+    run(dut, source, checker)
+    return got, status
+
+
+@pytest.mark.parametrize(("seed", "gap_rate", "ready_rate"), [
+    (1, 0.5, 0.7),
+    (2, 0.0, 0.2),          # the link outruns the reader: the buffer fills up
+    (3, 0.1, 1.0),
+])
+def test_deframer_faulty_stream(seed, gap_rate, ready_rate):
+    """Exactly the intact frames come out, as the host decoder finds them; each bad one
+    counted once."""
+    rng = random.Random(seed)
+    max_payload = 24
+    stream, good, counts = faulty_stream(rng, max_payload, 120)
+    host = FrameDecoder()
+    found = host.feed(stream) + host.flush()
+    assert [(frame.type, frame.seq, frame.payload) for frame in found] == good
+    assert host.stats.header_errors == counts["header_errors"]
+    dut = Deframer(max_payload=max_payload)
+    got, status = run_deframer(dut, stream, len(good), rng, gap_rate, ready_rate)
+    assert got == good
+    assert status == {**counts, "truncated": 0}
+
+
+def test_deframer_slow_reader():
+    """Short frames back to back and a reader that starts late: the header queue and the
+    buffer fill up, the link waits, nothing is lost."""
+    rng = random.Random(5)
+    good = [(int(rng.choice(list(FrameType))), seq, random_payload(rng, rng.randrange(3)))
+            for seq in range(20)]
+    stream = b"".join(encode_frame(*frame) for frame in good)
+    dut = Deframer(max_payload=8)
+    got = []
+
+    async def source(ctx):
+        await put_all(ctx, dut.bytes, stream, rng, 0)
+
+    async def stalled(ctx):
+        await ctx.tick().until(~dut.bytes.ready)
+        assert ctx.get(dut.frames) == HEADER_QUEUE_DEPTH       # and the checker waits
+
+    run(dut, source, stalled, frame_sink(dut, len(good), got, rng, 0.5, delay=400))
+    assert got == good
+
+
+@pytest.mark.parametrize("timeout", [None, 40])
+def test_deframer_timeout(timeout):
+    """A frame cut short, then silence, then a short frame. With a timeout the cut frame is
+    given up and the short one comes out; without, the short one is taken for the rest of the
+    cut one, whose length it does not make up: both wait for more bytes."""
+    rng = random.Random(3)
+    cut = encode_frame(FrameType.REG_WRITE_REQ, 7, random_payload(rng, 20))[:HEADER_BYTES + 5]
+    short = encode_frame(FrameType.REG_READ_REQ, 8, random_payload(rng, 2))
+    assert len(short) < 20 - 5 + 4
+    dut = Deframer(max_payload=32, timeout=timeout)
+    got, status = run_deframer(dut, cut + short, 1 if timeout else 0, rng, 0, 1,
+                               pause=(len(cut), 60))
+    if timeout:
+        assert got == [(FrameType.REG_READ_REQ, 8, short[HEADER_BYTES:-4])]
+        assert (status["truncated"], status["crc_errors"]) == (1, 0)
+    else:
+        assert got == [] and not any(status.values())
+
+
+# --- the whole link ---
+
+def test_framer_to_deframer_through_uart():
+    """Framer -> UARTTx -> UARTRx -> Deframer: the frames arrive with their sequence
+    numbers, the UART without error."""
+    rng = random.Random(4)
+    divisor = 4
+    frames = [(t, random_payload(rng, rng.randrange(17))) for t in rng.sample(list(FrameType), 6)]
+    top = Module()
+    framer = top.submodules.framer = Framer(max_payload=16)
+    uart_tx = top.submodules.uart_tx = UARTTx(divisor=divisor)
+    uart_rx = top.submodules.uart_rx = UARTRx(divisor=divisor)
+    deframer = top.submodules.deframer = Deframer(max_payload=16)
+    wiring.connect(top, framer.bytes, uart_tx.data)
+    top.d.comb += uart_rx.rx.eq(uart_tx.tx)
+    wiring.connect(top, uart_rx.data, deframer.bytes)
+    got = []
+
+    async def check(ctx):
+        await frame_sink(deframer, len(frames), got, rng, 0.5)(ctx)
+        assert ctx.get(uart_rx.overruns) == ctx.get(uart_rx.framing_errors) == 0
+        assert ctx.get(deframer.frames) == len(frames)
+
+    run(top, *frame_source(framer, frames, rng, 0.2), check)
+    assert got == [(int(t), seq, p) for seq, (t, p) in enumerate(frames)]
+
+
+# --- construction ---
+
+@pytest.mark.parametrize(("make", "error", "match"), [
+    (lambda: UARTTx(divisor=3), ValueError, r"divisor .* at least 4, not 3"),
+    (lambda: UARTRx(divisor=MAX_DIVISOR + 1), ValueError, r"at most"),
+    (lambda: UARTRx(divisor=4.0), TypeError, r"divisor .* integer, not 4\.0"),
+    (lambda: UARTTx(divisor=True), TypeError, r"not True"),
+    (lambda: Framer(max_payload=0), ValueError, r"Largest payload .* at least 1, not 0"),
+    (lambda: Framer(max_payload=MAX_PAYLOAD + 1), ValueError, r"at most 4096"),
+    (lambda: Deframer(max_payload="64"), TypeError, r"Largest payload .* not '64'"),
+    (lambda: Deframer(timeout=0), ValueError, r"timeout .* at least 1, not 0"),
+])
+def test_bad_parameters_refused(assert_refused, make, error, match):
+    assert_refused(error, match, make)
+
+
+def test_converts_to_verilog():
+    for dut in (UARTTx(divisor=4), UARTRx(divisor=1000), Framer(),
+                Deframer(max_payload=64, timeout=1000)):
+        assert "module" in verilog.convert(dut)
