@@ -108,3 +108,66 @@ DETECTION_BITS = sum(width for _, width in DETECTION_FIELDS)
 
 #: Width of Bob's timestamps: UIs since reset.
 TIME_BITS = 64
+
+
+# --- Compressed detection blocks ------------------------------------------------------------
+# The format Bob's RecordCompressor emits and timebin.host.records decodes (its module
+# docstring describes the blocks); defined here once for both.
+
+#: Tag of a block's first word (format 1 of the compressed record stream).
+MAGIC = 0xB7
+#: Words of a block header.
+HEADER_WORDS = 3
+#: The unary quotient that marks an escape (a raw 64-bit index follows).
+ESCAPE_QUOTIENT = 16
+#: Largest Rice parameter: a 5-bit header field. Gaps of ``16 * 2**31`` symbols and more
+#: escape anyway.
+MAX_K = 31
+#: Most records in a block (the unary and fixed sections then stay below 2**16 words).
+MAX_BLOCK_RECORDS = 4096
+#: Width of the block sequence number.
+SEQUENCE_BITS = 16
+#: Half (0 first, 1 second) and class of each slot code 0..3.
+SLOT_HALF = (0, 1, 1, 0)
+SLOT_CLASS = (CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE, CLASS_MIDDLE)
+
+class FieldWidths:
+    """Bit widths of the per-record fields of a ``channels`` x ``uis_per_symbol`` receiver.
+
+    ``channel`` (CB), ``phase`` (PB, escapes), ``half`` (H: UIs in the first half),
+    ``offset`` (OB), ``normal`` (fields after a normal record's remainder: CB + 2 + OB) and
+    ``escape`` (fields after an escape's index: CB + PB + 2).
+    """
+
+    def __init__(self, channels, uis_per_symbol):
+        if not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+            raise ValueError(f"Channel count must be an integer in 1..{MAX_CHANNELS}, not "
+                             f"{channels!r}")
+        if not isinstance(uis_per_symbol, int) or not 1 <= uis_per_symbol <= 1 << PHASE_BITS:
+            raise ValueError(f"UIs per symbol must be an integer in 1..{1 << PHASE_BITS}, not "
+                             f"{uis_per_symbol!r}")
+        self.channels = channels
+        self.uis_per_symbol = uis_per_symbol
+        self.channel = (channels - 1).bit_length()
+        self.phase = (uis_per_symbol - 1).bit_length()
+        self.half = (uis_per_symbol + 1) // 2
+        self.offset = (self.half - 1).bit_length()
+        self.normal = self.channel + 2 + self.offset
+        self.escape = self.channel + self.phase + 2
+
+    def __repr__(self):
+        return (f"FieldWidths(channels={self.channels}, uis_per_symbol={self.uis_per_symbol})")
+
+
+def field_widths(channels, uis_per_symbol):
+    """:class:`FieldWidths` of a receiver; raises ``ValueError`` for a bad shape."""
+    return FieldWidths(channels, uis_per_symbol)
+
+
+def pack_header(channels, uis_per_symbol, k, alarm, count, sequence, unary_words,
+                fixed_words):
+    """The three header words of a block, as ints (see the module docstring)."""
+    return (MAGIC | (channels - 1) << 8 | (uis_per_symbol - 1) << 12 | k << 20
+            | int(alarm) << 25,
+            count | sequence << 16,
+            unary_words | fixed_words << 16)

@@ -15,19 +15,21 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ...host.records import (
+from ..common import accepted_setting, check_int, count_saturating, refuses_quietly
+from ..records import (
     ESCAPE_QUOTIENT,
     HEADER_WORDS,
+    INDEX_BITS,
     MAGIC,
     MAX_BLOCK_RECORDS,
+    MAX_CHANNELS,
     MAX_K,
+    PHASE_BITS,
     SEQUENCE_BITS,
     SLOT_CLASS,
     SLOT_HALF,
     field_widths,
 )
-from ..common import accepted_setting, check_int, count_saturating, refuses_quietly
-from ..records import INDEX_BITS, MAX_CHANNELS, PHASE_BITS
 from .layouts import Detection
 
 __all__ = ["DEFAULT_K", "K_PORT_BITS", "DEFAULT_TIMEOUT", "TIMEOUT_BITS", "DEFAULT_MAX_RECORDS",
@@ -139,11 +141,12 @@ class RecordCompressor(wiring.Component):
     cycle ``c + 5``. A block closed in block cycle ``t`` offers its first header word on
     ``words`` from cycle ``t + 6`` at the earliest (:attr:`header_latency`). The coder then
     writes one word per cycle to the output queue while it has room: per block, one idle
-    cycle, the three header words, the unary section, then one record per cycle (a record
-    whose fixed code would leave more than 63 bits unwritten waits for a word to leave),
-    and the last, padded word. At 10**-3 detections per symbol (``k = 9``, 4 channels,
-    S = 2, blocks of 1024 records) that is 1024 records in about 1110 cycles: 0.92 records
-    per cycle with ``words.ready`` always high.
+    cycle, the three header words, the unary section, then one record per cycle while
+    fewer than 64 bits wait in the packer (a long code, such as an escape's 64-bit index,
+    makes the next wait for words to leave), and the last, padded word. At 10**-3
+    detections per symbol (``k = 9``, 4 channels, S = 2, blocks of 1024 records) that is
+    1024 records in about 1110 cycles: 0.92 records per cycle with ``words.ready`` always
+    high.
 
     ``words`` is a normal stream from a small queue: ``valid`` and ``payload`` do not depend
     on ``ready`` in the same cycle; while ``valid`` is low, ``payload`` is the queue's stale
@@ -264,8 +267,9 @@ class RecordCompressor(wiring.Component):
             ] + [getattr(s1, name).eq(getattr(src.payload, name)) for name in record_layout]
 
         # --- Measure: which bits of the gap are set, and the slot code of (phase, class).
+        # ``above[i]``: a bit ``i + 4`` or above of the gap is set, i.e. ``gap >> i >= 16``.
         s2 = stage("measure", {"valid": 1, "flush": 1, "delta": INDEX_BITS, **record_layout,
-                               "above": INDEX_BITS + 1, "slot": 2, "usual": 1,
+                               "above": INDEX_BITS - 3, "slot": 2, "usual": 1,
                                "offset": max(widths.offset, 1)})
         above = suffix_or(m, s1.delta, "above")
         half = s1.phase >= widths.half
@@ -276,7 +280,7 @@ class RecordCompressor(wiring.Component):
                     m.d.comb += [slot.eq(code), usual.eq(1)]
         m.d.sync += [
             s2.valid.eq(s1.valid), s2.flush.eq(s1.flush), s2.delta.eq(s1.delta),
-            s2.above.eq(above), s2.slot.eq(slot), s2.usual.eq(usual),
+            s2.above.eq(above[4:]), s2.slot.eq(slot), s2.usual.eq(usual),
             s2.offset.eq(s1.phase - Mux(half, widths.half, 0)),
         ] + [getattr(s2, name).eq(getattr(s1, name)) for name in record_layout]
 
@@ -312,7 +316,7 @@ class RecordCompressor(wiring.Component):
         closing = {"close": 1, "close_count": bits_for(M), "close_k": 5, "close_alarm": 1}
         carried = {"delta": INDEX_BITS, "index": INDEX_BITS, "phase": PHASE_BITS,
                    "channel": 4, "cls": 2, "slot": 2, "offset": max(widths.offset, 1)}
-        s3 = stage("block", {"valid": 1, "first": 1, "k": 5, "above": INDEX_BITS + 1,
+        s3 = stage("block", {"valid": 1, "first": 1, "k": 5, "above": INDEX_BITS - 3,
                              "usual": 1, **carried, **closing})
         m.d.sync += [
             s3.valid.eq(s2.valid), s3.first.eq(first), s3.k.eq(Mux(first, next_k, block_k)),
@@ -323,7 +327,7 @@ class RecordCompressor(wiring.Component):
 
         # --- Code: escape or not, the quotient and the length of the fixed code.
         escape = Signal()
-        m.d.comb += escape.eq(s3.first | s3.above.bit_select(s3.k + 4, 1) | ~s3.usual)
+        m.d.comb += escape.eq(s3.first | s3.above.bit_select(s3.k, 1) | ~s3.usual)
         count_saturating(m, self.escapes, s3.valid & escape & ~s3.first)
         s4 = stage("code", {"valid": 1, "first": 1, "k": 5, "escape": 1,
                             "q": range(ESCAPE_QUOTIENT + 1), "length": length_bits,
@@ -345,16 +349,19 @@ class RecordCompressor(wiring.Component):
         utotal = Signal(6)
         foffset = Mux(s4.first, 0, fsum)
         m.d.comb += utotal.eq(ushift + s4.q + 1)
-        mask = Cat(*(s4.k > i for i in range(MAX_K)))
+        mask = Array(Const((1 << i) - 1, MAX_K) for i in range(MAX_K + 1))[s4.k]
         channel = s4.channel[:widths.channel]
         normal = ((s4.delta[:MAX_K] & mask)
                   | (Cat(channel, s4.slot, s4.offset[:widths.offset]) << s4.k))
         raw = Cat(s4.index, channel, s4.phase[:widths.phase], s4.cls)
-        s5 = stage("pack", {"valid": 1, "close": 1, "partial": 1, "push": 1, "shift": 5,
-                            "q": range(ESCAPE_QUOTIENT + 1), "entry": entry, "block": block})
+        # The unary code (q ones, then a zero), already at its place in the open word.
+        unary_code = Array(Const((1 << i) - 1, _UNARY_MAX_BITS)
+                           for i in range(ESCAPE_QUOTIENT + 1))[s4.q]
+        s5 = stage("pack", {"valid": 1, "close": 1, "partial": 1, "push": 1,
+                            "unary": 32 + _UNARY_MAX_BITS - 1, "entry": entry, "block": block})
         m.d.sync += [
             s5.valid.eq(s4.valid), s5.close.eq(s4.close), s5.partial.eq(usum != 0),
-            s5.push.eq(utotal[5]), s5.shift.eq(ushift), s5.q.eq(s4.q),
+            s5.push.eq(utotal[5]), s5.unary.eq(unary_code << ushift),
             s5.entry.code.eq(Mux(s4.escape, raw, normal)),
             s5.entry.length.eq(s4.length),
             s5.entry.offset.eq(foffset),
@@ -376,9 +383,8 @@ class RecordCompressor(wiring.Component):
         # --- Write: the fixed code, the unary code packed into words, a closed block.
         uacc = Signal(32 + _UNARY_MAX_BITS - 1)
         placed = Signal.like(uacc)
-        unary_code = Cat(*(s5.q > i for i in range(ESCAPE_QUOTIENT)))   # then a zero
         m.d.comb += [
-            placed.eq(Mux(s5.close, 0, uacc) | (unary_code << s5.shift)),
+            placed.eq(Mux(s5.close, 0, uacc) | s5.unary),
             queue.w_en.eq(s5.valid),
             queue.w_data.eq(s5.entry),
             blocks.w_en.eq(s5.close),
@@ -393,7 +399,9 @@ class RecordCompressor(wiring.Component):
             m.d.sync += uacc.eq(0)
 
         # --- Coder: header, unary section, then the fixed codes packed into words, through
-        # an output queue. Block RAM outputs land in small prefetch queues.
+        # an output queue. Block RAM read data goes straight into small prefetch queues (on
+        # ECP5 at 156.25 MHz it wants the DP16KD output register, which inference does not
+        # give).
         out = m.submodules.output_queue = fifo.SyncFIFO(width=32, depth=OUTPUT_QUEUE_DEPTH)
         m.d.comb += [
             self.words.valid.eq(out.r_rdy),
@@ -474,7 +482,7 @@ class RecordCompressor(wiring.Component):
                 m.d.comb += [
                     out.w_en.eq(pop | pad),
                     out.w_data.eq(acc[:32]),
-                    fill_next.eq(fill - Mux(pop, 32, 0) - Mux(pad, fill, 0)
+                    fill_next.eq(Mux(pad, 0, Mux(pop, fill - 32, fill))
                                  + Mux(append, ready_length, 0)),
                     left_next.eq(records_left - append),
                 ]
@@ -486,6 +494,8 @@ class RecordCompressor(wiring.Component):
                     fill.eq(fill_next),
                     records_left.eq(left_next),
                 ]
-                with m.If((left_next == 0) & (fill_next == 0)):
+                # Done when no record is left and the last word leaves (a fixed code is never
+                # empty, so a record appended now leaves bits behind).
+                with m.If(drained & ((fill == 0) | pad | (pop & (fill == 32)))):
                     m.next = "IDLE"
         return m

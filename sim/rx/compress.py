@@ -3,9 +3,10 @@ a vectorised reference encoder of its block format, and the measurement of its b
 detection against the entropy bound.
 
 The words a block turns into depend only on its records and ``k``; when they leave depends on
-the queues, the packer and the handshakes. So the model is one numba loop over cycles that
-tracks queue levels, code lengths and packer fill (which record and which word is where), and
-the words themselves come from :func:`encode_blocks` afterwards.
+the pipeline, the queues, the packer and the handshakes. So the model is one numba loop over
+cycles that follows record and word numbers through the stage registers, the queue levels and
+the packer's fill, written as the gateware is; the words themselves come from
+:func:`encode_blocks` afterwards.
 """
 
 from typing import NamedTuple
@@ -13,7 +14,20 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ...gateware.records import CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE, INDEX_BITS
+from ...gateware.records import (
+    CLASS_EARLY,
+    CLASS_LATE,
+    CLASS_MIDDLE,
+    ESCAPE_QUOTIENT,
+    HEADER_WORDS,
+    INDEX_BITS,
+    MAX_K,
+    SEQUENCE_BITS,
+    SLOT_CLASS,
+    SLOT_HALF,
+    field_widths,
+    pack_header,
+)
 from ...gateware.rx.compress import (
     ADMIT_MARGIN,
     BLOCK_QUEUE_DEPTH,
@@ -28,17 +42,7 @@ from ...gateware.rx.compress import (
     record_queue_depth,
     unary_queue_depth,
 )
-from ...host.records import (
-    ESCAPE_QUOTIENT,
-    HEADER_WORDS,
-    MAX_K,
-    SEQUENCE_BITS,
-    SLOT_CLASS,
-    SLOT_HALF,
-    entropy_bound,
-    field_widths,
-    pack_header,
-)
+from ...host.records import entropy_bound
 
 __all__ = ["RECORD_FIELDS", "slot_codes", "encode_blocks", "encode_records",
            "RecordCompressorOutput", "RecordCompressorModel", "link_records",
@@ -227,12 +231,13 @@ class RecordCompressorOutput(NamedTuple):
 
     ``records_valid``, ``records_ready`` (N,) bool: the ``records`` handshake (the source's
     ``valid``, the gateware's ``ready``); ``record`` (N,) int64: the record offered (-1 for
-    none). ``words_valid`` (N,) bool, ``words`` (N,) uint32: the ``words`` stream (the payload
-    is the last word offered, 0 before the first). ``records_in``, ``words_out``, ``escapes``
-    (N,) uint64; ``settings_error`` (N,) bool. ``stream`` (W,) uint32: every word of the
-    blocks closed in the run, of which ``words`` offers the first ones. ``blocks``:
-    ``{first, count, k, alarm, sequence, closed}`` (B,) int64, ``closed`` the cycle of each
-    block's close.
+    none). ``words_valid`` (N,) bool, ``words`` (N,) uint32: the ``words`` stream (while
+    ``valid`` is low, the output queue's stale entry; 0 before its first use).
+    ``records_in``, ``words_out``, ``escapes`` (N,) uint64; ``settings_error`` (N,) bool.
+    ``stream`` (W,) uint32: every word of the blocks closed in the run, of which ``words``
+    offers the first ones. ``blocks``: ``{first, count, k, alarm, sequence, closed}`` (B,)
+    int64: each block's first record, record count, Rice parameter, alarm and sequence
+    number, and the block cycle of its close.
     """
 
     records_valid: np.ndarray
@@ -291,8 +296,7 @@ def _run(alarm, unusual, gap_bits, gap_small, gaps, ready, flush, kport, timeout
     s1_valid, s1_flush, s1_rec = False, False, -1
     s2_valid, s2_flush, s2_rec = False, False, -1
     s3_valid, s3_first, s3_k, s3_rec, s3_close = False, False, 0, -1, False
-    s4_valid, s4_first, s4_k, s4_escape, s4_q, s4_length, s4_rec, s4_close = (
-        False, False, 0, False, 0, 0, -1, False)
+    s4_valid, s4_first, s4_q, s4_length, s4_close = False, False, 0, 0, False
     s5_valid, s5_close, s5_partial, s5_push = False, False, False, False
     # Block state.
     is_open, count, full, blk_k, blk_alarm, age = False, 0, False, 0, 0, 0
@@ -358,14 +362,13 @@ def _run(alarm, unusual, gap_bits, gap_small, gaps, ready, flush, kport, timeout
             fbits = (0 if s4_first else fbits) + s4_length
 
         # --- code stage (from the block registers)
-        n4_valid, n4_first, n4_k, n4_rec, n4_close = s3_valid, s3_first, s3_k, s3_rec, s3_close
-        n4_escape, n4_q, n4_length = False, 0, 0
+        n4_q, n4_length = 0, 0
         if s3_valid:
-            n4_escape = s3_first or gap_bits[s3_rec] > s3_k + 4 or unusual[s3_rec]
-            n4_q = ESCAPE_QUOTIENT if n4_escape else gap_small[s3_rec] >> s3_k
-            n4_length = INDEX_BITS + escape_bits if n4_escape else s3_k + normal_bits
+            escape = s3_first or gap_bits[s3_rec] > s3_k + 4 or unusual[s3_rec]
+            n4_q = ESCAPE_QUOTIENT if escape else gap_small[s3_rec] >> s3_k
+            n4_length = INDEX_BITS + escape_bits if escape else s3_k + normal_bits
             record_length[s3_rec] = n4_length
-            if n4_escape and not s3_first:
+            if escape and not s3_first:
                 escapes += 1
 
         # --- block stage (from the measure registers): the block cycle
@@ -462,8 +465,8 @@ def _run(alarm, unusual, gap_bits, gap_small, gaps, ready, flush, kport, timeout
 
         # --- registers of the stages, source and settings
         s5_valid, s5_close, s5_partial, s5_push = n5_valid, n5_close, n5_partial, n5_push
-        s4_valid, s4_first, s4_k, s4_escape, s4_q, s4_length, s4_rec, s4_close = (
-            n4_valid, n4_first, n4_k, n4_escape, n4_q, n4_length, n4_rec, n4_close)
+        s4_valid, s4_first, s4_q, s4_length, s4_close = (s3_valid, s3_first, n4_q, n4_length,
+                                                         s3_close)
         s3_valid, s3_first, s3_k, s3_rec, s3_close = s2_valid, first, n3_k, s2_rec, close
         s2_valid, s2_flush, s2_rec = s1_valid, s1_flush, s1_rec
         s1_valid, s1_flush = taken, flush[c]
@@ -493,6 +496,8 @@ class RecordCompressorModel:
 
     #: Cycles from a block's close to its first header word on ``words``, at the earliest.
     header_latency = RecordCompressor.header_latency
+    #: Cycles from a record taken to its block cycle.
+    block_latency = RecordCompressor.block_latency
 
     def __init__(self, *, channels, uis_per_symbol, max_records=DEFAULT_MAX_RECORDS):
         check_compressor_parameters(channels, uis_per_symbol, max_records)
