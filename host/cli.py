@@ -7,6 +7,7 @@ when they run; the host library itself never imports Amaranth (DESIGN.md section
     timebin sim rx [--in words.npz] --out records.npz [--rtl] [--json]
     timebin bench tx --json
     timebin bench rx --json
+    timebin bench link --json
     timebin regmap --role alice|bob [--json]
 """
 
@@ -259,6 +260,9 @@ def build_parser():
     btx.add_argument("--model-symbols", type=_positive_int, default=1_000_000)
     btx.add_argument("--amaranth-cycles", type=_positive_int, default=2000)
     btx.add_argument("--verilator-cycles", type=_positive_int, default=200_000)
+    blink = bench_sub.add_parser("link", help="record compression and frame decoding")
+    blink.add_argument("--json", action="store_true", help="JSON output (the default)")
+    blink.add_argument("--records", type=_positive_int, default=200_000)
     brx = bench_sub.add_parser("rx", help="receiver: model, Amaranth sim, Verilator")
     brx.add_argument("--json", action="store_true", help="JSON output (the default)")
     brx.add_argument("--no-verilator", action="store_true")
@@ -279,6 +283,10 @@ def main(argv=None):
             print(_regmap(args), end="" if not args.json else "\n")
         elif args.command == "sim" and args.target == "rx":
             _print(_sim_rx(args), args.json)
+        elif args.command == "bench" and args.target == "link":
+            from ..sim.bench import bench_link
+
+            print(json.dumps(bench_link(records=args.records), indent=2))
         elif args.command == "bench" and args.target == "rx":
             from ..sim.bench import bench_rx
 

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-__all__ = ["bench_tx", "bench_rx"]
+__all__ = ["bench_tx", "bench_rx", "bench_link"]
 
 
 def _machine():
@@ -103,3 +103,52 @@ def bench_rx(*, configs=((16, 2, 4), (4, 4, 2)), model_cycles=200_000, amaranth_
         results.append(entry)
     return {"bench": "rx", "machine": _machine(), "numpy": np.__version__,
             "results": results}
+
+
+def bench_link(*, probabilities=(1e-2, 1e-3, 1e-4), records=200_000, channels=4,
+               uis_per_symbol=2, frame_megabytes=8):
+    """The link: bits per detection of Bob's compressed record stream (best Rice parameter,
+    headers and padding included) against the entropy bound at each detection probability
+    per symbol; host decode of those streams in records/s; and the host frame decoder in
+    MB/s on valid frames of 1 KiB payloads."""
+    from ..gateware.frames import FrameType
+    from ..host.frames import FrameDecoder, FrameEncoder
+    from ..host.records import decode_detections
+    from .rx.compress import encode_records, link_records, measure_bits_per_detection
+
+    compression = []
+    for p in probabilities:
+        figure = measure_bits_per_detection(p, channels=channels,
+                                            uis_per_symbol=uis_per_symbol, n=records)
+        rng = np.random.default_rng(1)
+        fields = link_records(rng, p, records, channels, uis_per_symbol)
+        words = encode_records(fields, channels=channels, uis_per_symbol=uis_per_symbol,
+                               k=figure.k)
+        start = time.perf_counter()
+        decoded = decode_detections(words, channels, uis_per_symbol)
+        seconds = time.perf_counter() - start
+        if not np.array_equal(decoded["index"], np.asarray(fields["index"], np.uint64)):
+            raise RuntimeError(f"decoded records differ from those encoded at p={p}")
+        compression.append({"p": p, "k": figure.k, "bits_per_detection": figure.bits,
+                            "entropy_bound": figure.bound,
+                            "excess_bits": figure.bits - figure.bound,
+                            "decode_records_per_s": records / seconds})
+
+    encoder = FrameEncoder()
+    payload = bytes(range(256)) * 4
+    frame = encoder.encode(FrameType.DETECTIONS, payload)
+    count = frame_megabytes * (1 << 20) // len(frame)
+    stream = b"".join(encoder.encode(FrameType.DETECTIONS, payload) for _ in range(count))
+    decoder = FrameDecoder()
+    start = time.perf_counter()
+    delivered = sum(len(decoder.feed(stream[i:i + 65536]))
+                    for i in range(0, len(stream), 65536))
+    seconds = time.perf_counter() - start
+    if delivered != count:
+        raise RuntimeError(f"frame decoder delivered {delivered} of {count} frames")
+    return {"bench": "link", "machine": _machine(), "numpy": np.__version__,
+            "channels": channels, "uis_per_symbol": uis_per_symbol, "records": records,
+            "compression": compression,
+            "frame_decoder": {"megabytes": len(stream) / 1e6, "seconds": seconds,
+                              "megabytes_per_s": len(stream) / 1e6 / seconds,
+                              "frames_per_s": count / seconds}}

@@ -102,3 +102,16 @@ def test_bench_rx_json():
     for entry in report["results"]:
         assert entry["model"]["detections_per_s"] > 0 and entry["model"]["detections"] > 0
         assert entry["amaranth"]["cycles_per_s"] > 0
+
+
+def test_bench_link_json():
+    """Compression figures against the entropy bound, and decode speeds (small sizes)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "timebin.host.cli", "bench", "link", "--json", "--records",
+         "20000"], capture_output=True, text=True, check=True, timeout=600)
+    report = json.loads(result.stdout)
+    assert report["bench"] == "link"
+    for entry in report["compression"]:
+        assert entry["bits_per_detection"] > entry["entropy_bound"]
+        assert entry["decode_records_per_s"] > 0
+    assert report["frame_decoder"]["megabytes_per_s"] > 0
