@@ -68,6 +68,7 @@ too, reads of them return 0).
 import zlib
 from dataclasses import dataclass, replace
 
+from .checks import check_int
 from .formulas import probability_settings, sp800_90b_cutoffs
 from .records import INDEX_BITS, MAX_CHANNELS, MAX_INTENSITY_CLASSES, STATES, TRAINING_MODES
 
@@ -453,14 +454,6 @@ def _number(value):
 
 # --- Builders ----------------------------------------------------------------------------------
 
-def _check_int(what, value, minimum=None, maximum=None):
-    if not _is_int(value):
-        raise TypeError(f"{what} must be an integer, not {value!r}")
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ValueError(f"{what} must be in {minimum}..{maximum}, not {value!r}")
-    return value
-
-
 class _Layout:
     """Registers in the order they are added; each takes the next free word (two-word ones
     the next even one)."""
@@ -534,17 +527,17 @@ def alice_registers(*, lanes, uis_per_symbol, prob_bits=12, p_z=0.9, intensity_p
     ``reseed`` and ``alarm_clear`` are strobes. Checks the parameters that shape the map and
     raises ``TypeError`` or ``ValueError`` naming a bad one; the top checks the rest.
     """
-    _check_int("Lane count", lanes, 1)
-    _check_int("UIs per symbol", uis_per_symbol, 2)
+    check_int("Lane count", lanes, minimum=1)
+    check_int("UIs per symbol", uis_per_symbol, minimum=2)
     if uis_per_symbol % 2:
         raise ValueError(f"UIs per symbol must be even, not {uis_per_symbol!r}")
-    _check_int("Probability precision", prob_bits, 1, 24)
-    _check_int("IM DAC width", dac_bits, 1, 16)
-    _check_int("PM DAC width", pm_bits, 1, 8)
+    check_int("Probability precision", prob_bits, minimum=1, maximum=24)
+    check_int("IM DAC width", dac_bits, minimum=1, maximum=16)
+    check_int("PM DAC width", pm_bits, minimum=1, maximum=8)
     if max_delay is None:
         max_delay = 2 * uis_per_symbol
-    _check_int("Maximum delay", max_delay, 0)
-    _check_int("APT window", health_window, 2)
+    check_int("Maximum delay", max_delay, minimum=0)
+    check_int("APT window", health_window, minimum=2)
     k = uis_per_symbol // 2
     rct, apt = sp800_90b_cutoffs(float(h_min), float(alpha), health_window)
     p_z_code, thresholds = probability_settings(prob_bits, p_z, intensity_probs)
@@ -626,18 +619,18 @@ def bob_registers(*, channels, lanes, uis_per_symbol, oversampling=1,
     ``ValueError`` naming a bad one; the top checks the rest.
     """
     C, S = channels, uis_per_symbol
-    _check_int("Channel count", C, 1, MAX_CHANNELS)
-    _check_int("Lane count", lanes, 1)
-    _check_int("UIs per symbol", S, 2, 256)
+    check_int("Channel count", C, minimum=1, maximum=MAX_CHANNELS)
+    check_int("Lane count", lanes, minimum=1)
+    check_int("UIs per symbol", S, minimum=2, maximum=256)
     if S % 2:
         raise ValueError(f"UIs per symbol must be even, not {S!r}")
     W = lanes * S
-    _check_int("Maximum dead time", max_dead_time, W, (1 << 32) - 1)
-    _check_int("Maximum gate period", max_gate_period, 1, 1 << 16)
-    _check_int("Maximum delay", max_delay, 0, (1 << 32) - 1)
-    _check_int("Histogram period", histogram_period, 1, 256)
-    _check_int("Histogram bin width", histogram_bits, 1, 64)
-    _check_int("Maximum window", max_window, 1, 1 << 32)
+    check_int("Maximum dead time", max_dead_time, minimum=W, maximum=(1 << 32) - 1)
+    check_int("Maximum gate period", max_gate_period, minimum=1, maximum=1 << 16)
+    check_int("Maximum delay", max_delay, minimum=0, maximum=(1 << 32) - 1)
+    check_int("Histogram period", histogram_period, minimum=1, maximum=256)
+    check_int("Histogram bin width", histogram_bits, minimum=1, maximum=64)
+    check_int("Maximum window", max_window, minimum=1, maximum=1 << 32)
     gate_uis = max_gate_period * S
     bins = histogram_period * S
     window_bits = bits_for(max_window)

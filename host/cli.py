@@ -126,8 +126,15 @@ def _add_rx_options(parser):
 
 
 def _sim_rx(args):
-    from ..sim.rx.run import (generate_words, load_words, parse_windows, run_rx, save_records,
-                              save_words, summarise_rx)
+    from ..sim.rx.run import (
+        generate_words,
+        load_words,
+        parse_windows,
+        run_rx,
+        save_records,
+        save_words,
+        summarise_rx,
+    )
 
     shape = {"channels": args.channels, "lanes": args.lanes,
              "uis_per_symbol": args.uis_per_symbol, "oversampling": args.oversampling}

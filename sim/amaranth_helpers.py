@@ -48,7 +48,7 @@ def simulate(dut, *testbenches, processes=(), period=SYS_PERIOD, vcd=None):
 
 def run_per_cycle(dut, inputs, outputs, n, *, reset_at=None):
     """Simulate ``dut`` (a component in the ``sync`` domain) for ``n`` cycles from reset: in
-    each cycle set ``inputs`` (``{port: n ints}``, a port only when its value changes), read
+    each cycle set ``inputs`` (``(port, n ints)`` pairs; a port only when its value changes), read
     ``outputs`` (``{name: port}``) and tick. ``reset_at``: cycles with the domain's reset
     high. Returns ``{name: n ints}``: each output in each cycle before its edge."""
     drives = [(Value.cast(port), values) for port, values in inputs]

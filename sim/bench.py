@@ -67,7 +67,8 @@ def bench_rx(*, configs=((16, 2, 4), (4, 4, 2)), model_cycles=200_000, amaranth_
     for lanes, span, channels in configs:
         params = {"channels": channels, "lanes": lanes, "uis_per_symbol": span}
         entry = dict(params, click_probability=click_probability)
-        samples = generate_words(params, max(model_cycles, verilator_cycles), 1,
+        samples = generate_words(params, max(model_cycles, amaranth_cycles,
+                                             verilator_cycles if verilator else 0), 1,
                                  click_probability=click_probability)
         model = ReceiverModel(**params)
         model.run(samples[:64])                          # compile the numba kernels first

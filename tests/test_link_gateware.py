@@ -21,7 +21,6 @@ from timebin.gateware.link.uart import MAX_DIVISOR, UARTRx, UARTTx
 from timebin.host.frames import FrameDecoder
 from timebin.sim.amaranth_helpers import simulate, stream_get, stream_put
 
-
 # --- testbench pieces ---
 
 def run(dut, *testbenches, cycles=100_000):

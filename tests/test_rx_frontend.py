@@ -13,24 +13,12 @@ from timebin.gateware.rx.layouts import Hit
 from timebin.sim.amaranth_helpers import run_per_cycle
 from timebin.sim.rx.detector import click_words, poisson_clicks
 from timebin.sim.rx.frontend import ClickFrontEndModel, ClickFrontEndOutput
-from timebin.sim.words import bits_to_ints, ints_to_bits, pack_field, unpack_field
+from timebin.sim.rx.rtl import port_ints
+from timebin.sim.words import bits_to_ints, ints_to_bits, unpack_field
 
 PER_DETECTOR, COMMON = DeadTimeMode.PER_DETECTOR.value, DeadTimeMode.COMMON.value
 HIT_FIELDS = ("valid", "time", "symbol", "ui")
 OUTPUTS = HIT_FIELDS + ("clicks", "dead_discards", "gates", "gate_starts", "settings_error")
-GATE_SETTINGS = ("gate_enable", "gate_period", "gate_offset", "gate_width")
-
-
-def _per_cycle(value, n, shape):
-    """A setting as ``n`` port values (ints), from a scalar, per-channel or per-cycle array."""
-    if shape is None:                                   # a scalar port, up to 64 bits
-        return [int(x) for x in np.broadcast_to(np.asarray(value), (n,))]
-    array = np.asarray(value, np.int64)
-    channels, bits = shape
-    array = np.broadcast_to(array, (n, channels)) if array.ndim < 2 else array
-    packed = np.zeros((n, channels * bits), np.uint8)
-    pack_field(packed, 0, array, bits)
-    return bits_to_ints(packed)
 
 
 def run_rtl(dut, samples, *, reset_at=None, **settings):
@@ -41,13 +29,8 @@ def run_rtl(dut, samples, *, reset_at=None, **settings):
     S = dut.uis_per_symbol
     inputs = {"samples": bits_to_ints(samples.reshape(n, channels * uis))}
     for name, value in settings.items():
-        if value is None:
-            continue
-        port = getattr(dut, name)
-        if name in GATE_SETTINGS:
-            inputs[name] = _per_cycle(value, n, (channels, len(port.as_value()) // channels))
-        else:
-            inputs[name] = _per_cycle(value, n, None)
+        if value is not None:
+            inputs[name] = port_ints(getattr(dut, name), value, n)
     ports = [(getattr(dut, name), values) for name, values in inputs.items()]
     outputs = {name: getattr(dut, name) for name in
                ("hits", "clicks", "dead_discards", "gates", "gate_starts", "settings_error")}

@@ -94,7 +94,7 @@ def test_classes_of_z_and_x_detectors():
         samples[cycle, 1, ui] = 1                               # X slots
     rtl, model = run_both(params, samples, windows=[z_windows(4), x_windows(4)])
     records = model.taken()
-    got = list(zip(records["channel"].tolist(), records["cls"].tolist()))
+    got = list(zip(records["channel"].tolist(), records["cls"].tolist(), strict=True))
     assert got == [(0, CLASS_EARLY), (0, CLASS_LATE), (1, CLASS_MIDDLE), (1, CLASS_MIDDLE)]
     assert model.window_discards[-1].tolist() == [0, 2]
 

@@ -22,8 +22,8 @@ from ...gateware.rx.binning import (
 from ...gateware.rx.layouts import Binned, Hit
 from ..words import bits_to_ints, ints_to_bits, pack_field, unpack_field
 
-__all__ = ["pack_slots", "check_slots", "unpack_slots", "pack_hits", "unpack_binned", "BinnerOutput",
-           "BinnerModel"]
+__all__ = ["pack_slots", "check_slots", "unpack_slots", "pack_hits", "unpack_binned",
+           "BinnerOutput", "BinnerModel"]
 
 _DISCARDS_TOP = (1 << DISCARD_COUNTER_BITS) - 1
 

@@ -11,14 +11,14 @@ import numpy as np
 from amaranth.hdl import Shape, Value
 from amaranth.lib import data
 
-from ...gateware.rx.top import FORWARDED, SETTINGS
+from ...gateware.rx.top import FORWARDED
 from ..amaranth_helpers import run_per_cycle
 from ..words import bits_to_ints, ints_to_bits, pack_field, unpack_field
 from .merge import unpack_detections
-from .top import RECORD_FIELDS
+from .top import RECORD_FIELDS, check_setting_names
 
-__all__ = ["port_dims", "port_ints", "port_arrays", "receiver_inputs", "OUTPUT_PORTS",
-           "decode_outputs", "run_receiver", "compare_receiver"]
+__all__ = ["port_dims", "port_ints", "port_arrays", "setting_ints", "receiver_inputs",
+           "OUTPUT_PORTS", "decode_outputs", "run_receiver", "compare_receiver"]
 
 #: Plain output ports of the receiver top sampled every cycle (besides the records stream).
 OUTPUT_PORTS = tuple(name for _, outputs in FORWARDED.values() for name in outputs
@@ -51,7 +51,6 @@ def port_ints(port, value, n):
         if len(array) != n:
             raise ValueError(f"per-cycle value of shape {array.shape} does not have {n} cycles")
     elif array.ndim <= len(dims):
-        array = np.broadcast_to(array, dims)
         array = np.broadcast_to(array, (n, *dims))
     else:
         raise ValueError(f"value of shape {array.shape} does not fit a port of dims {dims}")
@@ -77,20 +76,12 @@ def port_arrays(port, ints):
     return unpack_field(bits, 0, leaves, width).reshape(len(ints), *dims)
 
 
-def receiver_inputs(dut, samples, ready=True, **settings):
-    """``{port name: n ints}`` of every per-cycle input of the receiver ``dut`` for
-    :meth:`ReceiverModel.run`'s arguments (settings not given are left out: the port keeps
-    its ``init``). ``records.ready`` is named ``records__ready`` as in the Verilog."""
-    unknown = sorted(set(settings) - set(SETTINGS))
-    if unknown:
-        raise ValueError(f"Unknown receiver setting {unknown[0]!r}; the settings are "
-                         f"{', '.join(SETTINGS)}")
-    samples = np.asarray(samples)
-    n, channels = samples.shape[:2]
-    if channels != dut.channels:
-        raise ValueError(f"samples must have {dut.channels} channels, not {channels}")
-    out = {"samples": bits_to_ints(samples.reshape(n, -1)),
-           "records__ready": [int(x) for x in np.broadcast_to(np.asarray(ready, bool), n)]}
+def setting_ints(dut, n, settings):
+    """``{port name: n ints}`` of the receiver ``dut``'s settings given in
+    :meth:`ReceiverModel.run`'s forms (``None`` values left out: the port keeps its
+    ``init``). Raises ``ValueError`` naming an unknown setting or one that does not fit."""
+    check_setting_names(settings)
+    out = {}
     for name, value in settings.items():
         if value is None:
             continue
@@ -99,6 +90,19 @@ def receiver_inputs(dut, samples, ready=True, **settings):
         except ValueError as error:
             raise ValueError(f"Receiver setting {name}: {error}") from None
     return out
+
+
+def receiver_inputs(dut, samples, ready=True, **settings):
+    """``{port name: n ints}`` of every per-cycle input of the receiver ``dut`` for
+    :meth:`ReceiverModel.run`'s arguments (settings not given are left out: the port keeps
+    its ``init``). ``records.ready`` is named ``records__ready`` as in the Verilog."""
+    samples = np.asarray(samples)
+    n, channels = samples.shape[:2]
+    if channels != dut.channels:
+        raise ValueError(f"samples must have {dut.channels} channels, not {channels}")
+    return {"samples": bits_to_ints(samples.reshape(n, -1)),
+            "records__ready": [int(x) for x in np.broadcast_to(np.asarray(ready, bool), n)],
+            **setting_ints(dut, n, settings)}
 
 
 def decode_outputs(dut, got):

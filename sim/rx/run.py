@@ -28,7 +28,7 @@ from ...gateware.rx.binning import check_windows, x_windows, z_windows
 from ...gateware.rx.frontend import DeadTimeMode
 from .rtl import OUTPUT_PORTS
 from .stimulus import link_samples, with_histogram_sweep
-from .top import COUNTERS, RECORD_FIELDS, ReceiverModel
+from .top import COUNTERS, ReceiverModel, taken_records
 
 __all__ = ["WORDS_FORMAT", "ENGINES", "load_words", "save_words", "generate_words",
            "parse_windows", "check_settings", "run_rx", "summarise_rx", "save_records",
@@ -176,10 +176,7 @@ def run_rx(params, samples, *, engine="model", ready=True, **settings):
 
         got = run_receiver(Receiver(**params), padded, ready, **swept)
         seconds = time.perf_counter() - start
-        valid = got["records_valid"] & np.broadcast_to(np.asarray(ready, bool), len(padded))
-        cycles = np.flatnonzero(valid)
-        records = {name: got["records"][name][cycles] for name in RECORD_FIELDS}
-        records["cycle"] = cycles.astype(np.uint64)
+        records = taken_records(got["records_valid"], got["records"], ready)
         result = {"records": records, "final": {name: got[name][-1] for name in OUTPUT_PORTS},
                   "histogram": histogram_from_sweep(got["histogram_data"][n:],
                                                     params["channels"], bins,

@@ -15,13 +15,33 @@ from .merge import RecordMergeModel
 from .phy import reduce_oversampled
 from .watchdog import WatchdogModel
 
-__all__ = ["RECORD_FIELDS", "COUNTERS", "ReceiverOutput", "ReceiverModel"]
+__all__ = ["RECORD_FIELDS", "COUNTERS", "check_setting_names", "taken_records",
+           "ReceiverOutput", "ReceiverModel"]
 
 #: Fields of a detection record, as the models and decoders name them.
 RECORD_FIELDS = ("index", "phase", "channel", "cls", "alarm")
 #: The per-channel counters of the receiver top.
 COUNTERS = ("clicks", "accepted", "dead_discards", "window_discards", "overflows",
             "histogram_dropped", "histogram_counted")
+
+
+def check_setting_names(settings):
+    """Raise ``ValueError`` naming the first of ``settings`` (names) that is not one of the
+    receiver's :data:`~timebin.gateware.rx.top.SETTINGS`."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"Unknown receiver setting {unknown[0]!r}; the settings are "
+                         f"{', '.join(SETTINGS)}")
+
+
+def taken_records(records_valid, records, ready=True):
+    """The records taken from the stream (``valid & ready``), in order: ``{field: array}``
+    of the per-cycle ``records`` plus ``cycle``."""
+    ready = np.broadcast_to(np.asarray(ready, bool), np.shape(records_valid))
+    cycles = np.flatnonzero(np.asarray(records_valid, bool) & ready)
+    out = {name: np.asarray(values)[cycles] for name, values in records.items()}
+    out["cycle"] = cycles.astype(np.uint64)
+    return out
 
 
 class ReceiverOutput(NamedTuple):
@@ -58,13 +78,8 @@ class ReceiverOutput(NamedTuple):
     histogram: np.ndarray
 
     def taken(self, ready=True):
-        """The records taken from the stream (``valid & ready``), in order: ``{field: array}``
-        plus ``cycle``."""
-        ready = np.broadcast_to(np.asarray(ready, bool), self.records_valid.shape)
-        cycles = np.flatnonzero(self.records_valid & ready)
-        out = {name: values[cycles] for name, values in self.records.items()}
-        out["cycle"] = cycles.astype(np.uint64)
-        return out
+        """:func:`taken_records` of this run."""
+        return taken_records(self.records_valid, self.records, ready)
 
 
 class ReceiverModel:
@@ -114,10 +129,7 @@ class ReceiverModel:
         top's input ports named in :data:`SETTINGS`, each in the form its block's model
         takes (a scalar, per channel, or per cycle).
         """
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise ValueError(f"Unknown receiver setting {unknown[0]!r}; the settings are "
-                             f"{', '.join(SETTINGS)}")
+        check_setting_names(settings)
         blocks = {block: {block_name: settings[top_name]
                           for top_name, block_name in inputs.items() if top_name in settings}
                   for block, (inputs, _) in FORWARDED.items()}

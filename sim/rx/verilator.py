@@ -9,7 +9,7 @@ from ...gateware.rx.top import Receiver
 from ..verilator_stream import build_stream
 from .histogram import histogram_from_sweep
 from .merge import unpack_detections
-from .rtl import OUTPUT_PORTS, decode_outputs, port_ints
+from .rtl import OUTPUT_PORTS, decode_outputs, setting_ints
 from .top import RECORD_FIELDS
 
 __all__ = ["VERILOG_NAME", "build_receiver", "run_receiver_verilator", "compare_final"]
@@ -55,13 +55,7 @@ def run_receiver_verilator(params, samples, ready=True, *, sweep=None, built=Non
         constants["records__ready"] = 1
     else:
         inputs["records__ready"] = ready.astype(np.uint8)
-    for name, value in settings.items():
-        if value is None:
-            continue
-        try:
-            ints = port_ints(getattr(top, name), value, n)
-        except ValueError as error:
-            raise ValueError(f"Receiver setting {name}: {error}") from None
+    for name, ints in setting_ints(top, n, settings).items():
         if all(x == ints[0] for x in ints):
             constants[name] = ints[0]
         else:
