@@ -10,7 +10,7 @@ from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import refuses_quietly
+from .common import check_int, refuses_quietly
 from .regmap import WORD_BITS, RegisterMap
 
 __all__ = ["RegisterBusSignature", "RegisterBank"]
@@ -21,7 +21,8 @@ _BANK_COUNTER = "write_errors"
 
 def RegisterBusSignature(address_bits):
     """The register bus as the host link (the initiator) sees it: word ``addr``, ``wdata``,
-    ``we``, ``re`` out; ``rdata``, ``rvalid`` in. See :class:`RegisterBank` for the protocol."""
+    ``we``, ``re`` out; ``rdata``, ``rvalid``, ``werr`` in. See :class:`RegisterBank` for the
+    protocol."""
     return wiring.Signature({
         "addr": Out(address_bits),
         "wdata": Out(WORD_BITS),
@@ -29,6 +30,7 @@ def RegisterBusSignature(address_bits):
         "re": Out(1),
         "rdata": In(WORD_BITS),
         "rvalid": In(1),
+        "werr": In(1),
     })
 
 
@@ -44,12 +46,20 @@ class RegisterBank(wiring.Component):
       register's range, a read-only register, an unmapped address) changes nothing and adds
       one to ``write_errors`` (saturating). The lo word of a two-word register is only staged;
       the hi word's write checks and commits both halves.
+    * *Write status*: ``werr`` is high in cycle ``c + 1`` exactly when the write of cycle
+      ``c`` was refused, that is, counted in ``write_errors`` (out of range, read-only or
+      unmapped, including the lo word of a read-only two-word register); low after an
+      accepted write, a staged lo word of a writable two-word register and a cycle without
+      ``we``. An initiator reports each write's outcome from it, one cycle after the write,
+      as it takes ``rdata`` one cycle after a read.
     * *Read*: ``re`` high in cycle ``c`` with ``addr``: ``rdata`` holds the word in cycle
       ``c + 1``, with ``rvalid`` high (one cycle of latency). The value is the register's in
       cycle ``c``: for a status port, the port sampled in cycle ``c``; a write in the same
       cycle is not seen yet. A lo-word read latches the hi word, which a read of the hi address
       returns. An unmapped address reads 0. Reading ``write_errors`` clears it.
-    * ``we`` and ``re`` may be high together (to different or the same address).
+    * ``we`` and ``re`` may be high together: both act on ``addr``, the read seeing the word
+      as it was before the write (and ``write_errors`` read so restarts from this cycle's
+      refusal, 1 or 0).
 
     Ports other than ``bus`` are named after the top's ports in the map: a writable (``rw``,
     ``strobe``) port is an ``Out`` of the port's flat width, reset to the port's init
@@ -62,18 +72,26 @@ class RegisterBank(wiring.Component):
     register_map : RegisterMap
         The map, e.g. ``bob_registers(**receiver.params)``. Its port-less registers are
         ``ro`` constants and the ``rc`` ``write_errors`` counter.
+    address_bits : int or None
+        Width of the bus address, at least the map's ``address_bits`` (the default), at most
+        32. A board's bus is as wide as the protocol's addresses, so that every address a
+        host can send beyond the map is unmapped (reads 0, writes refused), never an alias.
 
     Members
     -------
-    bus : In(RegisterBusSignature(register_map.address_bits))
+    bus : In(RegisterBusSignature(address_bits))
     <port> : Out(width) or In(width)
         One per port of the map.
     """
 
     @refuses_quietly
-    def __init__(self, register_map):
+    def __init__(self, register_map, address_bits=None):
         if not isinstance(register_map, RegisterMap):
             raise TypeError(f"Register map must be a RegisterMap, not {register_map!r}")
+        if address_bits is None:
+            address_bits = register_map.address_bits
+        check_int("Register bus address width", address_bits,
+                  minimum=register_map.address_bits, maximum=WORD_BITS)
         for reg in register_map:
             if reg.port is None and reg.access not in ("ro", "rc"):
                 raise ValueError(f"Register {reg.name} has no port: it must be ro or rc, "
@@ -84,7 +102,8 @@ class RegisterBank(wiring.Component):
         if _BANK_COUNTER not in register_map:
             raise ValueError(f"Register map must have the bank's {_BANK_COUNTER} register")
         self.register_map = register_map
-        members = {"bus": In(RegisterBusSignature(register_map.address_bits))}
+        self.address_bits = address_bits
+        members = {"bus": In(RegisterBusSignature(address_bits))}
         for port, regs in register_map.ports().items():
             if port in members:
                 raise ValueError(f"Port name {port!r} is taken by the register bus")
@@ -98,28 +117,43 @@ class RegisterBank(wiring.Component):
     def connect(self, m, top):
         """Add to ``m`` the wires between this bank's ports and ``top``'s ports of the same
         names: writable registers drive the top's inputs, status ports drive the bank's.
+        ``top`` is a component, or a ``dict`` from port names to the values (block ports)
+        to wire, for a bank spread over several blocks (a board).
 
-        Raises ``ValueError`` naming the port if ``top`` lacks one, or its direction, width
-        or init differs from the map's (a map built from other parameters than the top)."""
+        Raises ``ValueError`` naming the port if ``top`` lacks one, or its direction (for a
+        component), width or init differs from the map's (a map built from other parameters
+        than the top), or if the ``dict`` has a name the map does not."""
         rmap = self.register_map
+        plain = isinstance(top, dict)
+        owner = "the board" if plain else type(top).__name__
+        if plain and set(top) - set(rmap.ports()):
+            raise ValueError(f"Ports {sorted(set(top) - set(rmap.ports()))} are not in the "
+                             f"{rmap.device} map")
         for port, regs in rmap.ports().items():
-            members = top.signature.members
-            member = members[port] if port in members else None
-            if member is None or member.is_signature:
-                raise ValueError(f"{type(top).__name__} has no plain port {port!r} of the "
-                                 f"{rmap.device} map")
-            outer, inner = Value.cast(getattr(top, port)), getattr(self, port)
             writable = regs[0].writable
-            if writable != (member.flow == In):
+            if plain:
+                if port not in top:
+                    raise ValueError(f"The board has no port {port!r} of the {rmap.device} "
+                                     f"map")
+                outer, inner = Value.cast(top[port]), getattr(self, port)
+            else:
+                members = top.signature.members
+                member = members[port] if port in members else None
+                if member is None or member.is_signature:
+                    raise ValueError(f"{owner} has no plain port {port!r} of the "
+                                     f"{rmap.device} map")
+                outer, inner = Value.cast(getattr(top, port)), getattr(self, port)
+            if not plain and writable != (member.flow == In):
                 kind = "writable" if writable else "read-only"
-                raise ValueError(f"Port {port} is {member.flow.name} on {type(top).__name__} "
+                raise ValueError(f"Port {port} is {member.flow.name} on {owner} "
                                  f"but {kind} in the {rmap.device} map")
             if len(outer) != len(inner):
-                raise ValueError(f"Port {port} is {len(outer)} bits on {type(top).__name__} "
+                raise ValueError(f"Port {port} is {len(outer)} bits on {owner} "
                                  f"but {len(inner)} in the {rmap.device} map")
-            if writable and outer.init != rmap.port_reset(port):
+            if writable and getattr(outer, "init", rmap.port_reset(port)) != \
+                    rmap.port_reset(port):
                 raise ValueError(f"Port {port} has init {outer.init:#x} on "
-                                 f"{type(top).__name__} but reset "
+                                 f"{owner} but reset "
                                  f"{rmap.port_reset(port):#x} in the {rmap.device} map")
             m.d.comb += outer.eq(inner) if writable else inner.eq(outer)
 
@@ -174,7 +208,7 @@ class RegisterBank(wiring.Component):
                 with m.Default():
                     m.d.comb += refused.eq(1)
 
-        m.d.sync += bus.rvalid.eq(bus.re)
+        m.d.sync += [bus.rvalid.eq(bus.re), bus.werr.eq(refused)]
         with m.If(bus.re):
             with m.Switch(bus.addr):
                 for reg in rmap:

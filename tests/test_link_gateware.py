@@ -5,7 +5,7 @@ import random
 
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Value
 from amaranth.lib import wiring
 from timebin.gateware.frames import (
     HEADER_BYTES,
@@ -20,6 +20,27 @@ from timebin.gateware.link.framer import HEADER_QUEUE_DEPTH, Deframer, Framer
 from timebin.gateware.link.uart import MAX_DIVISOR, UARTRx, UARTTx
 from timebin.host.frames import FrameDecoder
 from timebin.sim.amaranth_helpers import simulate, stream_get, stream_put
+from timebin.sim.link.framer import (
+    COUNTERS,
+    DeframerModel,
+    FramerModel,
+    LinkBench,
+    deframe,
+    frame_bytes,
+    pack_start,
+    random_frames,
+)
+from timebin.sim.link.uart import (
+    StreamSource,
+    UARTRxModel,
+    UARTTxModel,
+    apply_line_faults,
+    character_bits,
+    compare_cycles,
+    line_faults,
+    line_levels,
+    ready_pattern,
+)
 
 # --- testbench pieces ---
 
@@ -511,3 +532,212 @@ def test_converts_to_verilog():
     for dut in (UARTTx(divisor=4), UARTRx(divisor=1000), Framer(),
                 Deframer(max_payload=64, timeout=1000)):
         assert "module" in verilog.convert(dut)
+
+
+# --- the models of timebin.sim.link against the gateware, cycle by cycle ---
+
+UART_MASKS = {"payload": "valid"}
+LINK_MASKS = {"bytes__payload": "bytes__valid", "header__payload": "header__valid",
+              "payload__payload": "payload__valid"}
+
+
+def port_signal(component, name):
+    """The signal of ``component`` for a model port name: ``start__valid`` is
+    ``component.start.valid``."""
+    target = component
+    for part in name.split("__"):
+        target = getattr(target, part)
+    return Value.cast(target)
+
+
+def run_uart_pair(divisor, data, n, seed):
+    """A :class:`UARTTx` whose line reaches a :class:`UARTRx` through random line faults,
+    for ``n`` cycles: the bytes ``data`` offered with random gaps, ``ready`` of the receiver
+    random with stalls. Returns ``(inputs, outputs)`` of both, per cycle."""
+    rng = random.Random(seed)
+    top = Module()
+    tx = top.submodules.tx = UARTTx(divisor=divisor)
+    rx = top.submodules.rx = UARTRx(divisor=divisor)
+    source = StreamSource(data, rng, gap_rate=0.02)
+    ready = ready_pattern(rng, n, 0.6, stall_rate=0.002, stall_cycles=(2 * divisor,
+                                                                       30 * divisor))
+    faults = line_faults(rng, n, divisor)
+    rec = {name: [] for name in ("valid", "payload", "tx", "ready", "rx", "rx_ready")}
+    rx_outputs = {name: getattr(rx, name) for name in (
+        "framing_errors", "framing_error", "overruns", "overrun")}
+    rx_outputs.update(valid=rx.data.valid, payload=rx.data.payload)
+    got = {name: [] for name in rx_outputs}
+
+    async def testbench(ctx):
+        for c in range(n):
+            valid, payload = source.drive()
+            ctx.set(tx.data.valid, valid)
+            ctx.set(tx.data.payload, payload)
+            ctx.set(rx.data.ready, ready[c])
+            line = ctx.get(tx.tx)
+            level = apply_line_faults(line, faults[c])
+            ctx.set(rx.rx, level)
+            taken_ready = ctx.get(tx.data.ready)
+            for name, value in (("valid", valid), ("payload", payload), ("tx", line),
+                                ("ready", taken_ready), ("rx", level), ("rx_ready", ready[c])):
+                rec[name].append(value)
+            for name, port in rx_outputs.items():
+                got[name].append(ctx.get(port))
+            source.advance(taken_ready)
+            await ctx.tick()
+
+    simulate(top, testbench)
+    return rec, got, faults
+
+
+@pytest.mark.parametrize(("divisor", "seed"), [(4, 11), (7, 12)])
+def test_uart_models_match_rtl(divisor, seed):
+    """The line of :class:`UARTTxModel` and every output of :class:`UARTRxModel` on the
+    faulty line, every cycle: glitches, corrupted bits, framing errors, breaks, overruns."""
+    rng = random.Random(seed)
+    n = 30_000 if divisor == 4 else 25_000
+    data = [rng.getrandbits(8) for _ in range(n // (10 * divisor))]
+    rec, got, faults = run_uart_pair(divisor, data, n, seed)
+    tx_model = UARTTxModel(divisor=divisor)
+    compare_cycles({"tx": rec["tx"], "ready": rec["ready"]},
+                   tx_model.run(rec["valid"], rec["payload"]), what="UARTTx")
+    rx_model = UARTRxModel(divisor=divisor)
+    want = rx_model.run(rec["rx"], rec["rx_ready"])
+    compare_cycles(got, want, masks=UART_MASKS, what="UARTRx")
+    # The model's line is the one the receiver saw, faults aside.
+    assert [apply_line_faults(t, f) for t, f in zip(rec["tx"], faults, strict=True)] \
+        == rec["rx"]
+    assert want["framing_errors"][-1] >= 3 and want["overruns"][-1] >= 3
+    assert len(rx_model.received) > len(data) // 2 and len(tx_model.taken) > len(data) // 2
+
+
+def test_uart_rx_model_timing():
+    """Back to back bytes from the model's line: each shown :meth:`UARTRx.latency` cycles
+    after its start bit falls; a break counts one framing error."""
+    divisor = 6
+    line = [1] * 5
+    starts = []
+    for byte in (0x00, 0xFF, 0xA5):
+        starts.append(len(line))
+        line += line_levels(character_bits(byte), divisor)
+    line += [0] * 30 * divisor + [1] * 20 * divisor
+    model = UARTRxModel(divisor=divisor)
+    out = model.run(line, 1)
+    latency = 3 + divisor // 2 + 9 * divisor        # UARTRx.latency()
+    assert model.received == [(s + latency, b) for s, b in zip(starts, (0x00, 0xFF, 0xA5),
+                                                                strict=True)]
+    assert out["framing_errors"][-1] == 1 and out["overruns"][-1] == 0
+
+
+def test_framer_model_timing():
+    """With no stall, the model shows the frames of ``frame_bytes`` 2 cycles after each
+    start, one every ``L + OVERHEAD_BYTES + 1`` cycles, as the framer's docstring says."""
+    frames = [(0x90, bytes(range(3))), (0x7F, b""), (0xA0, bytes(range(40, 47)))]
+    model = FramerModel(max_payload=16)
+    starts = [pack_start(t, len(p)) for t, p in frames]
+    payload = [b for _, p in frames for b in p]
+    taken = []
+    for cycle in range(80):
+        out = model.step(start__valid=int(bool(starts)), start__payload=starts[0] if starts
+                         else 0, payload__valid=1, payload__payload=payload[0] if payload
+                         else 0, bytes__ready=1)
+        if starts and out["start__ready"]:
+            taken.append(cycle)
+            starts.pop(0)
+        if out["payload__ready"] and payload:
+            payload.pop(0)
+    want = b"".join(frame_bytes(t, seq, p) for seq, (t, p) in enumerate(frames))
+    assert bytes(b for _, b in model.sent) == want
+    assert taken == [0, 3 + OVERHEAD_BYTES + 1, 3 + OVERHEAD_BYTES + 1 + OVERHEAD_BYTES + 1]
+    assert [c for c, _ in model.sent][:OVERHEAD_BYTES + 3] == list(range(2, OVERHEAD_BYTES + 5))
+    assert frame_bytes(FrameType.ALARM, 9, b"xy") == encode_frame(FrameType.ALARM, 9, b"xy")
+
+
+def run_link_bench(bench, n, *, max_payload, timeout):
+    """Drive a :class:`Framer` and a :class:`Deframer` from ``bench`` for ``n`` cycles;
+    return the inputs and outputs of each, per cycle."""
+    top = Module()
+    blocks = {"framer": Framer(max_payload=max_payload),
+              "deframer": Deframer(max_payload=max_payload, timeout=timeout)}
+    models = {"framer": FramerModel, "deframer": DeframerModel}
+    top.submodules.framer, top.submodules.deframer = blocks["framer"], blocks["deframer"]
+    ins = {block: {name: port_signal(blocks[block], name) for name in models[block].INPUTS}
+           for block in blocks}
+    outs = {block: {name: port_signal(blocks[block], name) for name in models[block].OUTPUTS}
+            for block in blocks}
+    rec_in = {block: {name: [] for name in ins[block]} for block in blocks}
+    rec_out = {block: {name: [] for name in outs[block]} for block in blocks}
+
+    async def testbench(ctx):
+        for _ in range(n):
+            inputs = bench.drive()
+            for block, values in inputs.items():
+                for name, value in values.items():
+                    ctx.set(ins[block][name], value)
+                    rec_in[block][name].append(value)
+            outputs = {block: {name: ctx.get(port) for name, port in outs[block].items()}
+                       for block in blocks}
+            for block, values in outputs.items():
+                for name, value in values.items():
+                    rec_out[block][name].append(value)
+            bench.advance(outputs)
+            await ctx.tick()
+
+    simulate(top, testbench)
+    return rec_in, rec_out
+
+
+@pytest.mark.parametrize(("seed", "timeout"), [(21, None), (22, 48)])
+def test_link_models_match_rtl(seed, timeout):
+    """Framer -> faulty channel (flipped bits, lost bytes, cut frames, garbage, silences) ->
+    Deframer, random gaps and back-pressure: every output of both, every cycle, as the
+    models; the deframer model's frames as :func:`deframe` finds them in its bytes; and only
+    frames the framer sent come out."""
+    max_payload, n = 24, 9000
+    rng = random.Random(seed)
+    frames = random_frames(rng, 140, max_payload)
+    faults = {"flip": 0.002, "drop": 0.001, "cut": 0.002, "garbage": 0.004,
+              "silence": 0.002 if timeout else 0.0}
+    bench = LinkBench(frames, seed, faults=faults, stall_rate=0.01,
+                       silence_cycles=(timeout or 0) + 20)
+    rec_in, rec_out = run_link_bench(bench, n, max_payload=max_payload, timeout=timeout)
+    framer = FramerModel(max_payload=max_payload)
+    compare_cycles(rec_out["framer"], framer.run(rec_in["framer"]), masks=LINK_MASKS,
+                   what="Framer")
+    deframer = DeframerModel(max_payload=max_payload, timeout=timeout)
+    want = deframer.run(rec_in["deframer"])
+    compare_cycles(rec_out["deframer"], want, masks=LINK_MASKS, what="Deframer")
+    assert bench.done and bytes(deframer.taken) == bytes(bench.channel.fed)
+    counts = {name: want[name][-1] for name in COUNTERS}
+    if timeout is None:
+        found, counters = deframe(deframer.taken, max_payload)
+        assert deframer.delivered == found and counts == counters
+    else:
+        assert counts["truncated"] >= 2
+    # What the reader took is what was queued, and every frame is one the framer sent.
+    got = bench.delivered()
+    assert got == deframer.delivered[:len(got)] and len(got) >= len(deframer.delivered) - 4
+    sent = [(t, seq, p) for seq, (t, p) in enumerate(f for f in frames
+                                                      if len(f[1]) <= max_payload)]
+    assert set(got) <= set(sent) and [s for _, s, _ in got] == sorted(s for _, s, _ in got)
+    assert len(got) > len(sent) // 2
+    assert all(counts[name] for name in ("header_errors", "crc_errors")), counts
+    assert framer.oversize >= 1 and all(bench.channel.faults_seen[k] for k in faults
+                                        if faults[k]), bench.channel.faults_seen
+    assert min(deframer.waits.values()) >= 100, deframer.waits
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_deframe_matches_host_decoder(seed):
+    """On the faulty streams of the deframer tests (known types only), :func:`deframe` finds
+    the frames the host decoder finds once flushed, and counts each bad one as the deframer
+    does."""
+    rng = random.Random(seed)
+    max_payload = 24
+    stream, good, counts = faulty_stream(rng, max_payload, 120)
+    host = FrameDecoder()
+    found = host.feed(stream) + host.flush()
+    frames, counters = deframe(stream, max_payload)
+    assert frames == [(int(f.type), f.seq, f.payload) for f in found] == good
+    assert counters == {**counts, "truncated": 0}
+    assert counters["header_errors"] == host.stats.header_errors
