@@ -84,12 +84,16 @@ class FrameType(enum.IntEnum):
     REG_WRITE_REQ = 0x02
     #: Host asks Alice's board for the logged symbols at a list of indices.
     SYMBOL_LOOKUP_REQ = 0x03
+    #: Host asks for the board description (role and parameters, JSON).
+    DESCRIBE_REQ = 0x04
     #: A register's value, answering ``REG_READ_REQ``.
     REG_READ_RESP = 0x81
     #: Acknowledges a ``REG_WRITE_REQ``.
     REG_WRITE_RESP = 0x82
     #: The logged symbols, answering ``SYMBOL_LOOKUP_REQ``.
     SYMBOL_LOOKUP_RESP = 0x83
+    #: The board description, answering ``DESCRIBE_REQ``.
+    DESCRIBE_RESP = 0x84
     #: Detection records from Bob's receiver.
     DETECTIONS = 0x90
     #: Sifting results (basis and bit of detected symbols) from the sifting memory.

@@ -10,7 +10,8 @@ __all__ = ["PROTOCOL_3STATE", "PROTOCOL_4STATE", "TRAINING_MODES", "PRBS_POLYNOM
            "SYMBOL_FIELDS", "SYMBOL_BITS",
            "INDEX_BITS", "MAX_INTENSITY_CLASSES", "field_offsets",
            "CLASS_EARLY", "CLASS_LATE", "CLASS_MIDDLE", "CLASS_DISCARD", "DETECTION_CLASSES",
-           "MAX_CHANNELS", "PHASE_BITS", "DETECTION_FIELDS", "DETECTION_BITS", "TIME_BITS"]
+           "MAX_CHANNELS", "PHASE_BITS", "DETECTION_FIELDS", "DETECTION_BITS", "TIME_BITS",
+           "DEFAULT_K", "K_PORT_BITS", "DEFAULT_TIMEOUT", "TIMEOUT_BITS", "DEFAULT_MAX_RECORDS"]
 
 #: Basis codes of the ``basis`` field.
 BASIS_Z = 0
@@ -127,6 +128,17 @@ MAX_K = 31
 MAX_BLOCK_RECORDS = 4096
 #: Width of the block sequence number.
 SEQUENCE_BITS = 16
+#: ``k`` of the record compressor after reset: the best Rice parameter at 10**-3
+#: detections per symbol.
+DEFAULT_K = 9
+#: Width of the ``k`` port; values above ``MAX_K`` are refused.
+K_PORT_BITS = 6
+#: The compressor's block ``timeout`` after reset: 2**20 cycles (6.7 ms at 156.25 MHz).
+DEFAULT_TIMEOUT = 1 << 20
+#: Width of the ``timeout`` port (2**32 cycles is 27 s at 156.25 MHz).
+TIMEOUT_BITS = 32
+#: Records per block after which a block closes, by default.
+DEFAULT_MAX_RECORDS = 1024
 #: Half (0 first, 1 second) and class of each slot code 0..3.
 SLOT_HALF = (0, 1, 1, 0)
 SLOT_CLASS = (CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE, CLASS_MIDDLE)

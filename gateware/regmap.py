@@ -70,11 +70,24 @@ from dataclasses import dataclass, replace
 
 from .checks import check_int
 from .formulas import probability_settings, sp800_90b_cutoffs
-from .records import INDEX_BITS, MAX_CHANNELS, MAX_INTENSITY_CLASSES, STATES, TRAINING_MODES
+from .records import (
+    DEFAULT_K,
+    DEFAULT_MAX_RECORDS,
+    DEFAULT_TIMEOUT,
+    INDEX_BITS,
+    K_PORT_BITS,
+    MAX_CHANNELS,
+    MAX_INTENSITY_CLASSES,
+    MAX_K,
+    STATES,
+    TIMEOUT_BITS,
+    TRAINING_MODES,
+)
 
 __all__ = ["ACCESS", "WORD_BITS", "MAX_REGISTER_BITS", "MAP_VERSION", "ALICE_ID", "BOB_ID",
            "ALICE_DATA_PORTS", "BOB_DATA_PORTS", "Register", "RegisterMap",
-           "alice_registers", "bob_registers",
+           "alice_registers", "bob_registers", "BOARD_DEFAULTS", "board_parameters",
+           "alice_board_registers", "bob_board_registers", "board_registers",
            "bits_for", "default_im_levels",
            "default_pm_levels", "z_windows_packed"]
 
@@ -517,16 +530,10 @@ _COUNTER_BITS = 32
 _SATURATING = "Saturating at 2**32 - 1, never cleared: take differences."
 
 
-def alice_registers(*, lanes, uis_per_symbol, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3),
+def _alice_layout(*, lanes, uis_per_symbol, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3),
                     dac_bits=8, pm_bits=1, max_delay=None, health_window=1024, h_min=1.0,
                     alpha=2**-40, log_depth=16):
-    """The register map of Alice's :class:`~timebin.gateware.tx.top.Transmitter` built with
-    the same parameters (``alice_registers(**transmitter.params)``).
-
-    One register per setting and status port of the top, except :data:`ALICE_DATA_PORTS`;
-    ``reseed`` and ``alarm_clear`` are strobes. Checks the parameters that shape the map and
-    raises ``TypeError`` or ``ValueError`` naming a bad one; the top checks the rest.
-    """
+    """The registers of the transmitter top, not yet built (see alice_registers)."""
     check_int("Lane count", lanes, minimum=1)
     check_int("UIs per symbol", uis_per_symbol, minimum=2)
     if uis_per_symbol % 2:
@@ -604,20 +611,13 @@ def alice_registers(*, lanes, uis_per_symbol, prob_bits=12, p_z=0.9, intensity_p
     lay.port("log_dropped", _COUNTER_BITS, "ro", "Symbol words the full log FIFO dropped. "
              f"{_SATURATING}")
     lay.port("log_overflow", 1, "ro", "log_dropped is not 0.")
-    return lay.build()
+    return lay
 
 
-def bob_registers(*, channels, lanes, uis_per_symbol, oversampling=1,
+def _bob_layout(*, channels, lanes, uis_per_symbol, oversampling=1,
                   max_dead_time=(1 << 17) - 1, max_gate_period=256, max_delay=(1 << 20) - 1,
                   fifo_depth=16, histogram_period=1, histogram_bits=32, max_window=1 << 24):
-    """The register map of Bob's :class:`~timebin.gateware.rx.top.Receiver` built with the
-    same parameters (``bob_registers(**receiver.params)``).
-
-    One register per setting and status port of the top, per channel for the array ports,
-    except :data:`BOB_DATA_PORTS`; ``epoch_load``, ``alarm_clear`` and ``histogram_clear`` are
-    strobes. Checks the parameters that shape the map and raises ``TypeError`` or
-    ``ValueError`` naming a bad one; the top checks the rest.
-    """
+    """The registers of the receiver top, not yet built (see bob_registers)."""
     C, S = channels, uis_per_symbol
     check_int("Channel count", C, minimum=1, maximum=MAX_CHANNELS)
     check_int("Lane count", lanes, minimum=1)
@@ -696,4 +696,118 @@ def bob_registers(*, channels, lanes, uis_per_symbol, oversampling=1,
             ("histogram_dropped", "clicks the histogram could not add (lost to a clear).")):
         note = ("Saturating." if port == "histogram_counted" else _SATURATING)
         lay.per_channel(port, C, _COUNTER_BITS, "ro", f"{doc} {note}")
+    return lay
+
+
+def alice_registers(**params):
+    """The register map of Alice's :class:`~timebin.gateware.tx.top.Transmitter` built with
+    the same parameters (``alice_registers(**transmitter.params)``).
+
+    One register per setting and status port of the top, except :data:`ALICE_DATA_PORTS`;
+    ``reseed`` and ``alarm_clear`` are strobes. Checks the parameters that shape the map and
+    raises ``TypeError`` or ``ValueError`` naming a bad one; the top checks the rest.
+    """
+    return _alice_layout(**params).build()
+
+
+def bob_registers(**params):
+    """The register map of Bob's :class:`~timebin.gateware.rx.top.Receiver` built with the
+    same parameters (``bob_registers(**receiver.params)``).
+
+    One register per setting and status port of the top, per channel for the array ports,
+    except :data:`BOB_DATA_PORTS`; ``epoch_load``, ``alarm_clear`` and ``histogram_clear`` are
+    strobes. Checks the parameters that shape the map and raises ``TypeError`` or
+    ``ValueError`` naming a bad one; the top checks the rest.
+    """
+    return _bob_layout(**params).build()
+
+
+# --- Boards: the top, its link and its board blocks -------------------------------------------
+
+#: Board parameters that shape a board's map, with their defaults: ``frame_timeout`` (cycles
+#: without a record word after which a ``DETECTIONS`` frame closes, Bob) and ``symbol_depth``
+#: (words of Alice's symbol memory).
+BOARD_DEFAULTS = {
+    "alice": {"symbol_depth": 1 << 10},
+    "bob": {"max_records": DEFAULT_MAX_RECORDS, "frame_words": 256, "frame_timeout": 256},
+}
+
+
+def board_parameters(role, board):
+    """``board`` completed with the defaults of ``role`` (:data:`BOARD_DEFAULTS`); raises
+    ``ValueError`` naming an unknown role or parameter."""
+    if role not in BOARD_DEFAULTS:
+        raise ValueError(f"Board role must be one of {tuple(BOARD_DEFAULTS)}, not {role!r}")
+    unknown = set(board) - set(BOARD_DEFAULTS[role])
+    if unknown:
+        raise ValueError(f"Unknown {role} board parameter(s): {', '.join(sorted(unknown))}")
+    return {**BOARD_DEFAULTS[role], **board}
+
+
+def _link_section(lay):
+    """Counters of the host link, the same on every board."""
+    for port, doc in (
+            ("link_requests", "Request frames taken by the link controller."),
+            ("link_bad_requests", "Requests refused (malformed payload, unknown type)."),
+            ("link_frames_in", "Frames from the host that passed both checks."),
+            ("link_header_errors", "Sync words from the host whose header check failed."),
+            ("link_oversize", "Headers from the host claiming more payload than the board "
+                              "takes."),
+            ("link_crc_errors", "Frames from the host whose CRC-32 failed."),
+            ("link_truncated", "Frames from the host given up after the timeout."),
+            ("link_frames_out", "Frames sent to the host."),
+            ("link_alarm_frames", "ALARM frames sent."),
+            ("link_phy_errors", "Errors of the link PHY (UART framing errors and overruns).")):
+        lay.port(port, _COUNTER_BITS, "ro", f"{doc} {_SATURATING}")
+
+
+def alice_board_registers(params, board=None):
+    """The register map of an Alice board (:class:`~timebin.gateware.system.AliceBoard`):
+    the transmitter's registers (``params`` as for :func:`alice_registers`), the symbol
+    memory's counters and the link's counters."""
+    board = board_parameters("alice", board or {})
+    check_int("Symbol memory depth", board["symbol_depth"], minimum=2, maximum=1 << 24)
+    lay = _alice_layout(**params)
+    lay.port("lookups", 64, "ro", "Symbol lookups answered.")
+    lay.port("lookup_unavailable", _COUNTER_BITS, "ro", "Lookups answered unavailable (the "
+             f"symbol was too old, dropped or not yet written). {_SATURATING}")
+    lay.port("log_written", 64, "ro", "Symbol log words written to the symbol memory.")
+    lay.port("log_missed", _COUNTER_BITS, "ro", "Symbol log words lost while the memory "
+             f"cleared after reset. {_SATURATING}")
+    lay.port("log_clearing", 1, "ro", "The symbol memory is clearing after reset.")
+    _link_section(lay)
     return lay.build()
+
+
+def bob_board_registers(params, board=None):
+    """The register map of a Bob board (:class:`~timebin.gateware.system.BobBoard`): the
+    receiver's registers (``params`` as for :func:`bob_registers`), the record compressor's
+    and packetizer's, and the link's counters."""
+    board = board_parameters("bob", board or {})
+    lay = _bob_layout(**params)
+    lay.port("record_k", K_PORT_BITS, "rw", "Rice parameter of the record blocks; best "
+             "round(log2(ln2 / p)) at p detections per symbol.", reset=DEFAULT_K,
+             maximum=MAX_K)
+    lay.port("record_timeout", TIMEOUT_BITS, "rw", "Cycles a record block stays open at most, "
+             "less one; 0: no timeout.", reset=DEFAULT_TIMEOUT)
+    lay.port("record_flush", 1, "strobe", "Close the open record block now.")
+    lay.port("compress_error", 1, "ro", "The compressor holds a refused setting.")
+    lay.port("records_compressed", 64, "ro", "Records taken by the compressor.")
+    lay.port("record_words", 64, "ro", "Compressed words sent.")
+    lay.port("record_escapes", 64, "ro", "Records coded with their raw index (not the first "
+             "of a block).")
+    lay.port("frame_timeout", 16, "rw", "Cycles without a record word after which a "
+             "DETECTIONS frame closes (0 acts as 1).", reset=board["frame_timeout"])
+    lay.port("detection_frames", _COUNTER_BITS, "ro", f"DETECTIONS frames sent. {_SATURATING}")
+    lay.port("detection_words", _COUNTER_BITS, "ro", f"Record words framed. {_SATURATING}")
+    _link_section(lay)
+    return lay.build()
+
+
+def board_registers(role, params, board=None):
+    """The register map of a board of ``role`` (``alice`` or ``bob``)."""
+    if role == "alice":
+        return alice_board_registers(params, board)
+    if role == "bob":
+        return bob_board_registers(params, board)
+    raise ValueError(f"Board role must be one of {tuple(BOARD_DEFAULTS)}, not {role!r}")

@@ -12,6 +12,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Elaboratable, Module, UnusedElaboratable, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
+from timebin.gateware import regmap
 from timebin.gateware.regbank import RegisterBank, RegisterBusSignature
 from timebin.gateware.regmap import (
     ACCESS,
@@ -104,7 +105,7 @@ def test_bob_map_covers_receiver(params):
 
 
 def test_builder_defaults_match_tops():
-    for builder, top in ((alice_registers, Transmitter), (bob_registers, Receiver)):
+    for builder, top in ((regmap._alice_layout, Transmitter), (regmap._bob_layout, Receiver)):
         ours = inspect.signature(builder).parameters
         theirs = inspect.signature(top.__init__).parameters
         assert list(ours) == [name for name in theirs if name != "self"]
@@ -410,3 +411,56 @@ def test_wired_top_converts_to_verilog(top_class, builder, params):
 def test_bank_converts_to_verilog(regs):
     text = verilog.convert(RegisterBank(regs), name=f"{regs.device}_registers")
     assert f"module {regs.device}_registers" in text
+
+
+def test_bank_write_status():
+    """``werr`` is high in exactly the cycle after a refused write: every refusal counted in
+    ``write_errors`` (range, width, ro, rc, unmapped, a ro lo word, a strobe's 2), never after
+    an accepted write, a staged lo word, a read or an idle cycle."""
+    regs = bob_registers(**SMALL_BOB, max_window=1 << 32)
+    bank = RegisterBank(regs)
+    mapped = {a for reg in regs for a in reg.addresses}
+    unmapped = min(set(range(1 << regs.address_bits)) - mapped)
+    dead, window = regs["dead_time"], regs["watchdog_window"]
+    records = regs["records_out"].address
+    # (addr, wdata, we, re, refused)
+    script = [
+        (dead.address, 77, 1, 0, False),
+        (dead.address, dead.minimum - 1, 1, 0, True),
+        (dead.address, 0, 0, 1, False),
+        (regs["clicks.1"].address, 5, 1, 0, True),
+        (records, 1, 1, 0, True),                       # the lo word of a ro register
+        (records + 1, 1, 1, 0, True),
+        (window.address, 0, 1, 0, False),               # staged
+        (window.address + 1, 2, 1, 0, True),            # 2 << 32 > max_window
+        (window.address, 5, 1, 0, False),
+        (window.address + 1, 1, 1, 0, True),            # (1 << 32) | 5 > max_window
+        (window.address, 0, 1, 0, False),
+        (window.address + 1, 1, 1, 0, False),           # commits 1 << 32
+        (0, 0, 0, 0, False),
+        (unmapped, 0, 1, 0, True),
+        (regs["alarm_clear"].address, 2, 1, 0, True),
+        (regs["alarm_clear"].address, 1, 1, 0, False),
+        (regs["write_errors"].address, 0, 1, 1, True),  # refused, read and cleared
+        (regs["id"].address, 0, 1, 1, True),
+        (dead.address, 1 << 20, 1, 1, True),
+        (dead.address, 9, 1, 1, False),
+        (0, 0, 0, 0, False),
+    ]
+
+    async def testbench(ctx):
+        before = False
+        for addr, wdata, we, re, refused in script:
+            ctx.set(bank.bus.addr, addr)
+            ctx.set(bank.bus.wdata, wdata)
+            ctx.set(bank.bus.we, we)
+            ctx.set(bank.bus.re, re)
+            assert ctx.get(bank.bus.werr) == before, (addr, wdata)
+            await ctx.tick()
+            before = refused
+        assert ctx.get(bank.bus.werr) == before
+        assert ctx.get(bank.watchdog_window) == 1 << 32 and ctx.get(bank.dead_time) == 9
+        ctx.set(bank.bus.we, 0)
+        assert await bus_read(ctx, bank, regs["write_errors"].address) == 3
+
+    simulate(bank, testbench)

@@ -17,9 +17,13 @@ from amaranth.utils import bits_for
 
 from ..common import accepted_setting, check_int, count_saturating, refuses_quietly
 from ..records import (
+    DEFAULT_K,
+    DEFAULT_MAX_RECORDS,
+    DEFAULT_TIMEOUT,
     ESCAPE_QUOTIENT,
     HEADER_WORDS,
     INDEX_BITS,
+    K_PORT_BITS,
     MAGIC,
     MAX_BLOCK_RECORDS,
     MAX_CHANNELS,
@@ -28,6 +32,7 @@ from ..records import (
     SEQUENCE_BITS,
     SLOT_CLASS,
     SLOT_HALF,
+    TIMEOUT_BITS,
     field_widths,
 )
 from .layouts import Detection
@@ -37,16 +42,6 @@ __all__ = ["DEFAULT_K", "K_PORT_BITS", "DEFAULT_TIMEOUT", "TIMEOUT_BITS", "DEFAU
            "PIPELINE_STAGES", "check_compressor_parameters", "record_queue_depth",
            "unary_queue_depth", "suffix_or", "RecordCompressor"]
 
-#: ``k`` after reset: the best Rice parameter at 10**-3 detections per symbol.
-DEFAULT_K = 9
-#: Width of the ``k`` port; values above ``MAX_K`` are refused.
-K_PORT_BITS = 6
-#: ``timeout`` after reset: 2**20 cycles (6.7 ms at 156.25 MHz).
-DEFAULT_TIMEOUT = 1 << 20
-#: Width of the ``timeout`` port (2**32 cycles is 27 s at 156.25 MHz).
-TIMEOUT_BITS = 32
-#: Records per block after which a block closes, by default.
-DEFAULT_MAX_RECORDS = 1024
 #: Width of the counters: they never saturate in practice.
 COUNTER_BITS = 64
 #: Closed blocks the block queue holds.

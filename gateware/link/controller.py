@@ -1,0 +1,542 @@
+"""The board end of the host link's protocol (:mod:`timebin.gateware.protocol`): a request
+engine between the deframer and the register bus (and Alice's symbol memory), a frame
+multiplexer in front of the framer, the packetizer of Bob's compressed record stream, and
+the alarm reporter.
+
+Ref: the payload formats are those of :mod:`timebin.gateware.protocol`; the frame starts and
+headers are :data:`~timebin.gateware.link.framer.FrameStart` and
+:data:`~timebin.gateware.link.framer.FrameHeader`. Nothing here restates a format.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from ..common import check_int, count_saturating, refuses_quietly
+from ..frames import MAX_PAYLOAD, FrameType
+from ..protocol import (
+    ALARM_BYTES,
+    ITEM_BYTES,
+    LOOKUP_RESULT_FIELDS,
+    NO_BLOCK_START,
+    POINTER_BYTES,
+    RESPONSE_OF,
+    STATUS_REFUSED,
+    STATUS_WRITTEN,
+)
+from ..records import HEADER_WORDS, INDEX_BITS
+from ..regbank import RegisterBusSignature
+from .framer import COUNTER_BITS, FrameHeader, FrameStart
+
+__all__ = ["BUS_ADDRESS_BITS", "LinkController", "FrameMux", "DetectionPacketizer",
+           "AlarmReporter"]
+
+#: Width of the register addresses of the protocol (``ADDRESS_BYTES``): the bus of a board
+#: is this wide, so that an address beyond the map is unmapped (read 0, write refused), never
+#: an alias of a mapped one.
+BUS_ADDRESS_BITS = 16
+
+_READ, _WRITE, _LOOKUP = (FrameType.REG_READ_REQ, FrameType.REG_WRITE_REQ,
+                          FrameType.SYMBOL_LOOKUP_REQ)
+_ITEM_IN_MAX = max(size for size, _ in ITEM_BYTES.values())
+_ITEM_OUT_MAX = max(size for _, size in ITEM_BYTES.values())
+
+
+class LinkController(wiring.Component):
+    """Execute the host's requests and answer each with one response frame.
+
+    Takes a delivered frame's header from ``header`` and its payload from ``payload`` (a
+    :class:`~timebin.gateware.link.framer.Deframer`'s outputs) and, for a request of
+    :mod:`timebin.gateware.protocol`, offers the response's start on ``start`` (type and
+    length known from the request's length) and then its payload on ``response``. Items are
+    executed one at a time, in order: the item's bytes are collected (one a cycle while
+    ``payload`` offers them), then
+
+    * a register read: ``bus.re`` with the address for one cycle; the ``rdata`` of the next
+      cycle is the item's answer;
+    * a register write: ``bus.we`` with address and word for one cycle; ``bus.werr`` in the
+      next cycle gives the status byte;
+    * a symbol lookup: the index on ``lookup`` until taken, then the ``result`` taken;
+
+    and the answer's bytes are offered on ``response``, LSB first. So consecutive items are
+    at least three cycles apart on the bus. A description request is answered with the
+    ``description`` bytes (a ROM). A refused request (see the protocol) is drained, counted
+    in ``bad_requests`` and, for a known request type, answered with an empty response;
+    frames of other types (the board's own types echoed, unknown codes) are drained and
+    counted in ``bad_requests`` without an answer. ``requests`` counts the headers taken.
+
+    Parameters
+    ----------
+    description : bytes
+        What a ``DESCRIBE_REQ`` is answered with, 1 .. ``MAX_PAYLOAD`` bytes.
+    lookups : bool
+        Whether the board has a symbol memory (Alice): then ``lookup`` and ``result`` exist;
+        otherwise a lookup request is refused.
+
+    Members
+    -------
+    header : In(stream.Signature(FrameHeader))
+    payload : In(stream.Signature(8))
+        The delivered request frames.
+    start : Out(stream.Signature(FrameStart))
+    response : Out(stream.Signature(8))
+        The response frames, for a framer (through a :class:`FrameMux`).
+    bus : Out(RegisterBusSignature(BUS_ADDRESS_BITS))
+        The register bus (initiator side).
+    lookup : Out(stream.Signature(64))
+    result : In(stream.Signature(LookupResult))
+        The symbol memory's lookup port (``lookups=True`` only).
+    requests, bad_requests : Out(32)
+        Saturating counters.
+    """
+
+    @refuses_quietly
+    def __init__(self, *, description, lookups=False):
+        if not isinstance(description, (bytes, bytearray)):
+            raise TypeError(f"Board description must be bytes, not {description!r}")
+        check_int("Board description length", len(description), minimum=1,
+                  maximum=MAX_PAYLOAD)
+        if not isinstance(lookups, bool):
+            raise TypeError(f"lookups must be a bool, not {lookups!r}")
+        self.description = bytes(description)
+        self.lookups = lookups
+        members = {
+            "header": In(stream.Signature(FrameHeader)),
+            "payload": In(stream.Signature(8)),
+            "start": Out(stream.Signature(FrameStart)),
+            "response": Out(stream.Signature(8)),
+            "bus": Out(RegisterBusSignature(BUS_ADDRESS_BITS)),
+            "requests": Out(COUNTER_BITS),
+            "bad_requests": Out(COUNTER_BITS),
+        }
+        if lookups:
+            from ..tx.symbol_memory import LookupResult
+            assert LookupResult.size == sum(w for _, w in LOOKUP_RESULT_FIELDS)
+            assert [name for name, _ in LookupResult] == [name for name, _ in LOOKUP_RESULT_FIELDS]
+            members["lookup"] = Out(stream.Signature(INDEX_BITS))
+            members["result"] = In(stream.Signature(LookupResult))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        header, payload, start, response, bus = (self.header, self.payload, self.start,
+                                                 self.response, self.bus)
+        length_shape = FrameHeader["length"].shape
+        kind = Signal(8)                        # request type being executed
+        items = Signal(length_shape)            # items left to execute
+        item_in = Signal(8 * _ITEM_IN_MAX)      # request item, byte 0 lowest
+        item_out = Signal(8 * _ITEM_OUT_MAX)    # answer, byte 0 lowest, shifted out
+        count = Signal(length_shape)            # bytes left to collect / emit / drain
+        out_bytes = Signal(range(_ITEM_OUT_MAX + 1))
+        in_bytes = Signal(range(_ITEM_IN_MAX + 1))
+        reply = Signal(8)                       # response type of the request
+        reply_length = Signal(length_shape)
+        answer = Signal()                       # a refused request is answered empty
+
+        rom = Memory(shape=8, depth=len(self.description), init=self.description)
+        m.submodules.rom = rom
+        rom_read = rom.read_port(domain="comb")
+        rom_address = Signal(range(len(self.description) + 1))
+        m.d.comb += rom_read.addr.eq(rom_address)
+
+        in_size = {t: size for t, (size, _) in ITEM_BYTES.items()}
+        out_size = {t: size for t, (_, size) in ITEM_BYTES.items()}
+        served = [_READ, _WRITE] + ([_LOOKUP] if self.lookups else [])
+
+        m.d.comb += bus.addr.eq(item_in[:BUS_ADDRESS_BITS])
+        m.d.comb += bus.wdata.eq(item_in[8 * 2:8 * 6])
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += header.ready.eq(1)
+                with m.If(header.valid):
+                    count_saturating(m, self.requests, 1)
+                    length = header.payload.length
+                    m.d.sync += [kind.eq(header.payload.type), count.eq(length),
+                                 answer.eq(0)]
+                    with m.Switch(header.payload.type):
+                        for request in served:
+                            size = in_size[request]
+                            n = Signal(length_shape, name=f"n_{request.name.lower()}")
+                            m.d.comb += n.eq(length // size)
+                            ok = (length != 0) & (length % size == 0) & \
+                                (n * out_size[request] <= MAX_PAYLOAD)
+                            with m.Case(request):
+                                m.d.sync += [reply.eq(RESPONSE_OF[request]),
+                                             items.eq(n),
+                                             reply_length.eq(n * out_size[request]),
+                                             in_bytes.eq(size), out_bytes.eq(out_size[request])]
+                                with m.If(ok):
+                                    m.next = "START"
+                                with m.Else():
+                                    m.d.sync += [answer.eq(1), reply_length.eq(0)]
+                                    m.next = "DRAIN"
+                        with m.Case(FrameType.DESCRIBE_REQ):
+                            m.d.sync += [reply.eq(FrameType.DESCRIBE_RESP),
+                                         reply_length.eq(len(self.description)),
+                                         rom_address.eq(0)]
+                            with m.If(length == 0):
+                                m.next = "START"
+                            with m.Else():
+                                m.d.sync += [answer.eq(1), reply_length.eq(0)]
+                                m.next = "DRAIN"
+                        if not self.lookups:
+                            with m.Case(_LOOKUP):
+                                m.d.sync += [reply.eq(FrameType.SYMBOL_LOOKUP_RESP),
+                                             answer.eq(1), reply_length.eq(0)]
+                                m.next = "DRAIN"
+                        with m.Default():
+                            m.next = "DRAIN"
+
+            with m.State("DRAIN"):
+                m.d.comb += payload.ready.eq(count != 0)
+                with m.If(payload.valid & (count != 0)):
+                    m.d.sync += count.eq(count - 1)
+                with m.If((count == 0) | ((count == 1) & payload.valid)):
+                    count_saturating(m, self.bad_requests, 1)
+                    with m.If(answer):
+                        m.next = "START"
+                    with m.Else():
+                        m.next = "IDLE"
+
+            with m.State("START"):
+                m.d.comb += [start.valid.eq(1), start.payload.type.eq(reply),
+                             start.payload.length.eq(reply_length)]
+                with m.If(start.ready):
+                    m.d.sync += count.eq(in_bytes)
+                    with m.If(reply_length == 0):
+                        m.next = "IDLE"
+                    with m.Elif(kind == FrameType.DESCRIBE_REQ):
+                        m.next = "DESCRIBE"
+                    with m.Else():
+                        m.next = "COLLECT"
+
+            with m.State("DESCRIBE"):
+                m.d.comb += [response.valid.eq(1), response.payload.eq(rom_read.data)]
+                with m.If(response.ready):
+                    m.d.sync += rom_address.eq(rom_address + 1)
+                    with m.If(rom_address == len(self.description) - 1):
+                        m.next = "IDLE"
+
+            with m.State("COLLECT"):
+                m.d.comb += payload.ready.eq(1)
+                with m.If(payload.valid):
+                    # Bytes enter at the top of the item register and shift down, so after
+                    # the item's last byte its byte 0 is at the bottom.
+                    m.d.sync += [item_in.eq(Cat(item_in[8:], payload.payload)),
+                                 count.eq(count - 1)]
+                    with m.If(count == 1):
+                        m.next = "ALIGN"
+
+            with m.State("ALIGN"):
+                # Shift the collected item down to bit 0 (items shorter than the register).
+                with m.Switch(in_bytes):
+                    for size in set(in_size.values()):
+                        with m.Case(size):
+                            m.d.sync += item_in.eq(item_in[8 * (_ITEM_IN_MAX - size):])
+                m.next = "ACT"
+
+            with m.State("ACT"):
+                with m.Switch(kind):
+                    with m.Case(_READ):
+                        m.d.comb += bus.re.eq(1)
+                        m.next = "WAIT"
+                    with m.Case(_WRITE):
+                        m.d.comb += bus.we.eq(1)
+                        m.next = "WAIT"
+                    if self.lookups:
+                        with m.Case(_LOOKUP):
+                            m.d.comb += [self.lookup.valid.eq(1),
+                                         self.lookup.payload.eq(item_in[:INDEX_BITS])]
+                            with m.If(self.lookup.ready):
+                                m.next = "WAIT"
+
+            with m.State("WAIT"):
+                m.d.sync += count.eq(out_bytes)
+                with m.Switch(kind):
+                    with m.Case(_READ):
+                        m.d.sync += item_out.eq(bus.rdata)
+                        m.next = "EMIT"
+                    with m.Case(_WRITE):
+                        m.d.sync += item_out.eq(Const(STATUS_WRITTEN, 8) |
+                                                (bus.werr * STATUS_REFUSED))
+                        m.next = "EMIT"
+                    if self.lookups:
+                        with m.Case(_LOOKUP):
+                            m.d.comb += self.result.ready.eq(1)
+                            m.d.sync += item_out.eq(self.result.payload.as_value())
+                            with m.If(self.result.valid):
+                                m.next = "EMIT"
+
+            with m.State("EMIT"):
+                m.d.comb += [response.valid.eq(1), response.payload.eq(item_out[:8])]
+                with m.If(response.ready):
+                    m.d.sync += [item_out.eq(item_out >> 8), count.eq(count - 1)]
+                    with m.If(count == 1):
+                        m.d.sync += [items.eq(items - 1), count.eq(in_bytes)]
+                        with m.If(items == 1):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "COLLECT"
+        return m
+
+
+class FrameMux(wiring.Component):
+    """Share one framer among ``sources`` frame sources, a whole frame at a time.
+
+    Each source ``s`` offers a frame start on ``start_s`` and then exactly ``length`` bytes on
+    ``payload_s``, as a :class:`~timebin.gateware.link.framer.Framer` takes them. While idle,
+    the mux passes the start of the lowest-numbered source offering one (source 0 has the
+    highest priority: give it the host's responses), then that source's payload bytes until
+    ``length`` have passed; other sources wait. Starts and bytes pass combinationally.
+
+    Members
+    -------
+    start_0 .. : In(stream.Signature(FrameStart))
+    payload_0 .. : In(stream.Signature(8))
+    start : Out(stream.Signature(FrameStart))
+    payload : Out(stream.Signature(8))
+        To the framer.
+    """
+
+    @refuses_quietly
+    def __init__(self, sources):
+        check_int("Frame source count", sources, minimum=1, maximum=16)
+        self.sources = sources
+        members = {}
+        for s in range(sources):
+            members[f"start_{s}"] = In(stream.Signature(FrameStart))
+            members[f"payload_{s}"] = In(stream.Signature(8))
+        members["start"] = Out(stream.Signature(FrameStart))
+        members["payload"] = Out(stream.Signature(8))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        starts = [getattr(self, f"start_{s}") for s in range(self.sources)]
+        payloads = [getattr(self, f"payload_{s}") for s in range(self.sources)]
+        selected = Signal(range(self.sources))
+        remaining = Signal(FrameStart["length"].shape)
+        with m.FSM():
+            with m.State("IDLE"):
+                for s in reversed(range(self.sources)):     # the lowest source wins
+                    with m.If(starts[s].valid):
+                        m.d.comb += [self.start.valid.eq(1),
+                                     self.start.payload.eq(starts[s].payload),
+                                     starts[s].ready.eq(self.start.ready)]
+                with m.If(self.start.valid & self.start.ready):
+                    for s in reversed(range(self.sources)):
+                        with m.If(starts[s].valid):
+                            m.d.sync += selected.eq(s)
+                    m.d.sync += remaining.eq(self.start.payload.length)
+                    with m.If(self.start.payload.length != 0):
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                with m.Switch(selected):
+                    for s in range(self.sources):
+                        with m.Case(s):
+                            m.d.comb += [self.payload.valid.eq(payloads[s].valid),
+                                         self.payload.payload.eq(payloads[s].payload),
+                                         payloads[s].ready.eq(self.payload.ready)]
+                with m.If(self.payload.valid & self.payload.ready):
+                    m.d.sync += remaining.eq(remaining - 1)
+                    with m.If(remaining == 1):
+                        m.next = "IDLE"
+        return m
+
+
+class DetectionPacketizer(wiring.Component):
+    """Cut Bob's compressed record stream into ``DETECTIONS`` frames, each with the pointer
+    to its first block start (:mod:`timebin.gateware.protocol`).
+
+    Words taken from ``words`` (one a cycle while ``words.ready``) are queued, and counted
+    into the frame being formed. The packetizer follows the blocks: the first word after
+    reset is a block header, and header word 2 gives the block's length
+    (``HEADER_WORDS + unary + fixed`` words), so it knows which words start blocks. A frame
+    closes when it holds ``max_words`` words, or when it holds at least one and no word was
+    taken for ``timeout`` cycles (the register ``frame_timeout``; 0 is taken as 1). Closed
+    frames wait (up to 4) for the mux; each is offered as a start of type ``DETECTIONS``
+    and ``POINTER_BYTES + 4 n`` bytes, then its pointer and its words, LSB first.
+
+    Backpressure: ``words.ready`` is low while the word queue (``2 * max_words``) or the queue
+    of closed frames is full: the record compressor then holds its records and the receiver's
+    merge FIFOs count what they cannot hold (``overflows``): a host that cannot keep up makes
+    the board count and flag the loss at its source.
+
+    Members
+    -------
+    words : In(stream.Signature(32))
+    start : Out(stream.Signature(FrameStart))
+    payload : Out(stream.Signature(8))
+    timeout : In(16)
+        Cycles without a word after which a non-empty frame closes.
+    frames, words_framed : Out(32)
+        Frames started, words sent in them (saturating).
+    """
+
+    @refuses_quietly
+    def __init__(self, *, max_words=256, timeout=256):
+        check_int("Words per DETECTIONS frame", max_words, minimum=1,
+                  maximum=min(NO_BLOCK_START, (MAX_PAYLOAD - POINTER_BYTES) // 4))
+        check_int("Frame timeout", timeout, minimum=0, maximum=(1 << 16) - 1)
+        self.max_words = max_words
+        super().__init__({
+            "words": In(stream.Signature(32)),
+            "start": Out(stream.Signature(FrameStart)),
+            "payload": Out(stream.Signature(8)),
+            "timeout": In(16, init=timeout),
+            "frames": Out(COUNTER_BITS),
+            "words_framed": Out(COUNTER_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        N = self.max_words
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=32, depth=2 * N)
+        meta_layout = bits_for(N) + 16
+        m.submodules.closed = closed = fifo.SyncFIFOBuffered(width=meta_layout, depth=4)
+
+        # --- input: block tracking and frame formation
+        header_pos = Signal(range(HEADER_WORDS + 1))    # 0: the next word starts a block
+        left = Signal(32)                                # block words after header words
+        in_frame = Signal(range(N + 1))
+        pointer = Signal(16, init=NO_BLOCK_START)
+        idle = Signal(16)
+        take = Signal()
+        m.d.comb += [self.words.ready.eq(queue.w_rdy & closed.w_rdy),
+                     take.eq(self.words.valid & self.words.ready),
+                     queue.w_en.eq(take), queue.w_data.eq(self.words.payload)]
+        starts_block = (header_pos == 0) & (left == 0)
+        with m.If(take):
+            with m.If(starts_block):
+                m.d.sync += header_pos.eq(1)
+            with m.Elif(header_pos == HEADER_WORDS - 1):
+                # Word 2: [0:16] unary words, [16:32] fixed words.
+                m.d.sync += [header_pos.eq(0),
+                             left.eq(self.words.payload[:16] + self.words.payload[16:])]
+            with m.Elif(header_pos != 0):
+                m.d.sync += header_pos.eq(header_pos + 1)
+            with m.Else():
+                m.d.sync += left.eq(left - 1)
+
+        new_pointer = Signal(16)
+        m.d.comb += new_pointer.eq(pointer)
+        with m.If(take & starts_block & (pointer == NO_BLOCK_START)):
+            m.d.comb += new_pointer.eq(in_frame)
+        limit = Signal(16)
+        m.d.comb += limit.eq(self.timeout | (self.timeout == 0))
+        with m.If(take):
+            m.d.sync += idle.eq(0)
+            with m.If(in_frame == N - 1):
+                m.d.comb += [closed.w_en.eq(1), closed.w_data.eq(Cat(Const(N, bits_for(N)),
+                                                                     new_pointer))]
+                m.d.sync += [in_frame.eq(0), pointer.eq(NO_BLOCK_START)]
+            with m.Else():
+                m.d.sync += [in_frame.eq(in_frame + 1), pointer.eq(new_pointer)]
+        with m.Elif(in_frame != 0):
+            with m.If(idle + 1 >= limit):
+                with m.If(closed.w_rdy):
+                    m.d.comb += [closed.w_en.eq(1),
+                                 closed.w_data.eq(Cat(in_frame.as_unsigned()[:bits_for(N)],
+                                                      pointer))]
+                    m.d.sync += [in_frame.eq(0), pointer.eq(NO_BLOCK_START), idle.eq(0)]
+            with m.Else():
+                m.d.sync += idle.eq(idle + 1)
+
+        # --- output: one frame per closed entry
+        n_words = Signal(bits_for(N))
+        out_pointer = Signal(16)
+        byte = Signal(range(4))
+        m.d.comb += [n_words.eq(closed.r_data[:bits_for(N)]),
+                     out_pointer.eq(closed.r_data[bits_for(N):])]
+        words_left = Signal(bits_for(N))
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.start.valid.eq(closed.r_rdy),
+                             self.start.payload.type.eq(FrameType.DETECTIONS),
+                             self.start.payload.length.eq(POINTER_BYTES + 4 * n_words)]
+                with m.If(self.start.valid & self.start.ready):
+                    count_saturating(m, self.frames, 1)
+                    m.d.sync += [words_left.eq(n_words), byte.eq(0)]
+                    m.next = "POINTER"
+            with m.State("POINTER"):
+                m.d.comb += [self.payload.valid.eq(1),
+                             self.payload.payload.eq(out_pointer.word_select(byte[0], 8))]
+                with m.If(self.payload.ready):
+                    m.d.sync += byte.eq(byte + 1)
+                    with m.If(byte == POINTER_BYTES - 1):
+                        m.d.sync += byte.eq(0)
+                        m.d.comb += closed.r_en.eq(1)
+                        m.next = "WORDS"
+            with m.State("WORDS"):
+                m.d.comb += [self.payload.valid.eq(queue.r_rdy),
+                             self.payload.payload.eq(queue.r_data.word_select(byte, 8))]
+                with m.If(self.payload.valid & self.payload.ready):
+                    m.d.sync += byte.eq(byte + 1)
+                    with m.If(byte == 3):
+                        m.d.comb += queue.r_en.eq(1)
+                        count_saturating(m, self.words_framed, 1)
+                        m.d.sync += words_left.eq(words_left - 1)
+                        with m.If(words_left == 1):
+                            m.next = "IDLE"
+        return m
+
+
+class AlarmReporter(wiring.Component):
+    """Send an ``ALARM`` frame when a bit of ``alarms`` rises.
+
+    A bit that is high in a cycle and was low in the cycle before makes a report pending;
+    the pending report is offered as a start of type ``ALARM`` and ``ALARM_BYTES`` bytes; the
+    mask sent is ``alarms`` in the cycle its start is taken (so several rises before it
+    leave make one report). ``reports`` counts the frames started.
+
+    Members
+    -------
+    alarms : In(width)
+    start : Out(stream.Signature(FrameStart))
+    payload : Out(stream.Signature(8))
+    reports : Out(32)
+    """
+
+    @refuses_quietly
+    def __init__(self, width):
+        check_int("Alarm width", width, minimum=1, maximum=8 * ALARM_BYTES)
+        self.width = width
+        super().__init__({
+            "alarms": In(width),
+            "start": Out(stream.Signature(FrameStart)),
+            "payload": Out(stream.Signature(8)),
+            "reports": Out(COUNTER_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        previous = Signal(self.width)
+        pending = Signal()
+        mask = Signal(8 * ALARM_BYTES)
+        byte = Signal(range(ALARM_BYTES))
+        rose = (self.alarms & ~previous).any()
+        m.d.sync += previous.eq(self.alarms)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(rose):
+                    m.d.sync += pending.eq(1)
+                m.d.comb += [self.start.valid.eq(pending),
+                             self.start.payload.type.eq(FrameType.ALARM),
+                             self.start.payload.length.eq(ALARM_BYTES)]
+                with m.If(self.start.valid & self.start.ready):
+                    count_saturating(m, self.reports, 1)
+                    m.d.sync += [mask.eq(self.alarms), byte.eq(0), pending.eq(rose)]
+                    m.next = "SEND"
+            with m.State("SEND"):
+                with m.If(rose):
+                    m.d.sync += pending.eq(1)
+                m.d.comb += [self.payload.valid.eq(1),
+                             self.payload.payload.eq(mask.word_select(byte, 8))]
+                with m.If(self.payload.ready):
+                    m.d.sync += byte.eq(byte + 1)
+                    with m.If(byte == ALARM_BYTES - 1):
+                        m.next = "IDLE"
+        return m

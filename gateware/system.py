@@ -1,0 +1,274 @@
+"""The gateware of a whole board, up to its link PHY: Alice's transmitter or Bob's receiver
+with the register bank, the host link's framer, deframer and controller, and (Alice) the
+symbol memory or (Bob) the record compressor and packetizer.
+
+Ref: DESIGN.md sections 4-5 (data flow; the register map and the frame format defined once
+in plain Python). A board file (``boards/``) puts a link PHY (UART, FT245 FIFO) on
+``link_rx``/``link_tx`` and the serializer or deserializer PHY on the data ports; the
+simulated board (:mod:`timebin.sim.board`) drives the same ports from a pseudo-terminal.
+
+Data flow of a board (Bob; Alice has the symbol memory on the controller instead of the
+compressor)::
+
+    link_rx -> Deframer -> LinkController -> RegisterBank -> settings / status of the blocks
+                                 |
+    samples -> Receiver -> RecordCompressor -> DetectionPacketizer --.
+                                 |                                   v
+                                 '--- responses ---> FrameMux <- AlarmReporter
+                                                        |
+                                                        v
+                                                     Framer -> link_tx
+"""
+
+from amaranth.hdl import Cat, Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .common import refuses_quietly
+from .link.controller import (
+    BUS_ADDRESS_BITS,
+    AlarmReporter,
+    DetectionPacketizer,
+    FrameMux,
+    LinkController,
+)
+from .link.framer import COUNTER_BITS, Deframer, Framer
+from .protocol import ALARM_BITS, describe
+from .regbank import RegisterBank
+from .regmap import BOB_DATA_PORTS, alice_board_registers, board_parameters, bob_board_registers
+
+__all__ = ["LINK_DEFAULTS", "AliceBoard", "BobBoard"]
+
+#: Parameters of the link end of every board: ``max_request`` (longest request payload the
+#: board takes, bytes; sets the deframer's buffer) and ``link_timeout`` (cycles without a
+#: byte after which the deframer gives up a frame; ``None``: never).
+LINK_DEFAULTS = {"max_request": 1024, "link_timeout": 1 << 20}
+
+# Mux sources, highest priority first.
+_RESPONSES, _ALARMS, _STREAM = range(3)
+
+
+def _link_parameters(link):
+    unknown = set(link) - set(LINK_DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown link parameter(s): {', '.join(sorted(unknown))}")
+    return {**LINK_DEFAULTS, **link}
+
+
+class _Board(wiring.Component):
+    """What Alice's and Bob's boards share: the link, the bank and the alarm reporter."""
+
+    role = None
+
+    def _build_link(self, params, board, link, register_map, lookups, streams):
+        link = _link_parameters(link)
+        self.params = dict(params)
+        self.board = board
+        self.link = link
+        #: What the board answers a ``DESCRIBE_REQ`` with.
+        self.description = describe(self.role, self.params, board, link)
+        self.register_map = register_map
+        self.bank = RegisterBank(register_map, address_bits=BUS_ADDRESS_BITS)
+        self.deframer = Deframer(max_payload=link["max_request"], timeout=link["link_timeout"])
+        self.controller = LinkController(description=self.description, lookups=lookups)
+        self.mux = FrameMux(_STREAM + 1 if streams else _STREAM)
+        self.framer = Framer()
+        self.alarms = AlarmReporter(len(ALARM_BITS[self.role]))
+
+    def _elaborate_link(self, m, stream_source, alarm_bits, status):
+        """Wire the link blocks; ``stream_source`` (a block with ``start`` and ``payload``, or
+        ``None``) is the mux's lowest-priority source; ``status`` maps the map's ports to
+        values."""
+        for name in ("bank", "deframer", "controller", "mux", "framer", "alarms"):
+            m.submodules[name] = getattr(self, name)
+        deframer, controller, mux, framer = (self.deframer, self.controller, self.mux,
+                                             self.framer)
+        wiring.connect(m, wiring.flipped(self.link_rx), deframer.bytes)
+        wiring.connect(m, deframer.header, controller.header)
+        wiring.connect(m, deframer.payload, controller.payload)
+        wiring.connect(m, controller.bus, self.bank.bus)
+        sources = [(_RESPONSES, (controller.start, controller.response)),
+                   (_ALARMS, (self.alarms.start, self.alarms.payload))]
+        if stream_source is not None:
+            sources.append((_STREAM, (stream_source.start, stream_source.payload)))
+        for index, source in sources:
+            wiring.connect(m, source[0], getattr(mux, f"start_{index}"))
+            wiring.connect(m, source[1], getattr(mux, f"payload_{index}"))
+        wiring.connect(m, mux.start, framer.start)
+        wiring.connect(m, mux.payload, framer.payload)
+        wiring.connect(m, framer.bytes, wiring.flipped(self.link_tx))
+        m.d.comb += self.alarms.alarms.eq(Cat(*alarm_bits))
+        self.bank.connect(m, {
+            **status,
+            "link_requests": controller.requests,
+            "link_bad_requests": controller.bad_requests,
+            "link_frames_in": deframer.frames,
+            "link_header_errors": deframer.header_errors,
+            "link_oversize": deframer.oversize,
+            "link_crc_errors": deframer.crc_errors,
+            "link_truncated": deframer.truncated,
+            "link_frames_out": framer.frames,
+            "link_alarm_frames": self.alarms.reports,
+            "link_phy_errors": self.phy_errors,
+        })
+
+
+def _link_members():
+    return {
+        "link_rx": In(stream.Signature(8)),
+        "link_tx": Out(stream.Signature(8)),
+        "phy_errors": In(COUNTER_BITS),
+    }
+
+
+class BobBoard(_Board):
+    """Bob's board: :class:`~timebin.gateware.rx.top.Receiver`, the record compressor and
+    the ``DETECTIONS`` packetizer, on the host link.
+
+    Registers: :func:`~timebin.gateware.regmap.bob_board_registers` of ``params`` and
+    ``board``. Alarm frames: :data:`~timebin.gateware.protocol.ALARM_BITS` ``["bob"]``.
+
+    Parameters
+    ----------
+    params : dict
+        The :class:`Receiver`'s parameters.
+    board : dict
+        ``max_records`` (records per compressed block), ``frame_words`` (words per
+        ``DETECTIONS`` frame), ``frame_timeout`` (reset of the register); see
+        :data:`~timebin.gateware.regmap.BOARD_DEFAULTS`.
+    link : dict
+        :data:`LINK_DEFAULTS`.
+
+    Members
+    -------
+    samples : In(...)
+        The deserializer words, as the receiver's ``samples``.
+    gates : Out(...)
+        The gate words, as the receiver's ``gates``.
+    link_rx : In(stream.Signature(8))
+        Bytes from the host (the link PHY's receiver).
+    link_tx : Out(stream.Signature(8))
+        Bytes to the host.
+    phy_errors : In(32)
+        The PHY's error count (UART framing errors and overruns), shown as a register.
+    """
+
+    role = "bob"
+
+    @refuses_quietly
+    def __init__(self, *, params, board=None, link=None):
+        from .rx.compress import RecordCompressor
+        from .rx.top import Receiver
+
+        board = board_parameters("bob", board or {})
+        self.receiver = Receiver(**params)
+        self.compressor = RecordCompressor(channels=self.receiver.channels,
+                                           uis_per_symbol=self.receiver.uis_per_symbol,
+                                           max_records=board["max_records"])
+        self.packetizer = DetectionPacketizer(max_words=board["frame_words"],
+                                              timeout=board["frame_timeout"])
+        self._build_link(self.receiver.params, board, link or {},
+                         bob_board_registers(self.receiver.params, board), lookups=False,
+                         streams=True)
+        members = self.receiver.signature.members
+        assert set(BOB_DATA_PORTS) == {"samples", "gates", "records"}
+        super().__init__({"samples": members["samples"], "gates": members["gates"],
+                          **_link_members()})
+
+    def elaborate(self, platform):
+        m = Module()
+        rx, comp, pack = self.receiver, self.compressor, self.packetizer
+        m.submodules.receiver = rx
+        m.submodules.compressor = comp
+        m.submodules.packetizer = pack
+        m.d.comb += [rx.samples.eq(self.samples), self.gates.eq(rx.gates)]
+        wiring.connect(m, rx.records, comp.records)
+        wiring.connect(m, comp.words, pack.words)
+        top_ports = {port: getattr(rx, port) for port in self.register_map.ports()
+                     if port in rx.signature.members}
+        status = {
+            **top_ports,
+            "record_k": comp.k,
+            "record_timeout": comp.timeout,
+            "record_flush": comp.flush,
+            "compress_error": comp.settings_error,
+            "records_compressed": comp.records_in,
+            "record_words": comp.words_out,
+            "record_escapes": comp.escapes,
+            "frame_timeout": pack.timeout,
+            "detection_frames": pack.frames,
+            "detection_words": pack.words_framed,
+        }
+        self._elaborate_link(m, pack, (rx.alarm, rx.overflow, rx.settings_error,
+                                       comp.settings_error), status)
+        return m
+
+
+class AliceBoard(_Board):
+    """Alice's board: :class:`~timebin.gateware.tx.top.Transmitter` and the symbol memory
+    that answers the host's lookups, on the host link.
+
+    Registers: :func:`~timebin.gateware.regmap.alice_board_registers` of ``params`` and
+    ``board``. Alarm frames: :data:`~timebin.gateware.protocol.ALARM_BITS` ``["alice"]``.
+    The memory takes every word of the transmitter's symbol log.
+
+    Parameters
+    ----------
+    params : dict
+        The :class:`Transmitter`'s parameters.
+    board : dict
+        ``symbol_depth``: words of the symbol memory (a power of two).
+    link : dict
+        :data:`LINK_DEFAULTS`.
+
+    Members
+    -------
+    qrng : In(stream.Signature(...))
+        The QRNG's entropy words, as the transmitter's ``qrng``.
+    ser, ser_valid : Out(...)
+        The serializer word, as the transmitter's.
+    link_rx, link_tx, phy_errors :
+        As :class:`BobBoard`.
+    """
+
+    role = "alice"
+
+    @refuses_quietly
+    def __init__(self, *, params, board=None, link=None):
+        from .tx.symbol_memory import SymbolMemory
+        from .tx.top import Transmitter
+
+        board = board_parameters("alice", board or {})
+        self.transmitter = Transmitter(**params)
+        self.memory = SymbolMemory(lanes=self.transmitter.lanes,
+                                   depth_words=board["symbol_depth"])
+        self._build_link(self.transmitter.params, board, link or {},
+                         alice_board_registers(self.transmitter.params, board), lookups=True,
+                         streams=False)
+        members = self.transmitter.signature.members
+        super().__init__({"qrng": members["qrng"], "ser": members["ser"],
+                          "ser_valid": members["ser_valid"], **_link_members()})
+
+    def elaborate(self, platform):
+        m = Module()
+        tx, memory = self.transmitter, self.memory
+        m.submodules.transmitter = tx
+        m.submodules.memory = memory
+        wiring.connect(m, wiring.flipped(self.qrng), tx.qrng)
+        m.d.comb += [self.ser.eq(tx.ser), self.ser_valid.eq(tx.ser_valid)]
+        wiring.connect(m, tx.log, memory.log)
+        wiring.connect(m, self.controller.lookup, memory.lookup)
+        wiring.connect(m, memory.result, self.controller.result)
+        top_ports = {port: getattr(tx, port) for port in self.register_map.ports()
+                     if port in tx.signature.members}
+        status = {
+            **top_ports,
+            "lookups": memory.lookups,
+            "lookup_unavailable": memory.unavailable,
+            "log_written": memory.written,
+            "log_missed": memory.missed,
+            "log_clearing": memory.clearing,
+        }
+        self._elaborate_link(m, None, (tx.alarm, tx.log_overflow, tx.settings_error,
+                                        memory.missed != 0), status)
+        return m
