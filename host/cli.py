@@ -9,11 +9,16 @@ when they run; the host library itself never imports Amaranth (DESIGN.md section
     timebin bench rx --json
     timebin bench link --json
     timebin regmap --role alice|bob [--json]
+    timebin board info|regs|get NAME|set NAME VALUE|stream|lookup --port PORT [--json]
+    timebin board simulate --role alice|bob [--tcp PORT]
 """
 
 import argparse
 import json
 import sys
+
+from .board import BoardError
+from .cli_board import add_board_parser, run_board
 
 __all__ = ["main"]
 
@@ -181,13 +186,17 @@ def _sim_rx(args):
 def _regmap(args):
     """The register map of a role as Markdown (or JSON), from the same parameters as the
     gateware builds it with."""
-    from ..gateware.regmap import alice_registers, bob_registers
+    from ..gateware.regmap import alice_registers, board_registers, bob_registers
 
-    if args.role == "alice":
-        regs = alice_registers(lanes=args.lanes, uis_per_symbol=args.uis_per_symbol)
+    params = {"lanes": args.lanes, "uis_per_symbol": args.uis_per_symbol}
+    if args.role == "bob":
+        params["channels"] = args.channels
+    if args.board:
+        regs = board_registers(args.role, params)
+    elif args.role == "alice":
+        regs = alice_registers(**params)
     else:
-        regs = bob_registers(channels=args.channels, lanes=args.lanes,
-                             uis_per_symbol=args.uis_per_symbol)
+        regs = bob_registers(**params)
     if not args.json:
         return regs.markdown()
     return json.dumps([{"name": r.name, "addresses": list(r.addresses), "width": r.width,
@@ -257,7 +266,11 @@ def build_parser():
     regmap.add_argument("--channels", type=_positive_int, default=4)
     regmap.add_argument("--lanes", type=_positive_int, default=16)
     regmap.add_argument("--uis-per-symbol", type=_positive_int, default=2)
+    regmap.add_argument("--board", action="store_true",
+                        help="the whole board's map (top, link, memories), as the host sees it")
     regmap.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+
+    add_board_parser(sub, _positive_int, _non_negative_int)
 
     bench = sub.add_parser("bench", help="measure speed; prints JSON")
     bench_sub = bench.add_subparsers(dest="target", required=True)
@@ -286,6 +299,8 @@ def main(argv=None):
             _print(_demo(args), args.json)
         elif args.command == "sim" and args.target == "tx":
             _print(_sim_tx(args), args.json)
+        elif args.command == "board":
+            run_board(args, _print)
         elif args.command == "regmap":
             print(_regmap(args), end="" if not args.json else "\n")
         elif args.command == "sim" and args.target == "rx":
@@ -308,9 +323,15 @@ def main(argv=None):
                                       amaranth_cycles=args.amaranth_cycles,
                                       verilator_cycles=args.verilator_cycles,
                                       verilator=not args.no_verilator), indent=2))
-    except (ValueError, TypeError) as error:
-        print(f"timebin: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"timebin: error: {message}", file=sys.stderr)
         return 2
+    except (OSError, BoardError) as error:     # TransportError is an OSError
+        print(f"timebin: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

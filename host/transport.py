@@ -15,6 +15,9 @@ xdma0_h2c_0``                             DMA engines (Xilinx XDMA, LitePCIe) pr
                                           streams; or a recorded capture to replay
 ``ftdi://ftdi:2232h/1``                   an FT245-style synchronous FIFO (FT2232H, FT232H)
                                           through pyftdi
+``sim://bob?channels=2&cycles=3000``      a simulated board started for this connection:
+                                          ``timebin board simulate`` in a child process,
+                                          reached over TCP (query: its options)
 ========================================  ===============================================
 
 Every transport has ``write(data)`` (all of it, or an error), ``read(size, timeout)`` (up to
@@ -22,14 +25,17 @@ Every transport has ``write(data)`` (all of it, or an error), ``read(size, timeo
 context manager. Errors are :class:`TransportError` naming the URL.
 """
 
+import json
 import os
 import select
 import socket
+import subprocess
+import sys
 import time
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["TransportError", "Transport", "SerialTransport", "TcpTransport", "FileTransport",
-           "FtdiFifoTransport", "open_transport", "DEFAULT_BAUD"]
+           "FtdiFifoTransport", "SimulatedBoardTransport", "open_transport", "DEFAULT_BAUD"]
 
 #: Baud rate of a serial URL without ``?baud=``: 3 Mbaud, what FT2232H-class bridges run.
 DEFAULT_BAUD = 3_000_000
@@ -223,6 +229,54 @@ class FtdiFifoTransport(Transport):
         self._ftdi.close()
 
 
+class SimulatedBoardTransport(TcpTransport):
+    """A simulated board (``timebin board simulate --role ROLE --tcp 0 --no-pty``, the
+    board's gateware in Amaranth's simulator) started in a child process for this
+    connection, and a TCP connection to it; closing the transport stops the board.
+
+    ``options``: more options of ``timebin board simulate`` (``{"channels": "2"}`` gives
+    ``--channels 2``; a list value repeats the option)."""
+
+    def __init__(self, role, options=None, start_timeout=120.0):
+        if role not in ("alice", "bob"):
+            raise ValueError(f"Simulated board role must be alice or bob, not {role!r}")
+        argv = [sys.executable, "-m", "timebin.host.cli", "board", "simulate", "--role", role,
+                "--tcp", "0", "--no-pty"]
+        for name, values in (options or {}).items():
+            for value in values if isinstance(values, list) else [values]:
+                argv += [f"--{name.replace('_', '-')}", str(value)]
+        self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self._process.stdout], [], [], start_timeout)
+        line = self._process.stdout.readline() if ready else ""
+        if not line:
+            self._process.kill()
+            self._process.wait()
+            raise TransportError(f"The simulated {role} board did not start "
+                                 f"(exit code {self._process.returncode})")
+        #: What the board process announced: pty, TCP port, description.
+        self.announcement = json.loads(line)
+        try:
+            super().__init__("127.0.0.1", self.announcement["tcp"])
+        except TransportError:
+            self._stop()
+            raise
+        self.url = f"sim://{role}"
+
+    def _stop(self):
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process.stdout.close()
+
+    def close(self):
+        super().close()
+        self._stop()
+
+
 def open_transport(url):
     """The transport of ``url`` (see the module docstring); ``TransportError`` if it cannot
     be opened, ``ValueError`` naming a URL it does not understand."""
@@ -243,5 +297,9 @@ def open_transport(url):
         return FileTransport(parts.path, query.get("write", [None])[0])
     if parts.scheme == "ftdi":
         return FtdiFifoTransport(url)
-    raise ValueError(f"Transport URL must start with serial://, tcp://, file:// or ftdi://, "
-                     f"not {url!r}")
+    if parts.scheme == "sim":
+        return SimulatedBoardTransport(parts.netloc, {name: values if len(values) > 1
+                                                      else values[0]
+                                                      for name, values in query.items()})
+    raise ValueError(f"Transport URL must start with serial://, tcp://, file://, ftdi:// or "
+                     f"sim://, not {url!r}")

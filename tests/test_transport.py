@@ -100,8 +100,8 @@ def test_file_replay(tmp_path):
 
 
 @pytest.mark.parametrize(("url", "error", "text"), [
-    ("usb://x", ValueError, "must start with serial://, tcp://, file:// or ftdi://, not "
-                            "'usb://x'"),
+    ("usb://x", ValueError, "must start with serial://, tcp://, file://, ftdi:// or sim://, "
+                            "not 'usb://x'"),
     ("serial:///dev/null?baud=fast", ValueError, "not 'fast'"),
     ("tcp://localhost", ValueError, "needs a host and a port"),
     ("serial:///dev/timebin-no-such-port", TransportError, "/dev/timebin-no-such-port"),
