@@ -93,12 +93,13 @@ POINTER_BYTES = 2
 ALARM_BYTES = 4
 
 #: Roles of a board.
-ROLES = ("alice", "bob")
+ROLES = ("alice", "bob", "loopback")
 
 #: Bits of the ``ALARM`` mask of each role, bit 0 first.
 ALARM_BITS = {
     "alice": ("health", "log_overflow", "settings_error", "lookup_missed"),
     "bob": ("watchdog", "record_overflow", "settings_error", "compress_error"),
+    "loopback": ("health", "watchdog", "record_overflow", "settings_error"),
 }
 
 

@@ -85,9 +85,10 @@ from .records import (
 )
 
 __all__ = ["ACCESS", "WORD_BITS", "MAX_REGISTER_BITS", "MAP_VERSION", "ALICE_ID", "BOB_ID",
-           "ALICE_DATA_PORTS", "BOB_DATA_PORTS", "Register", "RegisterMap",
+           "LOOPBACK_ID", "ALICE_DATA_PORTS", "BOB_DATA_PORTS", "Register", "RegisterMap",
            "alice_registers", "bob_registers", "BOARD_DEFAULTS", "board_parameters",
-           "alice_board_registers", "bob_board_registers", "board_registers",
+           "alice_board_registers", "bob_board_registers", "loopback_board_registers",
+           "board_registers",
            "bits_for", "default_im_levels",
            "default_pm_levels", "z_windows_packed"]
 
@@ -104,6 +105,8 @@ MAP_VERSION = 1
 ALICE_ID = int.from_bytes(b"ALIC", "big")
 #: ``id`` of Bob's map: ASCII "BOB ".
 BOB_ID = int.from_bytes(b"BOB ", "big")
+#: ``id`` of a loopback (self-test) board's map: ASCII "LOOP".
+LOOPBACK_ID = int.from_bytes(b"LOOP", "big")
 
 #: Ports of the transmitter top that carry per-cycle data, not registers: the QRNG input
 #: stream, the serializer word and the symbol log stream.
@@ -526,13 +529,28 @@ class _Layout:
                                          else reg for reg in registers])
 
 
+class _Prefixed:
+    """A view of a :class:`_Layout` that prefixes every port (and register) name: the
+    transmitter's and the receiver's registers side by side on a loopback board."""
+
+    def __init__(self, layout, prefix):
+        self.layout = layout
+        self.prefix = prefix
+
+    def port(self, port, *args, **kwargs):
+        self.layout.port(self.prefix + port, *args, **kwargs)
+
+    def per_channel(self, port, *args, **kwargs):
+        self.layout.per_channel(self.prefix + port, *args, **kwargs)
+
+
 _COUNTER_BITS = 32
 _SATURATING = "Saturating at 2**32 - 1, never cleared: take differences."
 
 
-def _alice_layout(*, lanes, uis_per_symbol, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3),
-                    dac_bits=8, pm_bits=1, max_delay=None, health_window=1024, h_min=1.0,
-                    alpha=2**-40, log_depth=16):
+def _alice_layout(*, layout=None, lanes, uis_per_symbol, prob_bits=12, p_z=0.9,
+                  intensity_probs=(0.7, 0.3), dac_bits=8, pm_bits=1, max_delay=None,
+                  health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16):
     """The registers of the transmitter top, not yet built (see alice_registers)."""
     check_int("Lane count", lanes, minimum=1)
     check_int("UIs per symbol", uis_per_symbol, minimum=2)
@@ -550,7 +568,7 @@ def _alice_layout(*, lanes, uis_per_symbol, prob_bits=12, p_z=0.9, intensity_pro
     p_z_code, thresholds = probability_settings(prob_bits, p_z, intensity_probs)
     one = 1 << prob_bits
 
-    lay = _Layout("alice", ALICE_ID)
+    lay = layout or _Layout("alice", ALICE_ID)
     lay.port("settings_error", 1, "ro", "A block holds a refused setting (a combination: "
              "pulse_offset + pulse_width, thresholds order).")
     lay.port("alarm", 1, "ro", "QRNG health alarm: symbols are dark and not valid for key "
@@ -614,7 +632,7 @@ def _alice_layout(*, lanes, uis_per_symbol, prob_bits=12, p_z=0.9, intensity_pro
     return lay
 
 
-def _bob_layout(*, channels, lanes, uis_per_symbol, oversampling=1,
+def _bob_layout(*, layout=None, channels, lanes, uis_per_symbol, oversampling=1,
                   max_dead_time=(1 << 17) - 1, max_gate_period=256, max_delay=(1 << 20) - 1,
                   fifo_depth=16, histogram_period=1, histogram_bits=32, max_window=1 << 24):
     """The registers of the receiver top, not yet built (see bob_registers)."""
@@ -635,7 +653,7 @@ def _bob_layout(*, channels, lanes, uis_per_symbol, oversampling=1,
     bins = histogram_period * S
     window_bits = bits_for(max_window)
 
-    lay = _Layout("bob", BOB_ID)
+    lay = layout or _Layout("bob", BOB_ID)
     lay.port("settings_error", 1, "ro", "A block holds a refused setting (a combination: "
              "a channel's gate_period, gate_offset, gate_width).")
     lay.port("alarm", 1, "ro", "Blinding watchdog alarm, stamped on the records, latched until "
@@ -730,6 +748,7 @@ def bob_registers(**params):
 BOARD_DEFAULTS = {
     "alice": {"symbol_depth": 1 << 10},
     "bob": {"max_records": DEFAULT_MAX_RECORDS, "frame_words": 256, "frame_timeout": 256},
+    "loopback": {"symbol_depth": 1 << 10, "sift_frame_items": 64, "sift_frame_timeout": 256},
 }
 
 
@@ -804,8 +823,60 @@ def bob_board_registers(params, board=None):
     return lay.build()
 
 
+#: Role of each detector channel on a loopback board (``sift_roles``): Z detector, X detector
+#: at the + or the - port of the interferometer, ignored (as the sifter's ``ROLES``).
+SIFT_ROLES = ("z", "x+", "x-", "ignored")
+
+
+def loopback_board_registers(params, board=None):
+    """The register map of a loopback (self-test) board
+    (:class:`~timebin.gateware.system.LoopbackBoard`): the transmitter's registers with names
+    prefixed ``tx_``, the receiver's prefixed ``rx_`` (``params = {"alice": ..., "bob":
+    ...}``), the on-chip sifter's (``sift_``) and the link's counters."""
+    board = board_parameters("loopback", board or {})
+    if not isinstance(params, dict) or set(params) != {"alice", "bob"}:
+        raise ValueError(f"Loopback parameters must be {{'alice': ..., 'bob': ...}}, not "
+                         f"{params!r}")
+    lay = _Layout("loopback", LOOPBACK_ID)
+    _alice_layout(layout=_Prefixed(lay, "tx_"), **params["alice"])
+    _bob_layout(layout=_Prefixed(lay, "rx_"), **params["bob"])
+    C = params["bob"]["channels"]
+    lay.per_channel("sift_roles", C, 2, "rw", "role in sifting: " + ", ".join(
+        f"{i} {role}" for i, role in enumerate(SIFT_ROLES)) + ".", reset=len(SIFT_ROLES) - 1)
+    lay.port("sift_clear", 1, "strobe", "Zero the sifting counters (sift_records_in .. "
+             "sift_errors): a new window for the QBER.")
+    for port, doc in (("records_in", "Records decided (the sum of the outcomes below)."),
+                      ("ignored", "Records of ignored channels."),
+                      ("unclassified", "Records whose class does not fit their channel's role."),
+                      ("unavailable", "Records whose symbol the memory does not hold."),
+                      ("not_valid", "Records of symbols not valid for key.")):
+        lay.port(f"sift_{port}", _COUNTER_BITS, "ro", f"{doc} Since sift_clear, saturating.")
+    lay.port("sift_basis_mismatch", _COUNTER_BITS, "ro",
+             lambda a: f"Records measured in the other basis than Alice's {'ZX'[a]}. Since "
+             "sift_clear, saturating.", reset=[0, 0], elements=2)
+    classes = 2 * MAX_INTENSITY_CLASSES
+    for port, doc in (("sifted", "Sifted records"), ("errors", "Sifted records with Alice's "
+                                                               "and Bob's bits differing")):
+        lay.port(f"sift_{port}", _COUNTER_BITS, "ro",
+                 lambda e, doc=doc: f"{doc}, basis {'ZX'[e // MAX_INTENSITY_CLASSES]}, "
+                 f"intensity class {e % MAX_INTENSITY_CLASSES}. Since sift_clear, saturating.",
+                 reset=[0] * classes, elements=classes)
+    lay.port("sift_memory_clearing", 1, "ro", "The symbol memory is clearing after reset.")
+    lay.port("sift_log_written", 64, "ro", "Symbol log words written to the memory.")
+    lay.port("sift_log_missed", _COUNTER_BITS, "ro", "Symbol log words lost while the memory "
+             f"cleared. {_SATURATING}")
+    lay.port("sift_frame_timeout", 16, "rw", "Cycles without a sifted record after which a "
+             "SIFT_RESULTS frame closes (0 acts as 1).", reset=board["sift_frame_timeout"])
+    lay.port("sift_frames", _COUNTER_BITS, "ro", f"SIFT_RESULTS frames sent. {_SATURATING}")
+    lay.port("sift_results", _COUNTER_BITS, "ro", f"Sifted records sent. {_SATURATING}")
+    _link_section(lay)
+    return lay.build()
+
+
 def board_registers(role, params, board=None):
-    """The register map of a board of ``role`` (``alice`` or ``bob``)."""
+    """The register map of a board of ``role`` (``alice``, ``bob`` or ``loopback``)."""
+    if role == "loopback":
+        return loopback_board_registers(params, board)
     if role == "alice":
         return alice_board_registers(params, board)
     if role == "bob":

@@ -25,19 +25,27 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import refuses_quietly
+from .frames import FrameType
 from .link.controller import (
     BUS_ADDRESS_BITS,
     AlarmReporter,
     DetectionPacketizer,
     FrameMux,
+    ItemPacketizer,
     LinkController,
 )
 from .link.framer import COUNTER_BITS, Deframer, Framer
-from .protocol import ALARM_BITS, describe
+from .protocol import ALARM_BITS, SIFT_RESULT_FIELDS, describe
 from .regbank import RegisterBank
-from .regmap import BOB_DATA_PORTS, alice_board_registers, board_parameters, bob_board_registers
+from .regmap import (
+    BOB_DATA_PORTS,
+    alice_board_registers,
+    board_parameters,
+    bob_board_registers,
+    loopback_board_registers,
+)
 
-__all__ = ["LINK_DEFAULTS", "AliceBoard", "BobBoard"]
+__all__ = ["LINK_DEFAULTS", "AliceBoard", "BobBoard", "LoopbackBoard"]
 
 #: Parameters of the link end of every board: ``max_request`` (longest request payload the
 #: board takes, bytes; sets the deframer's buffer) and ``link_timeout`` (cycles without a
@@ -271,4 +279,100 @@ class AliceBoard(_Board):
         }
         self._elaborate_link(m, None, (tx.alarm, tx.log_overflow, tx.settings_error,
                                         memory.missed != 0), status)
+        return m
+
+
+class LoopbackBoard(_Board):
+    """A self-test board: Alice's transmitter and Bob's receiver on one chip, with the
+    :class:`~timebin.gateware.sifting.LoopbackSifter` comparing bases on chip and the sifted
+    detections sent in ``SIFT_RESULTS`` frames; QBER counters per basis and intensity are
+    registers.
+
+    The board file connects ``ser`` to ``samples`` through a channel (an on-chip emulator,
+    or fibre and detectors); here both are ports, as on the Alice and Bob boards.
+
+    Registers: :func:`~timebin.gateware.regmap.loopback_board_registers` (the transmitter's
+    prefixed ``tx_``, the receiver's ``rx_``, the sifter's ``sift_``). Alarm frames:
+    :data:`~timebin.gateware.protocol.ALARM_BITS` ``["loopback"]``.
+
+    Parameters
+    ----------
+    params : dict
+        ``{"alice": Transmitter parameters, "bob": Receiver parameters}``, with the same
+        ``lanes`` and ``uis_per_symbol``.
+    board : dict
+        ``symbol_depth`` (words of the sifter's symbol memory), ``sift_frame_items``
+        (sifted records per frame), ``sift_frame_timeout`` (reset of the register).
+    link : dict
+        :data:`LINK_DEFAULTS`.
+
+    Members
+    -------
+    qrng, ser, ser_valid :
+        As :class:`AliceBoard`.
+    samples, gates :
+        As :class:`BobBoard`.
+    link_rx, link_tx, phy_errors :
+        As :class:`BobBoard`.
+    """
+
+    role = "loopback"
+
+    @refuses_quietly
+    def __init__(self, *, params, board=None, link=None):
+        from .rx.top import Receiver
+        from .sifting import LoopbackSifter, SiftedRecord
+        from .tx.top import Transmitter
+
+        board = board_parameters("loopback", board or {})
+        if not isinstance(params, dict) or set(params) != {"alice", "bob"}:
+            raise ValueError(f"Loopback parameters must be {{'alice': ..., 'bob': ...}}, not "
+                             f"{params!r}")
+        self.transmitter = Transmitter(**params["alice"])
+        self.receiver = Receiver(**params["bob"])
+        for name in ("lanes", "uis_per_symbol"):
+            if getattr(self.transmitter, name) != getattr(self.receiver, name):
+                raise ValueError(f"Alice's and Bob's {name} must agree on a loopback board, "
+                                 f"not {getattr(self.transmitter, name)} and "
+                                 f"{getattr(self.receiver, name)}")
+        self.sifter = LoopbackSifter(channels=self.receiver.channels,
+                                     lanes=self.receiver.lanes,
+                                     depth_words=board["symbol_depth"])
+        assert [name for name, _ in SiftedRecord] == [n for n, _ in SIFT_RESULT_FIELDS]
+        self.packetizer = ItemPacketizer(item_bits=SiftedRecord.size,
+                                         frame_type=FrameType.SIFT_RESULTS,
+                                         max_items=board["sift_frame_items"],
+                                         timeout=board["sift_frame_timeout"])
+        both = {"alice": self.transmitter.params, "bob": self.receiver.params}
+        self._build_link(both, board, link or {}, loopback_board_registers(both, board),
+                         lookups=False, streams=True)
+        tx, rx = self.transmitter.signature.members, self.receiver.signature.members
+        super().__init__({"qrng": tx["qrng"], "ser": tx["ser"], "ser_valid": tx["ser_valid"],
+                          "samples": rx["samples"], "gates": rx["gates"], **_link_members()})
+
+    def elaborate(self, platform):
+        m = Module()
+        tx, rx, sifter, pack = self.transmitter, self.receiver, self.sifter, self.packetizer
+        m.submodules.transmitter = tx
+        m.submodules.receiver = rx
+        m.submodules.sifter = sifter
+        m.submodules.packetizer = pack
+        wiring.connect(m, wiring.flipped(self.qrng), tx.qrng)
+        m.d.comb += [self.ser.eq(tx.ser), self.ser_valid.eq(tx.ser_valid),
+                     rx.samples.eq(self.samples), self.gates.eq(rx.gates)]
+        wiring.connect(m, tx.log, sifter.log)
+        wiring.connect(m, rx.records, sifter.records)
+        m.d.comb += [pack.items.valid.eq(sifter.sifted_records.valid),
+                     pack.items.payload.eq(sifter.sifted_records.payload.as_value()),
+                     sifter.sifted_records.ready.eq(pack.items.ready)]
+        status = {}
+        for port in self.register_map.ports():
+            for prefix, block in (("tx_", tx), ("rx_", rx), ("sift_", sifter)):
+                name = port[len(prefix):]
+                if port.startswith(prefix) and name in block.signature.members:
+                    status[port] = getattr(block, name)
+        status.update({"sift_frame_timeout": pack.timeout, "sift_frames": pack.frames,
+                       "sift_results": pack.items_framed})
+        self._elaborate_link(m, pack, (tx.alarm, rx.alarm, rx.overflow,
+                                       tx.settings_error | rx.settings_error), status)
         return m

@@ -35,22 +35,28 @@ from ..gateware.protocol import (
     NO_BLOCK_START,
     POINTER_BYTES,
     RESPONSE_OF,
+    SIFT_RESULT_BYTES,
+    SIFT_RESULT_FIELDS,
     STATUS_REFUSED,
     STATUS_WRITTEN,
     WORD_BYTES,
     parse_description,
 )
 from ..gateware.records import HEADER_WORDS, SEQUENCE_BITS, field_offsets
-from ..gateware.regmap import ALICE_ID, BOB_ID, MAP_VERSION, board_registers
+from ..gateware.regmap import ALICE_ID, BOB_ID, LOOPBACK_ID, MAP_VERSION, board_registers
 from .frames import FrameDecoder, FrameEncoder
 from .records import decode_detections, read_block_headers
 from .transport import open_transport
 
 __all__ = ["BoardError", "BoardTimeout", "RegisterRefused", "DetectionReassembler", "Board"]
 
-_IDS = {"alice": ALICE_ID, "bob": BOB_ID}
+_IDS = {"alice": ALICE_ID, "bob": BOB_ID, "loopback": LOOPBACK_ID}
 #: Seconds a request waits for its response, by default.
 DEFAULT_TIMEOUT = 10.0
+#: Seconds without a byte after which a partial frame is given up, by default: longer than
+#: the gaps inside one frame on a slow link (a USB bridge's latency timer is 16 ms; a
+#: simulated board sends a frame over many of its slow cycles).
+DEFAULT_STALL = 1.0
 
 
 class BoardError(Exception):
@@ -144,6 +150,20 @@ class DetectionReassembler:
         return records
 
 
+def _unpack(data, fields, size):
+    """``{field: array}`` of records of ``size`` bytes holding ``fields`` LSB first; the
+    64-bit ``index`` as uint64, the others uint8."""
+    raw = np.frombuffer(data, np.uint8).reshape(-1, size)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")
+    out = {}
+    for name, (offset, width) in field_offsets(fields).items():
+        weights = np.uint64(1) << np.arange(width, dtype=np.uint64)
+        value = (bits[:, offset:offset + width].astype(np.uint64) * weights).sum(
+            axis=1, dtype=np.uint64)
+        out[name] = value if width > 8 else value.astype(np.uint8)
+    return out
+
+
 def _concat(parts, empty):
     if not parts:
         return empty
@@ -159,6 +179,9 @@ class Board:
         An open transport (:func:`~timebin.host.transport.open_transport`).
     timeout : float
         Seconds a request waits for its response.
+    stall : float
+        Seconds without a byte after which a partial frame is given up (counted
+        ``truncated``); the frames behind it are then found.
 
     Members
     -------
@@ -175,9 +198,11 @@ class Board:
         (:meth:`alarm_names` names the bits).
     """
 
-    def __init__(self, transport, *, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, transport, *, timeout=DEFAULT_TIMEOUT, stall=DEFAULT_STALL):
         self.transport = transport
         self.timeout = timeout
+        self.stall = stall
+        self._last_byte = time.monotonic()
         self.decoder = FrameDecoder()
         self.encoder = FrameEncoder()
         self.alarms = []
@@ -185,6 +210,7 @@ class Board:
         self.stale_responses = 0
         self._responses = []
         self._detections = []           # (payload, lost_before)
+        self._sifted = []
         self._expected_seq = None
         self._lost_pending = False
         self.role, self.params, self.board_params, self.link_params = self.describe()
@@ -222,9 +248,13 @@ class Board:
     def _pump(self, timeout):
         """Read what arrives within ``timeout`` seconds and sort the frames."""
         data = self.transport.read(1 << 16, timeout=timeout)
-        frames = self.decoder.feed(data) if data else []
-        if not data and self.decoder.pending_bytes and timeout:
-            frames = self.decoder.flush()       # an idle link: give up a partial frame
+        now = time.monotonic()
+        frames = []
+        if data:
+            frames = self.decoder.feed(data)
+            self._last_byte = now
+        elif self.decoder.pending_bytes and now - self._last_byte >= self.stall:
+            frames = self.decoder.flush()       # a stalled link: give up a partial frame
         for frame in frames:
             if self._expected_seq is not None and frame.seq != self._expected_seq:
                 self.lost_frames += (frame.seq - self._expected_seq) % SEQ_MODULUS
@@ -233,6 +263,8 @@ class Board:
             if frame.type == FrameType.DETECTIONS:
                 self._detections.append((frame.payload, self._lost_pending))
                 self._lost_pending = False
+            elif frame.type == FrameType.SIFT_RESULTS:
+                self._sifted.append(frame.payload)
             elif frame.type == FrameType.ALARM:
                 self.alarms.append({"mask": int.from_bytes(frame.payload[:4], "little"),
                                     "time": time.time()})
@@ -435,6 +467,49 @@ class Board:
         return _concat(parts, decode_detections(np.zeros(0, np.uint32), self.params["channels"],
                                                 self.params["uis_per_symbol"]))
 
+    def stream_sifted(self, *, count=None, duration=None, idle=None):
+        """A loopback board's sifted detections as they arrive: ``{field: array}`` of
+        :data:`~timebin.gateware.protocol.SIFT_RESULT_FIELDS`, in the order sent. Stops as
+        :meth:`stream_records` does."""
+        self._need("loopback", "sifted records")
+        if count is None and duration is None and idle is None:
+            raise ValueError("Give count, duration or idle to stream_sifted")
+        payloads, total = [], 0
+        start = last = time.monotonic()
+        while True:
+            got = self._pump(0.02)
+            for payload in self._sifted:
+                if len(payload) % SIFT_RESULT_BYTES:
+                    raise BoardError(f"SIFT_RESULTS payload of {len(payload)} bytes is not "
+                                     f"whole records of {SIFT_RESULT_BYTES}")
+                payloads.append(payload)
+                total += len(payload) // SIFT_RESULT_BYTES
+            self._sifted.clear()
+            now = time.monotonic()
+            if got:
+                last = now
+            if ((count is not None and total >= count)
+                    or (duration is not None and now - start >= duration)
+                    or (idle is not None and now - last >= idle)):
+                break
+        return _unpack(b"".join(payloads), SIFT_RESULT_FIELDS, SIFT_RESULT_BYTES)
+
+    def qber(self):
+        """A loopback board's live error rates from its sifting counters: per basis
+        ``{"Z": {"sifted", "errors", "qber"}, "X": ...}`` summed over intensity classes
+        (``qber`` ``None`` with nothing sifted)."""
+        self._need("loopback", "sifting counters")
+        classes = 4
+        names = [f"sift_{kind}.{e}" for kind in ("sifted", "errors") for e in range(2 * classes)]
+        values = self.read(names)
+        out = {}
+        for b, basis in enumerate("ZX"):
+            sifted = sum(values[f"sift_sifted.{b * classes + i}"] for i in range(classes))
+            errors = sum(values[f"sift_errors.{b * classes + i}"] for i in range(classes))
+            out[basis] = {"sifted": sifted, "errors": errors,
+                          "qber": errors / sifted if sifted else None}
+        return out
+
     def lookup(self, indices):
         """Alice's logged symbols at symbol ``indices``: ``{field: array}`` of
         :data:`~timebin.gateware.protocol.LOOKUP_RESULT_FIELDS` (``available`` 0: the memory
@@ -450,14 +525,7 @@ class Board:
                 raise BoardError(f"SYMBOL_LOOKUP_REQ of {len(chunk)} indices was answered "
                                  f"with {len(answer)} bytes")
             answers.append(answer)
-        raw = np.frombuffer(b"".join(answers), np.uint8).reshape(-1, LOOKUP_RESULT_BYTES)
-        bits = np.unpackbits(raw, axis=1, bitorder="little")
-        out = {}
-        for name, (offset, width) in field_offsets(LOOKUP_RESULT_FIELDS).items():
-            weights = (np.uint64(1) << np.arange(width, dtype=np.uint64))
-            value = (bits[:, offset:offset + width].astype(np.uint64) * weights).sum(
-                axis=1, dtype=np.uint64)
-            out[name] = value if name == "index" else value.astype(np.uint8)
+        out = _unpack(b"".join(answers), LOOKUP_RESULT_FIELDS, LOOKUP_RESULT_BYTES)
         if len(out["index"]) and not np.array_equal(out["index"], indices):
             raise BoardError("Symbol lookups were answered for other indices")
         return out

@@ -8,7 +8,7 @@ when they run; the host library itself never imports Amaranth (DESIGN.md section
     timebin bench tx --json
     timebin bench rx --json
     timebin bench link --json
-    timebin regmap --role alice|bob [--json]
+    timebin regmap --role alice|bob|loopback [--board] [--json]
     timebin board info|regs|get NAME|set NAME VALUE|stream|lookup --port PORT [--json]
     timebin board simulate --role alice|bob [--tcp PORT]
 """
@@ -189,6 +189,11 @@ def _regmap(args):
     from ..gateware.regmap import alice_registers, board_registers, bob_registers
 
     params = {"lanes": args.lanes, "uis_per_symbol": args.uis_per_symbol}
+    if args.role == "loopback":
+        if not args.board:
+            raise ValueError("A loopback map is a whole board's: give --board")
+        return _regmap_text(board_registers("loopback", {
+            "alice": params, "bob": {**params, "channels": args.channels}}), args.json)
     if args.role == "bob":
         params["channels"] = args.channels
     if args.board:
@@ -197,7 +202,11 @@ def _regmap(args):
         regs = alice_registers(**params)
     else:
         regs = bob_registers(**params)
-    if not args.json:
+    return _regmap_text(regs, args.json)
+
+
+def _regmap_text(regs, as_json):
+    if not as_json:
         return regs.markdown()
     return json.dumps([{"name": r.name, "addresses": list(r.addresses), "width": r.width,
                         "access": r.access, "reset": r.reset, "minimum": r.minimum,
@@ -262,7 +271,7 @@ def build_parser():
     _add_rx_options(rx)
 
     regmap = sub.add_parser("regmap", help="the register map of Alice or Bob (Markdown)")
-    regmap.add_argument("--role", choices=("alice", "bob"), required=True)
+    regmap.add_argument("--role", choices=("alice", "bob", "loopback"), required=True)
     regmap.add_argument("--channels", type=_positive_int, default=4)
     regmap.add_argument("--lanes", type=_positive_int, default=16)
     regmap.add_argument("--uis-per-symbol", type=_positive_int, default=2)

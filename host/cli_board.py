@@ -67,7 +67,7 @@ def add_board_parser(sub, positive_int, non_negative_int):
     put = connected("set", "write a register")
     put.add_argument("name")
     put.add_argument("value", type=non_negative_int)
-    stream = connected("stream", "Bob's detection records")
+    stream = connected("stream", "Bob's detection records (a loopback board: sifted records)")
     stream.add_argument("--count", type=positive_int, help="stop after this many records")
     stream.add_argument("--duration", type=float, help="stop after this many seconds")
     stream.add_argument("--idle", type=float, default=2.0,
@@ -78,7 +78,7 @@ def add_board_parser(sub, positive_int, non_negative_int):
 
     sim = board_sub.add_parser("simulate", help="serve a simulated board (Amaranth "
                                                 "simulation of its gateware)")
-    sim.add_argument("--role", choices=("alice", "bob"), required=True)
+    sim.add_argument("--role", choices=("alice", "bob", "loopback"), required=True)
     sim.add_argument("--channels", type=positive_int, default=2, help="Bob's detectors")
     sim.add_argument("--lanes", type=positive_int, default=4)
     sim.add_argument("--uis-per-symbol", type=positive_int, default=2)
@@ -108,22 +108,27 @@ def _connect(args):
 def _simulate(args):
     from ..sim.board import serve_main
 
+    shape = {"lanes": args.lanes, "uis_per_symbol": args.uis_per_symbol}
+    bob = {"channels": args.channels, **shape}
     if args.role == "bob":
-        params = {"channels": args.channels, "lanes": args.lanes,
-                  "uis_per_symbol": args.uis_per_symbol}
+        params = {**bob, **_params(args.param)}
+    elif args.role == "alice":
+        params = {**shape, **_params(args.param)}
     else:
-        params = {"lanes": args.lanes, "uis_per_symbol": args.uis_per_symbol}
-    params.update(_params(args.param))
+        if args.param:
+            raise ValueError("--param is for Alice or Bob boards; a loopback board takes its "
+                             "shape from --channels, --lanes and --uis-per-symbol")
+        params = {"alice": shape, "bob": bob}
     words = None
-    if args.role == "bob" and args.words:
+    if args.role != "alice" and args.words:
         from ..sim.rx.run import load_words
-        words, _ = load_words(args.words, params)
-    elif args.role == "bob" and args.cycles:
+        words, _ = load_words(args.words, bob)
+    elif args.role != "alice" and args.cycles:
         from ..sim.rx.run import generate_words
-        words = generate_words(params, args.cycles, args.seed,
+        words = generate_words(bob, args.cycles, args.seed,
                                click_probability=args.click_probability)
     elif args.words or args.cycles:
-        raise ValueError("--words and --cycles are for a Bob board")
+        raise ValueError("--words and --cycles are for Bob and loopback boards")
     return serve_main(args.role, params=params, board=_params(args.board_param),
                       link=_params(args.link_param), words=words, seed=args.seed,
                       pty=not args.no_pty, tcp_port=args.tcp, max_cycles=args.max_cycles)
@@ -148,6 +153,14 @@ def run_board(args, show):
             board.set(args.name, args.value)
             show({args.name: board.get(args.name) if board.registers[args.name].access == "rw"
                   else args.value}, args.json)
+        elif args.action == "stream" and board.role == "loopback":
+            sifted = board.stream_sifted(count=args.count, duration=args.duration,
+                                         idle=args.idle)
+            if args.out:
+                import numpy as np
+                np.savez_compressed(args.out, **sifted)
+            show({"sifted": int(len(sifted["index"])), "qber": board.qber(),
+                  "link_stats": board.link_stats()}, args.json)
         elif args.action == "stream":
             records = board.stream_records(count=args.count, duration=args.duration,
                                            idle=args.idle)

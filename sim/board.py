@@ -35,7 +35,7 @@ from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from ..gateware.regmap import board_parameters
-from ..gateware.system import LINK_DEFAULTS, AliceBoard, BobBoard
+from ..gateware.system import LINK_DEFAULTS, AliceBoard, BobBoard, LoopbackBoard
 from .amaranth_helpers import SYS_PERIOD
 from .words import bits_to_ints
 
@@ -157,9 +157,12 @@ class BoardSimulation:
     Parameters
     ----------
     role : str
+        ``alice``, ``bob`` or ``loopback`` (both tops and the on-chip sifter; the detector
+        words play as on Bob's board, and the QRNG is Alice's).
     params : dict
         The top's parameters (:class:`~timebin.gateware.rx.top.Receiver` or
-        :class:`~timebin.gateware.tx.top.Transmitter`).
+        :class:`~timebin.gateware.tx.top.Transmitter`; for a loopback board
+        ``{"alice": ..., "bob": ...}``).
     board, link : dict
         Board and link parameters (:data:`~timebin.gateware.regmap.BOARD_DEFAULTS`,
         :data:`~timebin.gateware.system.LINK_DEFAULTS`).
@@ -177,8 +180,10 @@ class BoardSimulation:
             if words is not None:
                 raise ValueError("Detector words are for a Bob board, not Alice's")
             self.top = AliceBoard(params=params, board=board, link=link)
+        elif role == "loopback":
+            self.top = LoopbackBoard(params=params, board=board, link=link)
         else:
-            raise ValueError(f"Board role must be 'alice' or 'bob', not {role!r}")
+            raise ValueError(f"Board role must be 'alice', 'bob' or 'loopback', not {role!r}")
         self.role = role
         self.board = board_parameters(role, board or {})
         self.seed = seed
@@ -214,12 +219,11 @@ class BoardSimulation:
         sim = Simulator(top)
         sim.add_clock(SYS_PERIOD)
         rx, tx = top.link_rx, top.link_tx
-        if self.role == "bob":
+        samples = epoch_load = qrng = None
+        if self.role in ("bob", "loopback"):
             samples = Value.cast(top.samples)
             epoch_load = Value.cast(top.receiver.epoch_load)
-            qrng = None
-        else:
-            samples = epoch_load = None
+        if self.role in ("alice", "loopback"):
             qrng = top.qrng
             entropy_bits = len(Value.cast(qrng.payload))
             rng = np.random.default_rng(self.seed)

@@ -135,3 +135,11 @@ def test_regmap_markdown_and_json(capsys):
     assert {"id", "write_errors", "p_z", "alarm_clear"} <= names
     addresses = [a for reg in regs for a in reg["addresses"]]
     assert len(addresses) == len(set(addresses))
+
+
+def test_regmap_of_a_loopback_board(capsys):
+    assert main(["regmap", "--role", "loopback", "--board", "--channels", "2", "--json"]) == 0
+    names = {reg["name"] for reg in json.loads(capsys.readouterr().out)}
+    assert {"tx_enable", "rx_dead_time", "sift_errors.7", "sift_results"} <= names
+    assert main(["regmap", "--role", "loopback"]) == 2
+    assert "give --board" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from ..regbank import RegisterBusSignature
 from .framer import COUNTER_BITS, FrameHeader, FrameStart
 
 __all__ = ["BUS_ADDRESS_BITS", "LinkController", "FrameMux", "DetectionPacketizer",
-           "AlarmReporter"]
+           "AlarmReporter", "ItemPacketizer"]
 
 #: Width of the register addresses of the protocol (``ADDRESS_BYTES``): the bus of a board
 #: is this wide, so that an address beyond the map is unmapped (read 0, write refused), never
@@ -321,15 +321,16 @@ class FrameMux(wiring.Component):
         remaining = Signal(FrameStart["length"].shape)
         with m.FSM():
             with m.State("IDLE"):
-                for s in reversed(range(self.sources)):     # the lowest source wins
-                    with m.If(starts[s].valid):
+                # Only the winner sees ready: a waiting source must not take its start as
+                # accepted while another's frame goes out.
+                for s in range(self.sources):                # the lowest source wins
+                    with (m.If if s == 0 else m.Elif)(starts[s].valid):
                         m.d.comb += [self.start.valid.eq(1),
                                      self.start.payload.eq(starts[s].payload),
                                      starts[s].ready.eq(self.start.ready)]
-                with m.If(self.start.valid & self.start.ready):
-                    for s in reversed(range(self.sources)):
-                        with m.If(starts[s].valid):
+                        with m.If(self.start.ready):
                             m.d.sync += selected.eq(s)
+                with m.If(self.start.valid & self.start.ready):
                     m.d.sync += remaining.eq(self.start.payload.length)
                     with m.If(self.start.payload.length != 0):
                         m.next = "PAYLOAD"
@@ -539,4 +540,98 @@ class AlarmReporter(wiring.Component):
                     m.d.sync += byte.eq(byte + 1)
                     with m.If(byte == ALARM_BYTES - 1):
                         m.next = "IDLE"
+        return m
+
+
+class ItemPacketizer(wiring.Component):
+    """Gather fixed-size items (``item_bits`` wide, sent as ``ceil(item_bits / 8)`` bytes, LSB
+    first) into frames of ``frame_type``: the ``SIFT_RESULTS`` of a loopback board.
+
+    Items taken from ``items`` (one a cycle while ``items.ready``) are queued and counted
+    into the frame being formed, which closes when it holds ``max_items`` items, or when it
+    holds at least one and no item was taken for ``timeout`` cycles (0 acts as 1), as
+    :class:`DetectionPacketizer` does. ``items.ready`` is low while the item queue
+    (``2 * max_items``) or the queue of closed frames (4) is full.
+
+    Members
+    -------
+    items : In(stream.Signature(item_bits))
+    start : Out(stream.Signature(FrameStart))
+    payload : Out(stream.Signature(8))
+    timeout : In(16)
+    frames, items_framed : Out(32)
+        Frames started, items sent in them (saturating).
+    """
+
+    @refuses_quietly
+    def __init__(self, *, item_bits, frame_type, max_items=64, timeout=256):
+        check_int("Item width", item_bits, minimum=1, maximum=8 * 64)
+        self.item_bytes = -(-item_bits // 8)
+        check_int("Items per frame", max_items, minimum=1,
+                  maximum=MAX_PAYLOAD // self.item_bytes)
+        check_int("Frame timeout", timeout, minimum=0, maximum=(1 << 16) - 1)
+        self.item_bits = item_bits
+        self.frame_type = FrameType(frame_type)
+        self.max_items = max_items
+        super().__init__({
+            "items": In(stream.Signature(item_bits)),
+            "start": Out(stream.Signature(FrameStart)),
+            "payload": Out(stream.Signature(8)),
+            "timeout": In(16, init=timeout),
+            "frames": Out(COUNTER_BITS),
+            "items_framed": Out(COUNTER_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        N, B = self.max_items, self.item_bytes
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=self.item_bits, depth=2 * N)
+        m.submodules.closed = closed = fifo.SyncFIFOBuffered(width=bits_for(N), depth=4)
+        in_frame = Signal(range(N + 1))
+        idle = Signal(16)
+        take = Signal()
+        m.d.comb += [self.items.ready.eq(queue.w_rdy & closed.w_rdy),
+                     take.eq(self.items.valid & self.items.ready),
+                     queue.w_en.eq(take), queue.w_data.eq(self.items.payload)]
+        limit = Signal(16)
+        m.d.comb += limit.eq(self.timeout | (self.timeout == 0))
+        with m.If(take):
+            m.d.sync += idle.eq(0)
+            with m.If(in_frame == N - 1):
+                m.d.comb += [closed.w_en.eq(1), closed.w_data.eq(N)]
+                m.d.sync += in_frame.eq(0)
+            with m.Else():
+                m.d.sync += in_frame.eq(in_frame + 1)
+        with m.Elif(in_frame != 0):
+            with m.If(idle + 1 >= limit):
+                with m.If(closed.w_rdy):
+                    m.d.comb += [closed.w_en.eq(1), closed.w_data.eq(in_frame)]
+                    m.d.sync += [in_frame.eq(0), idle.eq(0)]
+            with m.Else():
+                m.d.sync += idle.eq(idle + 1)
+
+        items_left = Signal(bits_for(N))
+        byte = Signal(range(B))
+        padded = Cat(queue.r_data, Const(0, 8 * B - self.item_bits))
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.start.valid.eq(closed.r_rdy),
+                             self.start.payload.type.eq(self.frame_type),
+                             self.start.payload.length.eq(B * closed.r_data)]
+                with m.If(self.start.valid & self.start.ready):
+                    count_saturating(m, self.frames, 1)
+                    m.d.comb += closed.r_en.eq(1)
+                    m.d.sync += [items_left.eq(closed.r_data), byte.eq(0)]
+                    m.next = "ITEMS"
+            with m.State("ITEMS"):
+                m.d.comb += [self.payload.valid.eq(queue.r_rdy),
+                             self.payload.payload.eq(padded.word_select(byte, 8))]
+                with m.If(self.payload.valid & self.payload.ready):
+                    m.d.sync += byte.eq(byte + 1)
+                    with m.If(byte == B - 1):
+                        m.d.sync += [byte.eq(0), items_left.eq(items_left - 1)]
+                        m.d.comb += queue.r_en.eq(1)
+                        count_saturating(m, self.items_framed, 1)
+                        with m.If(items_left == 1):
+                            m.next = "IDLE"
         return m
