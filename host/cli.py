@@ -10,7 +10,10 @@ when they run; the host library itself never imports Amaranth (DESIGN.md section
     timebin bench link --json
     timebin regmap --role alice|bob|loopback [--board] [--json]
     timebin board info|regs|get NAME|set NAME VALUE|stream|lookup --port PORT [--json]
-    timebin board simulate --role alice|bob [--tcp PORT]
+    timebin board simulate --role alice|bob|loopback [--tcp PORT]
+    timebin distill --role alice|bob --listen|--connect HOST:PORT --secret-file F [--json]
+    timebin serve --store KEYS.db --role alice|bob --cert C --key K [--ca CA] [--token S=T]
+    timebin bench distill --json
 """
 
 import argparse
@@ -19,6 +22,8 @@ import sys
 
 from .board import BoardError
 from .cli_board import add_board_parser, run_board
+from .cli_distill import add_distill_parser, run_distill
+from .cli_serve import add_serve_parser, run_serve
 
 __all__ = ["main"]
 
@@ -280,6 +285,8 @@ def build_parser():
     regmap.add_argument("--json", action="store_true", help="JSON instead of Markdown")
 
     add_board_parser(sub, _positive_int, _non_negative_int)
+    add_distill_parser(sub)
+    add_serve_parser(sub)
 
     bench = sub.add_parser("bench", help="measure speed; prints JSON")
     bench_sub = bench.add_subparsers(dest="target", required=True)
@@ -310,6 +317,10 @@ def main(argv=None):
             _print(_sim_tx(args), args.json)
         elif args.command == "board":
             run_board(args, _print)
+        elif args.command == "distill":
+            return run_distill(args)
+        elif args.command == "serve":
+            return run_serve(args)
         elif args.command == "regmap":
             print(_regmap(args), end="" if not args.json else "\n")
         elif args.command == "sim" and args.target == "rx":
