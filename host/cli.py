@@ -13,6 +13,7 @@ when they run; the host library itself never imports Amaranth (DESIGN.md section
     timebin board simulate --role alice|bob|loopback [--tcp PORT]
     timebin distill --role alice|bob --listen|--connect HOST:PORT --secret-file F [--json]
     timebin serve --store KEYS.db --role alice|bob --cert C --key K [--ca CA] [--token S=T]
+    timebin keyrate --distances 0:200:10 [--json] [--plot rate.png]
     timebin bench distill --json
 """
 
@@ -23,6 +24,7 @@ import sys
 from .board import BoardError
 from .cli_board import add_board_parser, run_board
 from .cli_distill import add_distill_parser, run_distill
+from .cli_keyrate import add_keyrate_parser, run_keyrate
 from .cli_serve import add_serve_parser, run_serve
 
 __all__ = ["main"]
@@ -286,6 +288,7 @@ def build_parser():
 
     add_board_parser(sub, _positive_int, _non_negative_int)
     add_distill_parser(sub)
+    add_keyrate_parser(sub)
     add_serve_parser(sub)
 
     bench = sub.add_parser("bench", help="measure speed; prints JSON")
@@ -319,6 +322,8 @@ def main(argv=None):
             run_board(args, _print)
         elif args.command == "distill":
             return run_distill(args)
+        elif args.command == "keyrate":
+            return run_keyrate(args)
         elif args.command == "serve":
             return run_serve(args)
         elif args.command == "regmap":

@@ -36,7 +36,7 @@ def add_distill_parser(sub):
     p.add_argument("--secret-file", required=True,
                    help="pre-shared authentication secret (raw bytes, both sides the same)")
     p.add_argument("--blocks", type=int, default=4, help="blocks of the simulated link")
-    p.add_argument("--block-symbols", type=int, default=1_000_000)
+    p.add_argument("--block-symbols", type=int, default=10_000_000)
     p.add_argument("--seed", type=int, default=1, help="seed of the simulated link")
     p.add_argument("--eta", type=float, default=None, help="link transmittance")
     p.add_argument("--e-z", type=float, default=None, help="Z-basis optical error")

@@ -1,0 +1,432 @@
+"""Alice's and Bob's distillation hosts: the block protocol over the authenticated channel.
+
+Bob's host drives. Each block goes through these messages (``A`` Alice, ``B`` Bob); every one
+is authenticated (:mod:`.channel`), and any failure (a rejected message, a timeout, an
+inconsistent answer, a failed verification) aborts the block: no key comes out of it.
+
+1. ``B: block`` (opens the block; may skip sequence numbers) — block id, the indices of
+   Bob's measured detections and his basis for each (Z or X detector), and the last block
+   Bob stored (see 7).
+2. ``A: announce`` — for each index, Alice's basis, intensity class and whether the symbol is
+   usable (valid and still in her symbol memory). Both now sift alike: a detection is sifted
+   when usable and the bases agree. Z-basis detections of every intensity form the raw key.
+3. ``B: x_bits`` — Bob's bits of the sifted X detections; ``A: x_errors`` — the errors per
+   intensity (the X basis is all disclosed: parameter estimation).
+4. Error correction of the Z key (:mod:`.reconcile`): ``B: ec`` / ``A: ec_reply`` pairs,
+   Bob's corrected key equals Alice's unless the method failed.
+5. ``A: verify`` — a fresh hash key and ``t`` bits of the polynomial hash of her key
+   (:func:`~.auth.verification_bits`: collision probability at most ``eps_cor``); ``B:
+   verified`` — whether Bob's hash agrees, and the Z errors per intensity that correction
+   found (so both hold the same counts).
+6. Both compute the key length from the finite-key bound (:mod:`.finite_key`) with the
+   leakage actually spent: every bit error correction disclosed plus the ``t`` verification
+   bits (kept on top of the bound's own ``log2(2/eps_cor)`` term: conservative). ``A: pa`` —
+   the Toeplitz seed and the length; Bob checks the length equals his. Both hash
+   (:mod:`.privacy`).
+7. Key: the first ``replenish_bytes`` of each block's key refill the authentication pools
+   (half per direction), the rest goes to the key sink. ``A: done``; Bob stores on it. Alice
+   holds her block's key until Bob's next ``block`` (or ``close``) says he stored it, and
+   drops it otherwise, so that a lost ``done`` never leaves a key on one side only.
+"""
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ...gateware.records import BASIS_X, BASIS_Z, CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE
+from .auth import AuthenticationError, verification_bits, verification_hash
+from .channel import AuthenticatedChannel, ChannelClosed
+
+__all__ = ["DistillConfig", "BlockResult", "BlockAborted", "AliceHost", "BobHost",
+           "bob_reading"]
+
+#: Detector roles (the numbers of ``gateware.sifting``): Z, X at the + port, X at the -
+#: port, ignored.
+ROLE_Z, ROLE_X_PLUS, ROLE_X_MINUS, ROLE_IGNORED = 0, 1, 2, 3
+CLASSES = 4
+
+
+class BlockAborted(Exception):
+    """A block could not produce key; the message says why."""
+
+
+@dataclass
+class DistillConfig:
+    """What both hosts must agree on (they check it in the first block).
+
+    ``protocol``: the finite-key bound (:func:`~.finite_key.key_length`); ``intensities``
+    and ``probabilities`` of Alice's intensity classes; ``p_z`` her Z-basis probability;
+    ``eps_sec``, ``eps_cor``; ``reconciler`` (``cascade`` or ``ldpc``) and its options;
+    ``qber_guess``: the QBER assumed for the first block's error correction (later blocks
+    use the previous block's); ``replenish_bytes``: key bytes of each block returned to the
+    authentication pools, half per direction (Cascade spends about a hundred 16-byte pads
+    per direction on a block; LDPC a few).
+    """
+
+    protocol: str = "1decoy-3state"
+    intensities: tuple = (0.5, 0.1)
+    probabilities: tuple = (0.7, 0.3)
+    p_z: float = 0.9
+    eps_sec: float = 1e-9
+    eps_cor: float = 1e-15
+    reconciler: str = "cascade"
+    reconciler_options: dict = field(default_factory=dict)
+    qber_guess: float = 0.02
+    replenish_bytes: int = 8192
+
+    def as_message(self):
+        d = asdict(self)
+        d["intensities"] = list(d["intensities"])
+        d["probabilities"] = list(d["probabilities"])
+        return d
+
+
+@dataclass
+class BlockResult:
+    """What one block produced (on either side)."""
+
+    block: int
+    status: str                     # "key", "aborted" or "empty"
+    reason: str = ""
+    detections: int = 0
+    sifted_z: int = 0
+    sifted_x: int = 0
+    errors_z: int = 0
+    errors_x: int = 0
+    qber_z: float = float("nan")
+    qber_x: float = float("nan")
+    disclosed_bits: int = 0
+    verification_bits: int = 0
+    efficiency: float = float("nan")
+    key_bits: int = 0
+    stored_bits: int = 0
+    bounds: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def bob_reading(roles, channel, cls):
+    """``(measured, basis, bit)`` of Bob's records (as ``sim.sifting.bob_reading``): a Z
+    detector reads early as 0 and late as 1; an X detector the middle slot, its bit set by
+    its port; ignored channels and other classes are not measured."""
+    roles = np.asarray(roles, np.int64)
+    channel = np.asarray(channel, np.int64)
+    role = np.where(channel < len(roles), roles[np.minimum(channel, len(roles) - 1)],
+                    ROLE_IGNORED)
+    cls = np.asarray(cls)
+    is_z = role == ROLE_Z
+    is_x = (role == ROLE_X_PLUS) | (role == ROLE_X_MINUS)
+    measured = (is_z & ((cls == CLASS_EARLY) | (cls == CLASS_LATE))) | (is_x
+                                                                         & (cls == CLASS_MIDDLE))
+    basis = np.where(is_z, BASIS_Z, BASIS_X).astype(np.uint8)
+    bit = np.where(is_z, cls == CLASS_LATE, role == ROLE_X_MINUS).astype(np.uint8)
+    return measured, basis, bit
+
+
+def _per_class(intensity, mask):
+    return np.bincount(intensity[mask].astype(np.int64), minlength=CLASSES)[:CLASSES]
+
+
+def _counts(n_z, m_z, n_x, m_x, classes):
+    return {"Z": {"n": n_z[:classes].astype(np.int64), "m": m_z[:classes].astype(np.int64)},
+            "X": {"n": n_x[:classes].astype(np.int64), "m": m_x[:classes].astype(np.int64)}}
+
+
+def _key_length(config, counts, leak):
+    from .finite_key import key_length
+    result = key_length(counts, protocol=config.protocol, intensities=config.intensities,
+                        probabilities=config.probabilities, eps_sec=config.eps_sec,
+                        eps_cor=config.eps_cor, leak_ec=leak)
+    bounds = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    bounds = {k: (float(v) if isinstance(v, (float, np.floating)) else v)
+              for k, v in bounds.items() if isinstance(v, (int, float, np.number, str))}
+    return int(bounds["key_length"]), bounds
+
+
+def _pack(bits):
+    return np.packbits(np.asarray(bits, np.uint8), bitorder="little").tobytes()
+
+
+class _Host:
+    def __init__(self, channel: AuthenticatedChannel, config: DistillConfig, *, sink=None,
+                 rng=None):
+        self.channel = channel
+        self.config = config
+        self.sink = sink
+        self.rng = rng or np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
+        self.results = []
+        self.key_bits_total = 0
+
+    def _replenish_and_sink(self, block, key_bits, meta):
+        """Split a block's key: pools first, then the sink. Returns the bits sunk."""
+        key = _pack(key_bits[: len(key_bits) // 8 * 8])
+        give = min(self.config.replenish_bytes, len(key)) // 2 * 2
+        half = give // 2
+        self.channel.pools["alice"].replenish(key[:half])
+        self.channel.pools["bob"].replenish(key[half:give])
+        rest = key[give:]
+        if rest and self.sink is not None:
+            self.sink(block, rest, meta)
+        return 8 * len(rest)
+
+
+class BobHost(_Host):
+    """Bob's distillation host: drives the block protocol (module docstring).
+
+    Parameters
+    ----------
+    channel : AuthenticatedChannel
+    config : DistillConfig
+    roles : array
+        The role of each of Bob's detector channels.
+    sink : callable
+        ``sink(block, key_bytes, meta)``, called once per block with key.
+    """
+
+    def __init__(self, channel, config, *, roles, sink=None, rng=None):
+        super().__init__(channel, config, sink=sink, rng=rng)
+        self.roles = np.asarray(roles, np.uint8)
+        self.last_stored = -1
+        self.qber = config.qber_guess
+
+    def run_block(self, block, records):
+        """Distil one block of Bob's records (``index``, ``channel``, ``cls``)."""
+        started = time.perf_counter()
+        try:
+            result = self._block(block, records)
+        except (AuthenticationError, BlockAborted, OSError) as error:
+            result = BlockResult(block, "aborted", reason=f"{type(error).__name__}: {error}")
+            try:
+                self.channel.send("abort", {"block": block, "reason": str(error)[:200]})
+            except (AuthenticationError, OSError):
+                pass
+        result.seconds = time.perf_counter() - started
+        self.results.append(result)
+        return result
+
+    def close(self):
+        """Tell Alice the session ends (and which block Bob stored last)."""
+        self.channel.send("close", {"last_stored": self.last_stored}, resync=True)
+
+    def _ask(self, message):
+        self.channel.send("ec", message)
+        kind, reply = self.channel.recv(("ec_reply", "abort"))
+        if kind == "abort":
+            raise BlockAborted(f"Alice aborted: {reply.get('reason')}")
+        return reply
+
+    def _block(self, block, records):
+        from .reconcile import efficiency, get_reconciler
+        cfg = self.config
+        measured, basis, bit = bob_reading(self.roles, records["channel"], records["cls"])
+        index = np.asarray(records["index"], np.uint64)[measured]
+        basis, bit = basis[measured], bit[measured]
+        self.channel.send("block", {"block": block, "index": index, "basis": basis,
+                                    "last_stored": self.last_stored,
+                                    "config": repr(sorted(cfg.as_message().items()))},
+                          resync=True)
+        _, ann = self.channel.recv("announce")
+        if len(ann["basis"]) != len(index) or ann["block"] != block:
+            raise BlockAborted(f"Alice announced {len(ann['basis'])} symbols for block "
+                               f"{ann['block']}, not {len(index)} for {block}")
+        sifted = (ann["usable"] == 1) & (ann["basis"] == basis)
+        intensity = ann["intensity"].astype(np.int64)
+        z = sifted & (basis == BASIS_Z)
+        x = sifted & (basis == BASIS_X)
+        result = BlockResult(block, "empty", detections=len(index), sifted_z=int(z.sum()),
+                             sifted_x=int(x.sum()))
+        self.channel.send("x_bits", {"bits": bit[x]})
+        _, xe = self.channel.recv("x_errors")
+        m_x = np.asarray(xe["errors"], np.int64)
+        result.errors_x = int(m_x.sum())
+        result.qber_x = result.errors_x / max(result.sifted_x, 1)
+        key = bit[z]
+        if len(key) == 0:
+            self.channel.send("ec_done", {"ok": False})
+            return result
+        reconciler = get_reconciler(cfg.reconciler, **cfg.reconciler_options)
+        qber = min(max(self.qber, 1e-3), 0.25)
+        corrected, stats = reconciler.bob(key, qber, self._ask)
+        self.channel.send("ec_done", {"ok": bool(stats.get("success", True))})
+        wrong = corrected != key
+        m_z = _per_class(intensity[z], wrong)
+        _, ver = self.channel.recv("verify")
+        t = ver["t"]
+        ok = verification_hash(corrected, ver["hash_key"], t) == ver["hash"]
+        self.channel.send("verified", {"ok": bool(ok), "errors": m_z})
+        result.disclosed_bits = int(stats["disclosed_bits"])
+        result.verification_bits = t
+        result.errors_z = int(m_z.sum())
+        result.qber_z = result.errors_z / len(key)
+        result.efficiency = efficiency(result.disclosed_bits, len(key), result.qber_z) \
+            if result.errors_z else float("nan")
+        if not ok:
+            raise BlockAborted("Verification failed: the corrected keys differ")
+        self.qber = result.qber_z if result.errors_z else self.qber
+        counts = _counts(_per_class(intensity, z), m_z, _per_class(intensity, x), m_x,
+                         len(cfg.intensities))
+        length, result.bounds = _key_length(cfg, counts, result.disclosed_bits + t)
+        _, pa = self.channel.recv("pa")
+        if pa["length"] != length:
+            raise BlockAborted(f"Alice's key length {pa['length']} differs from Bob's {length}")
+        from .privacy import toeplitz_hash
+        final = toeplitz_hash(corrected, np.unpackbits(np.frombuffer(pa["seed"], np.uint8),
+                                                       bitorder="little")[
+            :len(corrected) + length - 1], length) if length else np.zeros(0, np.uint8)
+        _, done = self.channel.recv("done")
+        if done["block"] != block:
+            raise BlockAborted(f"Alice finished block {done['block']}, not {block}")
+        result.key_bits = length
+        result.status = "key" if length else "empty"
+        if length:
+            result.stored_bits = self._replenish_and_sink(block, final, result.as_dict())
+            self.key_bits_total += result.stored_bits
+        self.last_stored = block
+        return result
+
+
+class AliceHost(_Host):
+    """Alice's distillation host: answers Bob's blocks (module docstring).
+
+    Parameters
+    ----------
+    lookup : callable
+        ``lookup(indices) -> {basis, bit, intensity, valid, available}`` arrays: her logged
+        symbols (her board's :meth:`~timebin.host.board.Board.lookup`, or a log).
+    """
+
+    def __init__(self, channel, config, *, lookup, sink=None, rng=None):
+        super().__init__(channel, config, sink=sink, rng=rng)
+        self.lookup = lookup
+        self.pending = None             # (block, key bits, meta) until Bob stored it
+        self._next = None
+
+    def serve(self, max_blocks=None):
+        """Answer blocks until Bob closes (or ``max_blocks`` blocks were handled)."""
+        handled = 0
+        while max_blocks is None or handled < max_blocks:
+            try:
+                kind, body = self._next or self.channel.recv(("block", "close", "abort"))
+            except ChannelClosed:
+                break
+            except AuthenticationError:
+                continue                # rejected, or late: wait for Bob's next block
+            self._next = None
+            if kind == "abort":
+                continue
+            self._settle(body["last_stored"])
+            if kind == "close":
+                break
+            started = time.perf_counter()
+            block = body["block"]
+            try:
+                result = self._block(body)
+            except (AuthenticationError, BlockAborted) as error:
+                result = BlockResult(block, "aborted",
+                                     reason=f"{type(error).__name__}: {error}")
+                try:
+                    self.channel.send("abort", {"block": block, "reason": str(error)[:200]})
+                except (AuthenticationError, OSError):
+                    pass
+            result.seconds = time.perf_counter() - started
+            self.results.append(result)
+            handled += 1
+
+    def _settle(self, last_stored):
+        """Bob says which block he stored last: keep or drop the pending key."""
+        if self.pending is None:
+            return
+        block, final, meta = self.pending
+        self.pending = None
+        if last_stored == block:
+            stored = self._replenish_and_sink(block, final, meta)
+            self.key_bits_total += stored
+            for r in self.results:
+                if r.block == block:
+                    r.stored_bits = stored
+        else:
+            for r in self.results:
+                if r.block == block:
+                    r.status, r.reason = "aborted", "Bob did not store this block"
+
+    def _recv(self, kind):
+        got, body = self.channel.recv((kind, "abort", "block"))
+        if got == "abort":
+            raise BlockAborted(f"Bob aborted: {body.get('reason')}")
+        if got == "block":
+            self._next = (got, body)
+            raise BlockAborted("Bob started a new block")
+        return body
+
+    def _block(self, msg):
+        from .reconcile import get_reconciler
+        cfg = self.config
+        block = msg["block"]
+        if msg["config"] != repr(sorted(cfg.as_message().items())):
+            raise BlockAborted("Alice's and Bob's distillation settings differ")
+        index, bob_basis = msg["index"], msg["basis"]
+        sym = self.lookup(index)
+        usable = ((np.asarray(sym["valid"]) == 1)
+                  & (np.asarray(sym.get("available", np.ones(len(index)))) == 1))
+        basis = np.asarray(sym["basis"], np.uint8)
+        intensity = np.asarray(sym["intensity"], np.uint8)
+        self.channel.send("announce", {"block": block, "basis": basis,
+                                       "intensity": intensity,
+                                       "usable": usable.astype(np.uint8)})
+        sifted = usable & (basis == bob_basis)
+        z = sifted & (basis == BASIS_Z)
+        x = sifted & (basis == BASIS_X)
+        bits = np.asarray(sym["bit"], np.uint8)
+        result = BlockResult(block, "empty", detections=len(index), sifted_z=int(z.sum()),
+                             sifted_x=int(x.sum()))
+        x_bits = self._recv("x_bits")["bits"]
+        if len(x_bits) != result.sifted_x:
+            raise BlockAborted(f"Bob sent {len(x_bits)} X bits, not {result.sifted_x}")
+        m_x = _per_class(intensity[x], bits[x] != x_bits)
+        self.channel.send("x_errors", {"errors": m_x})
+        result.errors_x = int(m_x.sum())
+        key = bits[z]
+        side = get_reconciler(cfg.reconciler, **cfg.reconciler_options).alice(key) \
+            if len(key) else None
+        while True:
+            got, body = self.channel.recv(("ec", "ec_done", "abort", "block"))
+            if got == "ec":
+                self.channel.send("ec_reply", side.respond(body))
+                continue
+            if got == "abort":
+                raise BlockAborted(f"Bob aborted: {body.get('reason')}")
+            if got == "block":
+                self._next = (got, body)
+                raise BlockAborted("Bob started a new block")
+            break
+        if not body["ok"]:
+            return result
+        t = verification_bits(len(key), cfg.eps_cor)
+        hash_key = os.urandom(16)
+        self.channel.send("verify", {"t": t, "hash_key": hash_key,
+                                     "hash": verification_hash(key, hash_key, t)})
+        ver = self._recv("verified")
+        if not ver["ok"]:
+            raise BlockAborted("Verification failed: the corrected keys differ")
+        m_z = np.asarray(ver["errors"], np.int64)
+        disclosed = int(side.disclosed_bits)
+        result.disclosed_bits, result.verification_bits = disclosed, t
+        result.errors_z = int(m_z.sum())
+        counts = _counts(_per_class(intensity, z), m_z, _per_class(intensity, x), m_x,
+                         len(cfg.intensities))
+        length, result.bounds = _key_length(cfg, counts, disclosed + t)
+        from .privacy import seed_length, toeplitz_hash
+        seed_bits = self.rng.integers(0, 2, seed_length(len(key), length), dtype=np.uint8) \
+            if length else np.zeros(0, np.uint8)
+        self.channel.send("pa", {"length": length, "seed": _pack(seed_bits)})
+        final = toeplitz_hash(key, seed_bits, length) if length else np.zeros(0, np.uint8)
+        self.channel.send("done", {"block": block})
+        result.key_bits = length
+        if length:
+            result.status = "key"
+            self.pending = (block, final, result.as_dict())
+        return result
