@@ -299,6 +299,9 @@ def build_parser():
     btx.add_argument("--model-symbols", type=_positive_int, default=1_000_000)
     btx.add_argument("--amaranth-cycles", type=_positive_int, default=2000)
     btx.add_argument("--verilator-cycles", type=_positive_int, default=200_000)
+    bdist = bench_sub.add_parser("distill", help="distillation stages and the whole pipeline")
+    bdist.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    bdist.add_argument("--seed", type=int, default=0)
     blink = bench_sub.add_parser("link", help="record compression and frame decoding")
     blink.add_argument("--json", action="store_true", help="JSON output (the default)")
     blink.add_argument("--records", type=_positive_int, default=200_000)
@@ -330,6 +333,11 @@ def main(argv=None):
             print(_regmap(args), end="" if not args.json else "\n")
         elif args.command == "sim" and args.target == "rx":
             _print(_sim_rx(args), args.json)
+        elif args.command == "bench" and args.target == "distill":
+            from .distill.bench import bench_distill
+
+            print(json.dumps(bench_distill(quick=args.quick, seed=args.seed), indent=2,
+                             default=float))
         elif args.command == "bench" and args.target == "link":
             from ..sim.bench import bench_link
 

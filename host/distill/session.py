@@ -61,8 +61,7 @@ class DistillConfig:
     ``eps_sec``, ``eps_cor``; ``reconciler`` (``cascade`` or ``ldpc``) and its options;
     ``qber_guess``: the QBER assumed for the first block's error correction (later blocks
     use the previous block's); ``replenish_bytes``: key bytes of each block returned to the
-    authentication pools, half per direction (Cascade spends about a hundred 16-byte pads
-    per direction on a block; LDPC a few).
+    authentication pools beyond what the block spent (half per direction).
     """
 
     protocol: str = "1decoy-3state"
@@ -74,7 +73,7 @@ class DistillConfig:
     reconciler: str = "cascade"
     reconciler_options: dict = field(default_factory=dict)
     qber_guess: float = 0.02
-    replenish_bytes: int = 8192
+    replenish_bytes: int = 512
 
     def as_message(self):
         d = asdict(self)
@@ -161,14 +160,18 @@ class _Host:
         self.results = []
         self.key_bits_total = 0
 
-    def _replenish_and_sink(self, block, key_bits, meta):
-        """Split a block's key: pools first, then the sink. Returns the bits sunk."""
+    def _replenish_and_sink(self, block, key_bits, meta, rounds):
+        """Split a block's key: pools first, then the sink. Returns the bits sunk.
+
+        Each direction's pool gets back the pads a block of ``rounds`` error-correction
+        round trips uses (``rounds + 7`` messages per direction; the hash key is kept), plus
+        ``replenish_bytes / 2`` for aborted blocks: both sides compute the same split."""
         key = _pack(key_bits[: len(key_bits) // 8 * 8])
-        give = min(self.config.replenish_bytes, len(key)) // 2 * 2
-        half = give // 2
+        per_direction = 16 * (rounds + 7) + self.config.replenish_bytes // 2
+        half = min(per_direction, len(key) // 2)
         self.channel.pools["alice"].replenish(key[:half])
-        self.channel.pools["bob"].replenish(key[half:give])
-        rest = key[give:]
+        self.channel.pools["bob"].replenish(key[half:2 * half])
+        rest = key[2 * half:]
         if rest and self.sink is not None:
             self.sink(block, rest, meta)
         return 8 * len(rest)
@@ -213,6 +216,7 @@ class BobHost(_Host):
         self.channel.send("close", {"last_stored": self.last_stored}, resync=True)
 
     def _ask(self, message):
+        self._rounds += 1
         self.channel.send("ec", message)
         kind, reply = self.channel.recv(("ec_reply", "abort"))
         if kind == "abort":
@@ -249,6 +253,7 @@ class BobHost(_Host):
             self.channel.send("ec_done", {"ok": False})
             return result
         reconciler = get_reconciler(cfg.reconciler, **cfg.reconciler_options)
+        self._rounds = 0
         qber = min(max(self.qber, 1e-3), 0.25)
         corrected, stats = reconciler.bob(key, qber, self._ask)
         self.channel.send("ec_done", {"ok": bool(stats.get("success", True))})
@@ -283,7 +288,8 @@ class BobHost(_Host):
         result.key_bits = length
         result.status = "key" if length else "empty"
         if length:
-            result.stored_bits = self._replenish_and_sink(block, final, result.as_dict())
+            result.stored_bits = self._replenish_and_sink(block, final, result.as_dict(),
+                                                          self._rounds)
             self.key_bits_total += result.stored_bits
         self.last_stored = block
         return result
@@ -340,10 +346,10 @@ class AliceHost(_Host):
         """Bob says which block he stored last: keep or drop the pending key."""
         if self.pending is None:
             return
-        block, final, meta = self.pending
+        block, final, meta, rounds = self.pending
         self.pending = None
         if last_stored == block:
-            stored = self._replenish_and_sink(block, final, meta)
+            stored = self._replenish_and_sink(block, final, meta, rounds)
             self.key_bits_total += stored
             for r in self.results:
                 if r.block == block:
@@ -392,9 +398,11 @@ class AliceHost(_Host):
         key = bits[z]
         side = get_reconciler(cfg.reconciler, **cfg.reconciler_options).alice(key) \
             if len(key) else None
+        rounds = 0
         while True:
             got, body = self.channel.recv(("ec", "ec_done", "abort", "block"))
             if got == "ec":
+                rounds += 1
                 self.channel.send("ec_reply", side.respond(body))
                 continue
             if got == "abort":
@@ -428,5 +436,59 @@ class AliceHost(_Host):
         result.key_bits = length
         if length:
             result.status = "key"
-            self.pending = (block, final, result.as_dict())
+            self.pending = (block, final, result.as_dict(), rounds)
         return result
+
+
+def run_pair(data, config=None, *, roles, secret, timeout=60.0, seed=None):
+    """Run Alice's and Bob's hosts in one process, over a socket pair: a local session.
+
+    ``data``: iterable of ``(start, symbols, records)`` blocks (as
+    :func:`timebin.sim.keydata.blocks` yields them: Alice's symbol log from global index
+    ``start``, Bob's records). Returns ``(alice, bob, keys)``: the two hosts (their
+    ``results`` per block) and ``{"alice": {block: bytes}, "bob": {...}}`` of stored key.
+    """
+    import socket
+    import threading
+
+    from .auth import direction_pools
+
+    config = config or DistillConfig()
+    keys = {"alice": {}, "bob": {}}
+    logs = {}
+
+    def lookup(indices):
+        indices = np.asarray(indices, np.uint64)
+        out = {name: np.zeros(len(indices), np.uint8)
+               for name in ("basis", "bit", "intensity", "valid", "available")}
+        for start, symbols in logs.items():
+            inside = (indices >= np.uint64(start)) & (
+                indices < np.uint64(start + len(symbols["basis"])))
+            at = (indices[inside] - np.uint64(start)).astype(np.int64)
+            for name in ("basis", "bit", "intensity", "valid"):
+                out[name][inside] = symbols[name][at]
+            out["available"][inside] = 1
+        return out
+
+    a, b = socket.socketpair()
+    rng = np.random.default_rng(seed)
+    alice = AliceHost(AuthenticatedChannel(a, role="alice", pools=direction_pools(secret),
+                                           timeout=timeout), config, lookup=lookup,
+                      sink=lambda block, key, meta: keys["alice"].__setitem__(block, key),
+                      rng=rng)
+    bob = BobHost(AuthenticatedChannel(b, role="bob", pools=direction_pools(secret),
+                                       timeout=timeout), config, roles=roles,
+                  sink=lambda block, key, meta: keys["bob"].__setitem__(block, key))
+    thread = threading.Thread(target=alice.serve, daemon=True)
+    thread.start()
+    try:
+        for block, (start, symbols, records) in enumerate(data):
+            logs.clear()                # bounded memory: Alice keeps the current block's log
+            logs[start] = symbols
+            bob.run_block(block, records)
+        bob.close()
+        thread.join(timeout)
+    finally:
+        alice.channel.close()
+        bob.channel.close()
+    return alice, bob, keys
