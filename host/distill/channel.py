@@ -34,7 +34,7 @@ import numpy as np
 
 from .auth import TAG_BYTES, AuthenticationError, tag, verify_tag
 
-__all__ = ["MAGIC", "MAX_MESSAGE", "ChannelClosed", "encode_body", "decode_body",
+__all__ = ["MAGIC", "MAX_MESSAGE", "ChannelClosed", "ChannelTimeout", "encode_body", "decode_body",
            "AuthenticatedChannel"]
 
 MAGIC = b"TBQC"
@@ -49,6 +49,10 @@ _DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int
 
 class ChannelClosed(AuthenticationError):
     """The peer closed the connection, or it broke mid-message."""
+
+
+class ChannelTimeout(AuthenticationError):
+    """No message arrived in time."""
 
 
 def encode_body(body):
@@ -172,7 +176,7 @@ class AuthenticatedChannel:
             try:
                 chunk = self.sock.recv(max(1 << 16, n - len(self._buffer)))
             except TimeoutError:
-                raise ChannelClosed(f"No message from {self.peer} within "
+                raise ChannelTimeout(f"No message from {self.peer} within "
                                     f"{self.sock.gettimeout()} s") from None
             except OSError as error:
                 raise ChannelClosed(f"The connection to {self.peer} broke: {error}") from None
