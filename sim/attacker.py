@@ -46,6 +46,19 @@ def _parse(frame):
     return ("alice", "bob")[sender], seq, kind, body
 
 
+class _Out:
+    """A socket whose sends are dropped once its peer has gone (the session is ending)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def sendall(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", type=int, default=0)
@@ -73,7 +86,10 @@ def main(argv=None):
     while open_ends:
         for key, _ in selector.select():
             name = key.data
-            chunk = key.fileobj.recv(1 << 16)
+            try:
+                chunk = key.fileobj.recv(1 << 16)
+            except OSError:
+                chunk = b""
             if not chunk:
                 selector.unregister(key.fileobj)
                 open_ends -= 1
@@ -93,7 +109,7 @@ def main(argv=None):
                 sender, seq, kind, body = _parse(wire[4:])
                 if kind == "block" and body is not None:
                     block = body.get("block")
-                out = peer_of[name]
+                out = _Out(peer_of[name])
                 if held is not None and sender == held[0]:
                     out.sendall(wire)           # the next message first, then the held one
                     out.sendall(held[1])

@@ -22,21 +22,24 @@ def test_in_process_hosts_agree_and_account_every_bit():
     for result in bob.results:
         assert result.status == "key", result
         assert 0.005 < result.qber_z < 0.02 and result.key_bits > 0
-    assert keys["alice"].keys() == keys["bob"].keys() == {0, 1}
-    for block in keys["alice"]:
-        assert keys["alice"][block] == keys["bob"][block]
+    # A block's key refills the authentication pools first (Cascade's round trips cost a
+    # pad each); what is left is stored, the same on both sides.
+    assert keys["alice"] == keys["bob"] and len(keys["bob"]) >= 1
     for r_a, r_b in zip(alice.results, bob.results, strict=True):
         assert (r_a.key_bits, r_a.disclosed_bits, r_a.sifted_z) == (r_b.key_bits,
                                                                     r_b.disclosed_bits,
                                                                     r_b.sifted_z)
         # The bound spent what was disclosed, and the key is shorter than the raw key.
         assert r_b.key_bits < r_b.sifted_z - r_b.disclosed_bits
-        assert r_a.stored_bits == r_b.stored_bits == 8 * len(keys["bob"][r_b.block])
+        assert r_a.stored_bits == r_b.stored_bits == 8 * len(keys["bob"].get(r_b.block, b""))
     for role in ("alice", "bob"):
         pa, pb = alice.channel.pools[role], bob.channel.pools[role]
         assert pa.accounting() == pb.accounting()
-        # Every block gives back what it spent plus the margin: the pool does not drain.
-        assert pa.available_bits >= pa.initial_bits
+        # Every bit accounted: the hash key, one pad per message sent, the refills.
+        sender = alice if role == "alice" else bob
+        assert pa.consumed_bits == 128 + 128 * sender.channel.sent
+        assert pa.available_bits == pa.initial_bits + pa.replenished_bits - pa.consumed_bits
+        assert pa.replenished_bits > 0
 
 
 def _start(argv):
@@ -86,7 +89,8 @@ def _session(tmp_path, attack=None, store=False):
 
 def test_two_processes_distil_the_same_key(tmp_path):
     a, b, _ = _session(tmp_path, store=True)
-    assert a["key_sha256"] == b["key_sha256"] and len(b["key_sha256"]) == 3
+    assert a["key_sha256"] == b["key_sha256"] and len(b["key_sha256"]) >= 1
+    assert [r["status"] for r in b["blocks"]] == ["key"] * 3
     assert a["key_bits"] == b["key_bits"] > 0
     assert a["channel"]["rejected"] == b["channel"]["rejected"] == 0
     # Both key stores hold the same keys under the same IDs.
@@ -107,7 +111,7 @@ ATTACKS = [
     ("replay", "bob", "ec"),
     ("replay", "alice", "announce"),
     ("inject", "alice", "ec_reply"),
-    ("inject", "bob", "verified"),
+    ("inject", "bob", "x_bits"),
     ("reorder", "bob", "ec"),
 ]
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from ...gateware.records import BASIS_X, BASIS_Z, CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE
 from .auth import AuthenticationError, verification_bits, verification_hash
-from .channel import AuthenticatedChannel, ChannelClosed
+from .channel import AuthenticatedChannel, ChannelClosed, ChannelTimeout
 
 __all__ = ["DistillConfig", "BlockResult", "BlockAborted", "AliceHost", "BobHost",
            "bob_reading"]
@@ -309,6 +309,7 @@ class AliceHost(_Host):
         super().__init__(channel, config, sink=sink, rng=rng)
         self.lookup = lookup
         self.pending = None             # (block, key bits, meta) until Bob stored it
+        self._tainted = False
         self._next = None
 
     def serve(self, max_blocks=None):
@@ -319,8 +320,12 @@ class AliceHost(_Host):
                 kind, body = self._next or self.channel.recv(("block", "close", "abort"))
             except ChannelClosed:
                 break
+            except ChannelTimeout:
+                continue                # Bob is busy: wait for his next block
             except AuthenticationError:
-                continue                # rejected, or late: wait for Bob's next block
+                # A forged or replayed message between blocks: the next block pays for it.
+                self._tainted = True
+                continue
             self._next = None
             if kind == "abort":
                 continue
@@ -331,6 +336,9 @@ class AliceHost(_Host):
             block = body["block"]
             try:
                 result = self._block(body)
+            except OSError as error:    # Bob has gone: this block gives nothing
+                self.results.append(BlockResult(block, "aborted", reason=f"{error}"))
+                break
             except (AuthenticationError, BlockAborted) as error:
                 result = BlockResult(block, "aborted",
                                      reason=f"{type(error).__name__}: {error}")
@@ -374,6 +382,9 @@ class AliceHost(_Host):
         block = msg["block"]
         if msg["config"] != repr(sorted(cfg.as_message().items())):
             raise BlockAborted("Alice's and Bob's distillation settings differ")
+        if self._tainted:
+            self._tainted = False
+            raise BlockAborted("A message was rejected before this block began")
         index, bob_basis = msg["index"], msg["basis"]
         sym = self.lookup(index)
         usable = ((np.asarray(sym["valid"]) == 1)
