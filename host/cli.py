@@ -26,29 +26,11 @@ from .cli_board import add_board_parser, run_board
 from .cli_distill import add_distill_parser, run_distill
 from .cli_keyrate import add_keyrate_parser, run_keyrate
 from .cli_serve import add_serve_parser, run_serve
+from .cli_types import non_negative_int, positive_int
 
 __all__ = ["main"]
 
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
-
-
-def _non_negative_int(text):
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}") \
-            from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
-    return value
+_positive_int, _non_negative_int = positive_int, non_negative_int
 
 
 def _probabilities(text):

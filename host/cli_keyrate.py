@@ -16,6 +16,10 @@ import json
 import math
 import sys
 
+from .cli_types import non_negative_float as _non_negative_float
+from .cli_types import non_negative_int as _seed
+from .cli_types import positive_float as _positive_float
+
 __all__ = ["add_keyrate_parser", "run_keyrate", "parse_distances"]
 
 
@@ -44,38 +48,6 @@ def parse_distances(text):
         if not (v >= 0 and math.isfinite(v)):
             raise argparse.ArgumentTypeError(f"distances must be non-negative km, not {text!r}")
     return values
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
-    return value
-
-
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, not {text!r}") \
-            from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, not {text!r}")
-    return value
-
-
-def _seed(text):
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}") \
-            from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
-    return value
 
 
 def add_keyrate_parser(sub):

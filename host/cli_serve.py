@@ -20,30 +20,12 @@ import sys
 import threading
 from pathlib import Path
 
+from .cli_types import port as _port
+from .cli_types import positive_int as _positive
 from .etsi014 import make_certificates, serve
 from .keystore import DEFAULT_MAX_KEYS, ROLES, KeyStore, KeyStoreError
 
 __all__ = ["add_serve_parser", "run_serve", "start_serve"]
-
-
-def _port(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number, not {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, not {text!r}")
-    return value
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
 
 
 def _token(text):

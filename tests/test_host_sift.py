@@ -348,3 +348,18 @@ def test_bench_structure():
         assert out[name]["seconds"] > 0 and out[name]["records_per_s"] > 0
     with pytest.raises(ValueError, match="records"):
         bench_sift(records=0)
+
+
+def test_bob_reading_alone_equals_the_reference_reading():
+    from timebin.host.distill.sift import bob_reading
+    from timebin.sim.sifting import _roles_of
+    from timebin.sim.sifting import bob_reading as reference
+
+    rng = np.random.default_rng(0)
+    roles = np.array([0, 1, 2, 3, 0])
+    channel, cls = rng.integers(0, 18, 10_000), rng.integers(0, 4, 10_000)
+    measured, basis, bit = bob_reading(roles, channel, cls)
+    want_measured, want_basis, want_bit = reference(_roles_of(roles, channel), cls)
+    assert np.array_equal(measured, want_measured) and measured.any() and not measured.all()
+    assert np.array_equal(basis[measured], want_basis[measured])
+    assert np.array_equal(bit[measured], want_bit[measured])

@@ -35,16 +35,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ...gateware.records import BASIS_X, BASIS_Z, CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE
+from ...gateware.records import BASIS_X, BASIS_Z
 from .auth import AuthenticationError, verification_bits, verification_hash
 from .channel import AuthenticatedChannel, ChannelClosed, ChannelTimeout
+from .sift import bob_reading
 
-__all__ = ["DistillConfig", "BlockResult", "BlockAborted", "AliceHost", "BobHost",
-           "bob_reading"]
+__all__ = ["DistillConfig", "BlockResult", "BlockAborted", "AliceHost", "BobHost", "run_pair"]
 
-#: Detector roles (the numbers of ``gateware.sifting``): Z, X at the + port, X at the -
-#: port, ignored.
-ROLE_Z, ROLE_X_PLUS, ROLE_X_MINUS, ROLE_IGNORED = 0, 1, 2, 3
 CLASSES = 4
 
 
@@ -106,24 +103,6 @@ class BlockResult:
 
     def as_dict(self):
         return asdict(self)
-
-
-def bob_reading(roles, channel, cls):
-    """``(measured, basis, bit)`` of Bob's records (as ``sim.sifting.bob_reading``): a Z
-    detector reads early as 0 and late as 1; an X detector the middle slot, its bit set by
-    its port; ignored channels and other classes are not measured."""
-    roles = np.asarray(roles, np.int64)
-    channel = np.asarray(channel, np.int64)
-    role = np.where(channel < len(roles), roles[np.minimum(channel, len(roles) - 1)],
-                    ROLE_IGNORED)
-    cls = np.asarray(cls)
-    is_z = role == ROLE_Z
-    is_x = (role == ROLE_X_PLUS) | (role == ROLE_X_MINUS)
-    measured = (is_z & ((cls == CLASS_EARLY) | (cls == CLASS_LATE))) | (is_x
-                                                                         & (cls == CLASS_MIDDLE))
-    basis = np.where(is_z, BASIS_Z, BASIS_X).astype(np.uint8)
-    bit = np.where(is_z, cls == CLASS_LATE, role == ROLE_X_MINUS).astype(np.uint8)
-    return measured, basis, bit
 
 
 def _per_class(intensity, mask):

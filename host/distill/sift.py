@@ -141,6 +141,20 @@ def _reading_table(roles):
     return table.ravel()
 
 
+def bob_reading(roles, channel, cls):
+    """``(measured, basis, bit)`` of Bob's records on their own, as Bob's host knows them
+    before Alice announces anything (the reading of ``sim.sifting.bob_reading``): a Z
+    detector reads early as 0 and late as 1, an X detector its middle slot with the bit of
+    its port; ignored channels and other classes are not measured."""
+    table = _reading_table(_check_roles(roles))
+    channel = np.minimum(np.asarray(channel, np.int64), MAX_CHANNELS)
+    state = table[channel * 4 + (np.asarray(cls, np.int64) & 3)]
+    measured = state >= _S_Z0
+    basis = (state >= _S_X0).astype(np.uint8)
+    bit = ((state - _S_Z0) & 1).astype(np.uint8)
+    return measured, basis, bit
+
+
 _ALICE_TOPS = {"basis": 1, "bit": 1, "intensity": MAX_INTENSITY_CLASSES - 1, "valid": 1,
                "available": 1}
 _BOB_TOPS = {"channel": MAX_CHANNELS - 1, "cls": 3, "alarm": 1}
