@@ -5,32 +5,36 @@
 # Ref: J. Martinez-Mateo, C. Pacher, M. Peev, A. Ciurana, V. Martin, "Demystifying the
 #      information reconciliation protocol Cascade", QIC 15, 453 (2015): block sizes that
 #      are powers of two, k1 = 2^ceil(log2(1/Q) - 1/2) and k2 = 2^ceil((log2(1/Q) + 11.5)/2)
-#      ("Cascade opt. (8)"), reuse of every parity already exchanged, and closing passes of
-#      two half-key blocks.
+#      ("Cascade opt. (8)"; here k2 = 4 k1, see :func:`block_sizes`), reuse of every parity
+#      already exchanged, and closing passes of two half-key blocks.
 # Ref: W. T. Buttler et al., PRA 67, 052303 (2003): BICONF, parities of random subsets.
 
 The protocol, as Bob runs it (:meth:`Cascade.bob`):
 
-1. **Passes.** Pass ``j`` shuffles the key with a pseudo-random permutation (from the
-   session seed and ``j``) and cuts it into blocks of ``k_j = 2^L`` bits (the key is padded
-   with zero bits, placed at random, up to a whole number of blocks). Bob asks Alice the
-   parities of all blocks of the pass in one message. From pass 2 on, the parity of the last
-   block follows from the others and the parity of the whole key (known since pass 1), so it
-   is not asked (block-parity inference).
+1. **Passes.** Pass ``j`` shuffles the key with a pseudo-random permutation (Fisher-Yates
+   driven by the session seed and ``j``) and cuts it into blocks of ``k_j = 2^L`` bits (the
+   key is padded with zero bits, shuffled in with the rest, up to a whole number of blocks).
+   The first message asks the parities of all blocks of every main pass (and of the first
+   batch of confirmation halves): they do not depend on Bob's corrections. From pass 2 on,
+   the parity of the last block follows from the others and the parity of the whole key
+   (known from pass 1), so it is not asked (block-parity inference). Each pass is searched
+   and cascaded only once the previous one has settled.
 2. **Binary search, in parallel.** Every block (or sub-block) whose parity differs from
    Alice's holds an odd number of errors; Bob halves it, asks the parity of the left half
    and descends into the odd half, down to one bit. All open searches advance together: one
-   message per level holds the questions of every search. A parity Bob already knows (or
-   can deduce: a node is the XOR of its halves) is never asked again.
-3. **Cascade.** Bob flips the bits found. Each flip changes the parity of the block (and
-   known sub-blocks) holding that bit in every pass; those that now differ from Alice's are
-   searched in the next wave, until no known parity differs.
-4. **Confirmation (BICONF with the complement).** Bob asks the parities of ``confirm``
+   message per step holds the questions of every search. A parity Bob already knows (or can
+   deduce: a node is the XOR of its halves) is never asked again.
+3. **Cascade.** A search that reaches a bit flips it at once. The flip changes the parity
+   of the block (and known sub-blocks) holding that bit in every pass; the deepest known one
+   that now differs from Alice's becomes a new open search, and an open search whose block
+   became even is dropped. A pass has settled when no known parity differs. Round trips thus
+   grow with the passes, log n and the longest cascade chain, not with the errors.
+4. **Confirmation (BICONF with the complement).** Bob compares the parities of ``confirm``
    random halves of the key (random subsets, each with its complement, whose parity follows
-   from the whole-key parity) in one message. A differing half is searched and cascaded
-   like a block; then another batch, until a whole batch agrees. Each clean half catches a
-   remaining error pattern with probability at least 1/2, so a clean batch leaves residual
-   errors undetected with probability at most ``2^-confirm``.
+   from the whole-key parity). A differing half is searched and cascaded like a block; then
+   another batch, until a whole batch agrees. Each clean half catches a remaining error
+   pattern with probability at least 1/2, so a clean batch leaves residual errors undetected
+   with probability at most ``2^-confirm``.
 
 Each block of a pass is a binary tree in heap order: node ``h`` (1 the whole block,
 ``2h`` and ``2h + 1`` its halves, ``2^L .. 2^(L+1) - 1`` the bits) of block ``b`` is number
@@ -462,14 +466,16 @@ class CascadeAlice(AliceSide):
             if status == 3:
                 self._build(int(passes[where]), seed)
             elif status:
-                self._forget(before)
                 if status == 1:
-                    raise ValueError(f"The message asks a parity of pass {int(passes[where])}; "
-                                     f"passes are 0 .. {len(self.passes) - 1}")
-                geometry = self.passes[passes[where]]
-                raise ValueError(f"Node {int(nodes[where])} of pass {int(passes[where])} does "
-                                 f"not exist (it has nodes 1 .. {geometry.nodes - 1}, not "
-                                 f"multiples of {2 << geometry.L})")
+                    problem = (f"The message asks a parity of pass {int(passes[where])}; "
+                               f"passes are 0 .. {len(self.passes) - 1}")
+                else:
+                    geometry = self.passes[passes[where]]
+                    problem = (f"Node {int(nodes[where])} of pass {int(passes[where])} does "
+                               f"not exist (it has nodes 1 .. {geometry.nodes - 1}, not "
+                               f"multiples of {2 << geometry.L})")
+                self._forget(before)
+                raise ValueError(problem)
             else:
                 break
         self.seed = seed

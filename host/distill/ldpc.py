@@ -15,37 +15,46 @@
 # Ref: S.-Y. Chung, T. Richardson, R. Urbanke, "Analysis of sum-product decoding of LDPC codes
 #      using a Gaussian approximation", IEEE Trans. IT 47, 657 (2001) (the design method).
 
-Codes. One mother code per rate in :data:`RATES` (0.50 .. 0.90 in steps of 0.05) and frame
-length ``N`` (a power of two, 2^16 by default), built deterministically at run time and cached
-per process: variable-node degrees from :data:`DISTRIBUTIONS` (edge-perspective lambda),
-check degrees concentrated on two consecutive values, edges placed by a progressive-edge-
-growth construction (variables in increasing degree; each new edge goes to the least-loaded
-check outside the variable's distance-2 neighbourhood, so the graph has no 4-cycles), and an
+Codes. One mother code per rate in :data:`RATES` (0.50 .. 0.95 in steps of 0.05) and frame
+length ``N`` (a multiple of 256, up to 2^16 by default), built deterministically at run time
+and cached per process: variable-node degrees from :data:`DISTRIBUTIONS` (edge-perspective
+lambda), check degrees concentrated on two consecutive values, edges placed by a
+progressive-edge-growth construction (variables in increasing degree; each new edge goes to
+the least-loaded check outside the variable's distance-2 neighbourhood, so the graph has no
+4-cycles as long as such a check exists: at every rate from 2^14 bits on; shorter high-rate
+codes, whose degree-25 columns reach every check, keep some and are not used), and an
 untainted puncturing order. The distributions were optimised here for the BSC with the
 Gaussian approximation and linear programming (maximise the rate at a crossover probability,
 then bisect the probability; check-concentrated; at most M degree-2 variables); their
-thresholds are in :data:`DISTRIBUTIONS` and checked by :func:`ga_threshold`.
+thresholds are in :data:`DISTRIBUTIONS` and checked by :func:`ga_threshold`. Measured at
+N = 2^16 the codes decode about 10 % above their Gaussian-approximation thresholds (the
+approximation is optimistic for the BSC), which is where most of the remaining inefficiency
+comes from.
 
 Protocol (Bob drives, :meth:`LDPC.bob`):
 
-1. Bob picks the code and the frame plan from his QBER estimate ``Q``: each frame of ``N``
-   code bits carries ``k`` key bits, ``p`` punctured bits (Alice fills them with secret random
-   bits; Bob gives them LLR 0) and ``s = N - k - p`` shortened bits (known zeros), with
-   ``M - p = f_start k h(Q)``. He sends ``{op: syndrome}``; Alice answers the ``M``-bit
-   syndromes of all frames (one round trip).
-2. Bob decodes every frame (layered sum-product with a phi table, in numba). A frame whose
-   decoding fails gets ``{op: reveal}``: Alice reveals the values of the next ``step k h(Q)``
-   punctured bits of that frame (the last punctured first), and once those are exhausted,
-   key bits; Bob continues decoding from where it stopped with those bits known. Failed
-   frames are handled together, one round trip per step, until all decode or the frame
-   reached ``f_max``; then ``success`` is false.
+1. Bob picks the frame plan from his QBER estimate ``Q``: ``ceil(n / N)`` frames, each with
+   ``k`` key bits spread evenly and the rest shortened (known zeros); the mother code whose
+   syndrome starts closest above ``f_start`` (``M / (k h(Q))``); at QBERs below the
+   highest rate's range, ``p`` untainted punctured bits (Alice fills them with secret random
+   bits; Bob gives them LLR 0) bring the start down. He sends ``{op: syndrome}``; Alice
+   answers the ``M``-bit syndromes of all frames (one round trip).
+2. Bob decodes every frame (layered sum-product with a phi table, in numba). For each frame
+   that fails, ``{op: extend}`` asks the parities of ``step k h(Q)`` more random checks of
+   about ``0.6 / Q`` key bits each (drawn from the session seed; each parity is odd with
+   probability ~0.35, so it tells Bob ~0.93 bit per disclosed bit). Bob adds them to the
+   frame's graph and continues decoding where it stopped. Failed frames are handled
+   together, one round trip per step, until all decode or a frame reached ``f_max``; then
+   ``success`` is false. (This is the blind, rate-adaptive retry of Martinez-Mateo et al.
+   with extra parities instead of revealed punctured bits: with few or no punctured bits,
+   revealing key bits would tell Bob only h(Q) bit per disclosed bit.)
 
-Leakage: a frame discloses ``M - p + r`` bits (``r`` revealed): the syndrome's ``M`` bits
-less the ``p`` secret random bits it covers. This is exact because the punctured columns of
-an untainted set have disjoint supports, so they are linearly independent and the syndrome
-is uniform on a ``p``-dimensional coset for a fixed key. Bob's success/failure messages
-depend only on the error pattern, which a BSC makes independent of Alice's key, and are not
-counted. Both sides count the same number.
+Leakage: a frame discloses ``M - p + e`` bits (``e`` extra parities): the syndrome's ``M``
+bits less the ``p`` secret random bits it covers. The credit is exact because the punctured
+columns of an untainted set have disjoint supports, so they are linearly independent and the
+syndrome is uniform on a ``p``-dimensional coset for a fixed key. Bob's success/failure
+messages depend only on the error pattern, which a BSC makes independent of Alice's key, and
+are not counted. Both sides count the same number.
 """
 
 import functools
@@ -77,7 +86,7 @@ __all__ = ["LDPC", "LDPCAlice", "LDPCCode", "RATES", "DISTRIBUTIONS", "mother_co
 PROTOCOL = "ldpc"
 
 #: Rates of the mother codes.
-RATES = (0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90)
+RATES = (0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 
 #: Edge-perspective variable-degree distributions {degree: lambda} per mother-code rate, and
 #: the BSC threshold (crossover probability) of each under the Gaussian approximation, with
@@ -92,12 +101,26 @@ DISTRIBUTIONS = {
     0.80: ({2: 0.06759, 3: 0.26547, 8: 0.24547, 10: 0.04313, 25: 0.37834}, 0.0300),
     0.85: ({2: 0.05633, 3: 0.33058, 8: 0.13374, 10: 0.25107, 20: 0.22828}, 0.0204),
     0.90: ({2: 0.04188, 3: 0.40362, 8: 0.11044, 10: 0.44406}, 0.0119),
+    0.95: ({2: 0.02396, 3: 0.49132, 7: 0.45707, 8: 0.02765}, 0.0046),
 }
+
+#: Every this many decoding attempts of a frame starts afresh instead of continuing.
+_RESTART = 4
 
 #: Default frame length (code bits).
 FRAME_BITS = 1 << 16
 _MIN_FRAME_BITS = 1 << 10
 _MAX_FRAME_BITS = 1 << 20
+_FRAME_QUANTUM = 256
+
+
+def check_frame_bits(n, name="frame length"):
+    """``n`` as a code length: a multiple of 256 in 2^10 .. 2^20, or ValueError naming it."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or \
+            n % _FRAME_QUANTUM or not _MIN_FRAME_BITS <= n <= _MAX_FRAME_BITS:
+        raise ValueError(f"The {name} must be a multiple of {_FRAME_QUANTUM} in "
+                         f"{_MIN_FRAME_BITS} .. {_MAX_FRAME_BITS}, not {n!r}")
+    return int(n)
 
 
 # ---- code construction ---------------------------------------------------------------------
@@ -228,9 +251,7 @@ class LDPCCode:
     def __init__(self, rate, n, seed=0):
         if rate not in DISTRIBUTIONS:
             raise ValueError(f"No mother code of rate {rate!r}; rates are {RATES}")
-        if n & (n - 1) or not _MIN_FRAME_BITS <= n <= _MAX_FRAME_BITS:
-            raise ValueError(f"The frame length must be a power of two in "
-                             f"{_MIN_FRAME_BITS} .. {_MAX_FRAME_BITS}, not {n!r}")
+        n = check_frame_bits(n)
         self.rate = rate
         self.n = n
         self.m = round(n * (1 - rate))
@@ -246,6 +267,7 @@ class LDPCCode:
         visit = ties[np.argsort(self.var_deg[ties], kind="stable")].astype(np.int64)
         self.puncture = _untainted(self.var_ptr, self.var_chk, self.chk_ptr, self.chk_var,
                                    visit)
+        self.four_cycles = _four_cycles(self)
         digest = hashlib.sha256()
         for array in (self.var_ptr, self.var_chk, self.puncture):
             digest.update(np.ascontiguousarray(array, "<i8").tobytes())
@@ -263,9 +285,41 @@ class LDPCCode:
         return f"LDPCCode(rate={self.rate}, n={self.n}, m={self.m}, edges={self.edges})"
 
 
-@functools.lru_cache(maxsize=64)
 def mother_code(rate, n=FRAME_BITS):
     """The mother code of ``rate`` and length ``n`` (built once per process)."""
+    return _mother_code(float(rate), int(n))
+
+
+def _four_cycles(code):
+    """Number of 4-cycles (0: girth >= 6)."""
+    return int(_count_four_cycles(code.var_ptr, code.var_chk, code.chk_ptr, code.chk_var))
+
+
+@njit(cache=True)
+def _count_four_cycles(var_ptr, var_chk, chk_ptr, chk_var):
+    """Each pair of checks sharing s > 1 variables closes s (s - 1) / 2 4-cycles; counted
+    from every check: for each check, the other checks of its variables, with repeats."""
+    m = len(chk_ptr) - 1
+    seen = np.full(m, -1, np.int64)
+    times = np.zeros(m, np.int64)
+    cycles = 0
+    for c in range(m):
+        for e in range(chk_ptr[c], chk_ptr[c + 1]):
+            u = chk_var[e]
+            for a in range(var_ptr[u], var_ptr[u + 1]):
+                other = var_chk[a]
+                if other <= c:
+                    continue
+                if seen[other] != c:
+                    seen[other] = c
+                    times[other] = 0
+                cycles += times[other]
+                times[other] += 1
+    return cycles
+
+
+@functools.lru_cache(maxsize=64)
+def _mother_code(rate, n):
     return LDPCCode(rate, n)
 
 
@@ -502,43 +556,48 @@ class _Plan:
         return _extra_rows(self.key_positions(frame), degree, seed, first, count)
 
 
-def _choose_plan(n, qber, frame_bits, f_start):
-    """(rate, frames, punctured) for ``n`` key bits at QBER ``qber``: per mother code, the
-    largest frame payload ``k`` whose leak ``M - p`` can start at efficiency ``f_start``
-    (``M - p >= f_start k h(Q)``, ``0 <= p <=`` the untainted capacity, ``k + p <= N``), then
-    the code that starts closest to ``f_start`` and, among those, the one whose rate is
-    closest to the starting rate ``1 - f_start h(Q)`` (heavy puncturing or shortening both
-    cost decoding performance; measured), then the fewest frames. Only codes within 0.2 of
-    the starting rate are built."""
+def _mean_check_degree(rate):
+    lam, _ = DISTRIBUTIONS[rate]
+    return 1.0 / sum(v / d for d, v in lam.items()) / (1.0 - rate)
+
+
+def _choose_plan(n, qber, frame_bits, f_start, headroom=0.12):
+    """(rate, frames, punctured) for ``n`` key bits at QBER ``qber``.
+
+    Frames are as full as the key allows (``ceil(n / N)`` frames, the key bits spread evenly,
+    the rest of each frame shortened). The mother code is the one whose unpunctured start
+    ``f0 = M / (k h(Q))`` is the smallest not below ``f_start``: a code of higher rate would
+    start below it and need many extra checks, one of lower rate starts higher. Puncturing
+    costs more decoding performance than shortening (measured), so it is used only when even
+    that start exceeds ``f_start`` by more than ``headroom`` (QBERs below the highest rate's
+    range): then up to 20 % of M untainted bits bring the start down towards
+    ``f_start + headroom``. Only codes without 4-cycles are used (short high-rate codes have
+    them: BP stalls on them); the next rate down replaces one that has."""
     h = binary_entropy(qber)
-    lead = f_start * h
-    best = None
-    for rate in RATES:
-        if not -0.2 <= rate - (1.0 - lead) <= 0.05:
-            continue
+    frames = -(-n // frame_bits)
+    k = -(-n // frames)
+    # Rates by preference: the smallest start not below f_start first, then higher starts
+    # (lower rates), then the codes that would start below it.
+    starts = {rate: round(frame_bits * (1 - rate)) / (k * h) for rate in RATES}
+    above = sorted((r for r in RATES if starts[r] >= f_start), key=lambda r: starts[r])
+    below = sorted((r for r in RATES if starts[r] < f_start), key=lambda r: -starts[r])
+    for rate in above + below:
+        if 8 * _mean_check_degree(rate) > round(frame_bits * (1 - rate)):
+            continue                      # too few checks for their degree at this length
         code = mother_code(rate, frame_bits)
-        big, m, most = code.n, code.m, len(code.puncture)
-        options = []
-        if m - most > 0:                               # p = most, leak above the target
-            options.append(min(big - most, math.floor((m - most) / lead)))
-        upper = math.floor(min(m / lead, (big - m) / (1.0 - lead), big))
-        if upper > (m - most) / lead:                  # p = M - lead k
-            options.append(upper)
-        k_max = max(options, default=0)
-        if k_max < 1:
-            continue
-        frames = -(-n // k_max)
-        k = -(-n // frames)
-        punctured = min(most, m - math.ceil(lead * k), big - k)
-        if punctured < 0:
-            continue
-        start = (m - punctured) / (k * h)
-        key = (round(max(start - f_start, 0.0), 2), abs(rate - (1.0 - lead)), frames)
-        if best is None or key < best[0]:
-            best = (key, rate, frames, punctured)
-    if best is None:
-        raise ValueError(f"No mother code fits {n} key bits at QBER {qber}")
-    return best[1:]
+        if code.four_cycles == 0:
+            break
+    else:
+        rate = RATES[0]
+        code = mother_code(rate, frame_bits)
+    start = starts[rate]
+    punctured = 0
+    if start > f_start + headroom:
+        target = (f_start + headroom) * k * h
+        punctured = int(min(len(code.puncture), 0.2 * code.m, code.m - target,
+                            frame_bits - k))
+        punctured = max(punctured, 0)
+    return rate, frames, punctured
 
 
 # ---- the two sides -------------------------------------------------------------------------
@@ -574,10 +633,7 @@ class LDPCAlice(AliceSide):
         if rate not in DISTRIBUTIONS:
             raise ValueError(f"No mother code of rate {rate!r}; rates are {RATES}")
         frame_bits = message_field(message, "frame_bits", int)
-        if frame_bits & (frame_bits - 1) or not _MIN_FRAME_BITS <= frame_bits <= \
-                _MAX_FRAME_BITS:
-            raise ValueError(f"The frame length must be a power of two in {_MIN_FRAME_BITS} "
-                             f".. {_MAX_FRAME_BITS}, not {frame_bits}")
+        check_frame_bits(frame_bits)
         code = mother_code(rate, frame_bits)
         digest = message_field(message, "digest", str)
         if digest != code.digest:
@@ -641,15 +697,17 @@ class LDPCAlice(AliceSide):
 class LDPC(Reconciler):
     """Rate-adaptive LDPC reconciliation with blind retries (module docstring).
 
-    Options: ``frame_bits`` (code length, a power of two 2^10 .. 2^20; default 2^16, or the
-    smallest power of two holding a short key with the code rate), ``f_start`` (efficiency
-    the first decoding attempt is set up for, default 1.0), ``step`` (efficiency added by
-    each retry, default 0.02), ``f_max`` (give up a frame beyond this, default 2.0),
-    ``max_iter`` (decoder iterations of the first attempt, default 150; each retry continues
-    for ``retry_iter``, default 60), ``stall`` (stop an attempt after this many iterations
-    without fewer unsatisfied checks, default 25), ``seed`` (session seed for the frame
-    layout and extra checks; default fresh), ``secret_seed`` (Alice's punctured-bit
-    randomness; tests only).
+    Options: ``frame_bits`` (longest code, a multiple of 256 in 2^10 .. 2^20; default 2^16:
+    a key takes ``F = ceil(n / frame_bits)`` frames of ``ceil(n / F)`` key bits, each in a
+    code of that length rounded up to 1/16 of its power of two, so at most 1/16 of a frame is
+    shortened padding), ``f_start`` (lowest efficiency the first decoding attempt is set
+    up for; default 1.02), ``step`` (efficiency added by each retry, default 0.01),
+    ``f_max`` (give up a frame beyond this, default 2.0), ``max_iter`` (decoder iterations
+    of the first attempt, default 100; each retry continues for ``retry_iter``, default 30;
+    every fourth attempt restarts from the channel), ``stall`` (stop an attempt after this
+    many iterations without fewer unsatisfied checks, default 12), ``seed`` (session seed
+    for the frame layout and extra checks; default fresh), ``secret_seed`` (Alice's
+    punctured-bit randomness; tests only).
 
     ``stats`` adds ``rate``, ``frame_bits``, ``frames``, ``punctured``, ``degree`` and
     ``extra_checks`` (parities of extra checks after failures), ``failed_frames``,
@@ -657,12 +715,10 @@ class LDPC(Reconciler):
 
     name = "ldpc"
 
-    def __init__(self, frame_bits=None, f_start=1.0, step=0.02, f_max=2.0, max_iter=150,
-                 retry_iter=60, stall=25, seed=None, secret_seed=None):
-        if frame_bits is not None and (not isinstance(frame_bits, int) or frame_bits & (
-                frame_bits - 1) or not _MIN_FRAME_BITS <= frame_bits <= _MAX_FRAME_BITS):
-            raise ValueError(f"frame_bits must be a power of two in {_MIN_FRAME_BITS} .. "
-                             f"{_MAX_FRAME_BITS}, not {frame_bits!r}")
+    def __init__(self, frame_bits=None, f_start=1.02, step=0.01, f_max=2.0, max_iter=100,
+                 retry_iter=30, stall=12, seed=None, secret_seed=None):
+        if frame_bits is not None:
+            check_frame_bits(frame_bits, "frame_bits")
         if not 0.5 <= f_start <= 3.0:
             raise ValueError(f"f_start must lie in [0.5, 3], not {f_start!r}")
         if not 0.0 < step <= 1.0:
@@ -687,10 +743,15 @@ class LDPC(Reconciler):
         return LDPCAlice(key, self.secret_seed)
 
     def _frame_bits(self, n):
-        if self.frame_bits is not None:
-            return self.frame_bits
-        fits = 1 << max(10, math.ceil(math.log2(n / 0.8)))    # a short key: one frame
-        return min(FRAME_BITS, fits)
+        """Code length for ``n`` key bits: the fewest frames of at most ``frame_bits``, each
+        code as long as a frame's key bits rounded up to 1/16 of their power of two (at
+        least 256), so that keys of similar lengths share codes (each new length costs a
+        code construction on both sides) and at most 1/16 of a frame is shortened padding."""
+        longest = FRAME_BITS if self.frame_bits is None else self.frame_bits
+        frames = -(-n // longest)
+        k = -(-n // frames)
+        quantum = max(_FRAME_QUANTUM, (1 << (k.bit_length() - 1)) // 16)
+        return min(max(_MIN_FRAME_BITS, -(-k // quantum) * quantum), longest)
 
     def bob(self, key, qber, ask):
         original = check_key(key, "Bob's key")
@@ -722,7 +783,8 @@ class LDPC(Reconciler):
             positions = plan.key_positions(i)
             post[positions] = np.where(original[plan.starts[i]:plan.starts[i + 1]], -llr, llr)
             post[plan.shortened(i)] = KNOWN_LLR
-            states.append({"post": post, "msg": np.zeros(code.edges, np.float32),
+            states.append({"post": post, "prior": post.copy(),
+                           "msg": np.zeros(code.edges, np.float32), "attempts": 0,
                            "positions": positions, "ok": False, "budget": self.max_iter,
                            "rows": [np.zeros(1, np.int64), np.zeros(0, np.int64),
                                     np.zeros(0, np.uint8), np.zeros(0, np.float32)]})
@@ -733,6 +795,14 @@ class LDPC(Reconciler):
             failed = []
             for i in pending:
                 state = states[i]
+                state["attempts"] += 1
+                if state["attempts"] % _RESTART == 0:
+                    # A decoder stuck in a wrong state can keep it against new parities:
+                    # start again from the channel, with every parity known so far.
+                    state["msg"][:] = 0
+                    state["rows"][3][:] = 0
+                    state["post"][:] = state["prior"]
+                    state["budget"] = self.max_iter
                 ok, its = _decode(code.chk_ptr, code.chk_var, syndromes[i], state["msg"],
                                   *state["rows"], state["post"], state["budget"], self.stall,
                                   _PHI)
@@ -744,7 +814,7 @@ class LDPC(Reconciler):
             asks, counts = [], []
             for i in failed:
                 k = int(plan.keys[i])
-                count = max(1, math.ceil(self.step * k * h))
+                count = max(4, math.ceil(self.step * k * h), math.ceil(0.01 * code.m))
                 rows = len(states[i]["rows"][2])
                 count = min(count, math.floor(self.f_max * k * h) - (code.m - punctured) - rows,
                             code.n - rows)

@@ -327,7 +327,7 @@ def get_reconciler(name, **options):
 # ---- benchmark -----------------------------------------------------------------------------
 
 def bench_reconcile(qbers=(0.01, 0.02, 0.03, 0.05, 0.08), n=1_000_000,
-                    methods=("cascade", "ldpc"), seed=1, blocks=3, options=None):
+                    methods=("cascade", "ldpc"), seed=1, blocks=2, options=None):
     """Speed and efficiency of each method at each QBER, both sides in this process on one
     core (``ask = alice.respond``).
 
