@@ -43,7 +43,7 @@ LINK_DEFAULTS = {
     "probabilities": (0.7, 0.3),
     "p_z": 0.6,
     "bob_p_z": 0.6,
-    "eta": 0.05,
+    "eta": 0.2,                     # a 25 % detector behind about 5 km of fibre
     "p_dark": 1e-6,
     "e_z": 0.01,
     "visibility": 0.98,
