@@ -15,6 +15,7 @@ when they run; the host library itself never imports Amaranth (DESIGN.md section
     timebin serve --store KEYS.db --role alice|bob --cert C --key K [--ca CA] [--token S=T]
     timebin keyrate --distances 0:200:10 [--json] [--plot rate.png]
     timebin bench distill --json
+    timebin bench lab --json
 """
 
 import argparse
@@ -325,6 +326,9 @@ def build_parser():
     bdist.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     bdist.add_argument("--seed", type=int, default=0)
     bdist.add_argument("--json", action="store_true", help="JSON output (the only format)")
+    blab = bench_sub.add_parser("lab", help="the virtual lab's channel model (symbols/s)")
+    blab.add_argument("--symbols", type=_positive_int, default=200_000_000)
+    blab.add_argument("--json", action="store_true", help="JSON output (the only format)")
     blink = bench_sub.add_parser("link", help="record compression and frame decoding")
     blink.add_argument("--json", action="store_true", help="JSON output (the default)")
     blink.add_argument("--records", type=_positive_int, default=200_000)
@@ -361,6 +365,10 @@ def main(argv=None):
 
             print(json.dumps(bench_distill(quick=args.quick, seed=args.seed), indent=2,
                              default=float))
+        elif args.command == "bench" and args.target == "lab":
+            from ..sim.channel import bench_channel
+
+            print(json.dumps(bench_channel(symbols=args.symbols), indent=2, default=float))
         elif args.command == "bench" and args.target == "link":
             from ..sim.bench import bench_link
 
