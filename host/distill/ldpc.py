@@ -543,12 +543,18 @@ class _Plan:
                                                                       code.n)))
         self.layout = rest[shuffle]
         self.seed = seed
+        self._positions = {}
 
     def shortened(self, frame):
         return self.layout[:self.code.n - self.punctured - self.keys[frame]]
 
     def key_positions(self, frame):
-        return np.sort(self.layout[self.code.n - self.punctured - self.keys[frame]:])
+        keys = int(self.keys[frame])
+        cached = self._positions.get(keys)
+        if cached is None:           # frames hold one of two key counts: sort each once
+            cached = self._positions[keys] = np.sort(self.layout[self.code.n
+                                                                 - self.punctured - keys:])
+        return cached
 
     def extra_rows(self, frame, degree, first, count):
         """Rows ``first`` .. ``first + count - 1`` of the frame's extra checks (ptr, var)."""
