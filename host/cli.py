@@ -230,39 +230,17 @@ def _demo(args):
 
 
 def _demo_distill(args):
-    """Alice's and Bob's hosts distil key from a simulated link's detections over the
-    authenticated channel (a socket pair), block by block."""
-    import os
-    import time
+    """A reference-model QKD session: Alice's transmitter model, the physical channel
+    model, Bob's records, and Alice's and Bob's hosts distilling key over the authenticated
+    channel (:func:`timebin.sim.lab.reference_session`)."""
+    from ..sim.lab import reference_session
 
-    from ..sim.keydata import LINK_DEFAULTS, blocks, roles_for
-    from .distill.session import DistillConfig, run_pair
-
-    config = DistillConfig(reconciler=args.reconciler)
-    started = time.perf_counter()
-    alice, bob, keys = run_pair(blocks(args.key_blocks, 10_000_000, args.seed),
-                                config, roles=roles_for(3), secret=os.urandom(1 << 15),
-                                seed=args.seed)
-    results = bob.results
-    stored = 8 * sum(len(k) for k in keys["bob"].values())
-    return {
-        "link": {k: list(v) if isinstance(v, tuple) else v for k, v in LINK_DEFAULTS.items()},
-        "blocks": len(results), "symbols": 10_000_000 * len(results),
-        "protocol": config.protocol, "eps_sec": config.eps_sec, "eps_cor": config.eps_cor,
-        "reconciler": config.reconciler,
-        "detections": sum(r.detections for r in results),
-        "sifted_z": sum(r.sifted_z for r in results),
-        "sifted_x": sum(r.sifted_x for r in results),
-        "qber_z": [round(r.qber_z, 5) for r in results],
-        "qber_x": [round(r.qber_x, 5) for r in results],
-        "ec_efficiency": [round(r.efficiency, 4) for r in results],
-        "final_key_bits": sum(r.key_bits for r in results),
-        "stored_key_bits": stored,
-        "authentication_bits_spent": sum(p.consumed_bits for p in bob.channel.pools.values()),
-        "keys_equal": keys["alice"] == keys["bob"],
-        "status": [r.status for r in results],
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    summary = reference_session(distance_km=args.distance_km, detector=args.detector,
+                                symbols=args.key_blocks * 10_000_000,
+                                block_symbols=10_000_000, seed=args.seed,
+                                reconciler=args.reconciler)
+    summary.pop("bounds", None)             # per-block bound dicts: in --json of the lab
+    return summary
 
 
 def build_parser():
@@ -281,6 +259,8 @@ def build_parser():
     demo.add_argument("--key-blocks", type=_positive_int, default=2,
                       help="blocks of 10^7 symbols distilled into key")
     demo.add_argument("--reconciler", choices=("cascade", "ldpc"), default="cascade")
+    demo.add_argument("--distance-km", type=float, default=10.0)
+    demo.add_argument("--detector", choices=("gated", "snspd"), default="gated")
     demo.add_argument("--json", action="store_true")
 
     sim = sub.add_parser("sim", help="simulate a part of the system")
