@@ -16,7 +16,9 @@ LINK = ["--blocks", "3", "--block-symbols", "10000000", "--eta", "0.2", "--seed"
 
 
 def test_in_process_hosts_agree_and_account_every_bit():
-    config = DistillConfig()
+    # Cascade's public shuffles from a fixed seed: the same round trips, hence the same
+    # authentication cost, on every run.
+    config = DistillConfig(reconciler_options={"seed": 7}, replenish_bytes=16)
     alice, bob, keys = run_pair(blocks(2, 10_000_000, 3, eta=0.2), config,
                                 roles=roles_for(3), secret=SECRET, timeout=20, seed=1)
     for result in bob.results:
@@ -60,10 +62,10 @@ def _summary(process):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _session(tmp_path, attack=None, store=False):
+def _session(tmp_path, attack=None, store=False, extra=()):
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET)
-    common = ["--secret-file", str(secret), "--json", "--timeout", "3", *LINK]
+    common = ["--secret-file", str(secret), "--json", "--timeout", "3", *LINK, *extra]
 
     def stored(role):
         return ["--store", str(tmp_path / f"{role}.db")] if store else []
@@ -88,7 +90,9 @@ def _session(tmp_path, attack=None, store=False):
 
 
 def test_two_processes_distil_the_same_key(tmp_path):
-    a, b, _ = _session(tmp_path, store=True)
+    # LDPC: one-way, a few round trips, so most of each block's key is left after the
+    # authentication pools are refilled (Cascade's ~300 round trips can take all of it).
+    a, b, _ = _session(tmp_path, store=True, extra=["--reconciler", "ldpc"])
     assert a["key_sha256"] == b["key_sha256"] and len(b["key_sha256"]) >= 1
     assert [r["status"] for r in b["blocks"]] == ["key"] * 3
     assert a["key_bits"] == b["key_bits"] > 0

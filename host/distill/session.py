@@ -139,6 +139,14 @@ class _Host:
         self.results = []
         self.key_bits_total = 0
 
+    def _abort(self, block, error):
+        """The result of a block given up on ``error``; tells the peer (if it can)."""
+        try:
+            self.channel.send("abort", {"block": block, "reason": str(error)[:200]})
+        except (AuthenticationError, OSError):
+            pass
+        return BlockResult(block, "aborted", reason=f"{type(error).__name__}: {error}")
+
     def _replenish_and_sink(self, block, key_bits, meta, rounds):
         """Split a block's key: pools first, then the sink. Returns the bits sunk.
 
@@ -181,11 +189,7 @@ class BobHost(_Host):
         try:
             result = self._block(block, records)
         except (AuthenticationError, BlockAborted, OSError) as error:
-            result = BlockResult(block, "aborted", reason=f"{type(error).__name__}: {error}")
-            try:
-                self.channel.send("abort", {"block": block, "reason": str(error)[:200]})
-            except (AuthenticationError, OSError):
-                pass
+            result = self._abort(block, error)
         result.seconds = time.perf_counter() - started
         self.results.append(result)
         return result
@@ -319,12 +323,7 @@ class AliceHost(_Host):
                 self.results.append(BlockResult(block, "aborted", reason=f"{error}"))
                 break
             except (AuthenticationError, BlockAborted) as error:
-                result = BlockResult(block, "aborted",
-                                     reason=f"{type(error).__name__}: {error}")
-                try:
-                    self.channel.send("abort", {"block": block, "reason": str(error)[:200]})
-                except (AuthenticationError, OSError):
-                    pass
+                result = self._abort(block, error)
             result.seconds = time.perf_counter() - started
             self.results.append(result)
             handled += 1
