@@ -258,7 +258,9 @@ def build_parser():
                       help="cycles of gateware simulation checked against the model")
     demo.add_argument("--key-blocks", type=_positive_int, default=2,
                       help="blocks of 10^7 symbols distilled into key")
-    demo.add_argument("--reconciler", choices=("cascade", "ldpc"), default="cascade")
+    demo.add_argument("--reconciler", choices=("cascade", "ldpc"), default="ldpc",
+                      help="error correction (Cascade is more efficient, but its round "
+                           "trips cost more authentication key than small blocks yield)")
     demo.add_argument("--distance-km", type=float, default=10.0)
     demo.add_argument("--detector", choices=("gated", "snspd"), default="gated")
     demo.add_argument("--json", action="store_true")
