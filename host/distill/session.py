@@ -69,7 +69,7 @@ class DistillConfig:
     eps_cor: float = 1e-15
     reconciler: str = "cascade"
     reconciler_options: dict = field(default_factory=dict)
-    qber_guess: float = 0.02
+    qber_guess: float = 0.01
     replenish_bytes: int = 512
 
     def as_message(self):
