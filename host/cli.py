@@ -1,8 +1,9 @@
 """The ``timebin`` command. Simulation subcommands load ``timebin.sim`` (and Amaranth) only
 when they run; the host library itself never imports Amaranth (DESIGN.md section 5).
 
-    timebin demo                     the main job (for now: Alice's transmitter and Bob's
-                                     receiver, each simulated and checked)
+    timebin demo                     the main job: Alice's transmitter and Bob's receiver,
+                                     each checked against its gateware, then a
+                                     reference-model QKD session distilling key
     timebin sim tx --lanes 16 --symbols 1000000 --seed 1 --out tx.npz [--json]
     timebin sim rx [--in words.npz] --out records.npz [--rtl] [--json]
     timebin bench tx --json
@@ -217,8 +218,9 @@ def _print(summary, as_json):
 
 
 def _demo(args):
-    """The main job: for now Alice's transmitter and Bob's receiver, each simulated by its
-    model and checked against its gateware (a later issue joins them in a QKD session)."""
+    """The main job: Alice's transmitter and Bob's receiver, each simulated by its model and
+    checked against its gateware, then a reference-model QKD session (transmitter model,
+    channel model, Bob's records, both distillation hosts)."""
     from ..sim.rx.run import demo_rx
     from ..sim.tx.run import demo_tx
 
