@@ -88,7 +88,7 @@ __all__ = ["ACCESS", "WORD_BITS", "MAX_REGISTER_BITS", "MAP_VERSION", "ALICE_ID"
            "LOOPBACK_ID", "ALICE_DATA_PORTS", "BOB_DATA_PORTS", "Register", "RegisterMap",
            "alice_registers", "bob_registers", "BOARD_DEFAULTS", "board_parameters",
            "alice_board_registers", "bob_board_registers", "loopback_board_registers",
-           "board_registers",
+           "board_registers", "check_loopback_parameters", "SIFT_ROLES",
            "bits_for", "default_im_levels",
            "default_pm_levels", "z_windows_packed"]
 
@@ -828,15 +828,20 @@ def bob_board_registers(params, board=None):
 SIFT_ROLES = ("z", "x+", "x-", "ignored")
 
 
+def check_loopback_parameters(params):
+    """Refuse loopback parameters that are not ``{"alice": ..., "bob": ...}``."""
+    if not isinstance(params, dict) or set(params) != {"alice", "bob"}:
+        raise ValueError(f"Loopback parameters must be {{'alice': ..., 'bob': ...}}, not "
+                         f"{params!r}")
+
+
 def loopback_board_registers(params, board=None):
     """The register map of a loopback (self-test) board
     (:class:`~timebin.gateware.system.LoopbackBoard`): the transmitter's registers with names
     prefixed ``tx_``, the receiver's prefixed ``rx_`` (``params = {"alice": ..., "bob":
     ...}``), the on-chip sifter's (``sift_``) and the link's counters."""
     board = board_parameters("loopback", board or {})
-    if not isinstance(params, dict) or set(params) != {"alice", "bob"}:
-        raise ValueError(f"Loopback parameters must be {{'alice': ..., 'bob': ...}}, not "
-                         f"{params!r}")
+    check_loopback_parameters(params)
     lay = _Layout("loopback", LOOPBACK_ID)
     _alice_layout(layout=_Prefixed(lay, "tx_"), **params["alice"])
     _bob_layout(layout=_Prefixed(lay, "rx_"), **params["bob"])

@@ -42,6 +42,7 @@ from .regmap import (
     alice_board_registers,
     board_parameters,
     bob_board_registers,
+    check_loopback_parameters,
     loopback_board_registers,
 )
 
@@ -325,9 +326,7 @@ class LoopbackBoard(_Board):
         from .tx.top import Transmitter
 
         board = board_parameters("loopback", board or {})
-        if not isinstance(params, dict) or set(params) != {"alice", "bob"}:
-            raise ValueError(f"Loopback parameters must be {{'alice': ..., 'bob': ...}}, not "
-                             f"{params!r}")
+        check_loopback_parameters(params)
         self.transmitter = Transmitter(**params["alice"])
         self.receiver = Receiver(**params["bob"])
         for name in ("lanes", "uis_per_symbol"):

@@ -435,6 +435,24 @@ class Board:
         """Read and sort what the board sent within ``timeout`` seconds."""
         self._pump(timeout)
 
+    def _stream(self, name, take, count, duration, idle):
+        """Pump frames, calling ``take()`` (returns how many items it took) after each read,
+        until ``count`` items, ``duration`` seconds or ``idle`` seconds without bytes."""
+        if count is None and duration is None and idle is None:
+            raise ValueError(f"Give count, duration or idle to {name}")
+        total = 0
+        start = last = time.monotonic()
+        while True:
+            got = self._pump(0.02)
+            total += take()
+            now = time.monotonic()
+            if got:
+                last = now
+            if ((count is not None and total >= count)
+                    or (duration is not None and now - start >= duration)
+                    or (idle is not None and now - last >= idle)):
+                return
+
     def stream_records(self, *, count=None, duration=None, idle=None):
         """Bob's detection records as they arrive: ``{field: array}`` (``index``, ``phase``,
         ``channel``, ``cls``, ``alarm``) in the order the board sent them.
@@ -443,27 +461,19 @@ class Board:
         ``duration`` seconds, or once nothing arrived for ``idle`` seconds; at least one of
         them must be given."""
         self._need("bob", "detection records")
-        if count is None and duration is None and idle is None:
-            raise ValueError("Give count, duration or idle to stream_records")
-        parts, total = [], 0
-        start = last = time.monotonic()
-        while True:
-            got = self._pump(0.02)
+        parts = []
+
+        def take():
+            taken = 0
             for payload, lost in self._detections:
                 records = self.reassembler.feed(payload, lost)
                 if len(records["index"]):
                     parts.append(records)
-                    total += len(records["index"])
+                    taken += len(records["index"])
             self._detections.clear()
-            now = time.monotonic()
-            if got:
-                last = now
-            if count is not None and total >= count:
-                break
-            if duration is not None and now - start >= duration:
-                break
-            if idle is not None and now - last >= idle:
-                break
+            return taken
+
+        self._stream("stream_records", take, count, duration, idle)
         return _concat(parts, decode_detections(np.zeros(0, np.uint32), self.params["channels"],
                                                 self.params["uis_per_symbol"]))
 
@@ -472,26 +482,20 @@ class Board:
         :data:`~timebin.gateware.protocol.SIFT_RESULT_FIELDS`, in the order sent. Stops as
         :meth:`stream_records` does."""
         self._need("loopback", "sifted records")
-        if count is None and duration is None and idle is None:
-            raise ValueError("Give count, duration or idle to stream_sifted")
-        payloads, total = [], 0
-        start = last = time.monotonic()
-        while True:
-            got = self._pump(0.02)
+        payloads = []
+
+        def take():
+            taken = 0
             for payload in self._sifted:
                 if len(payload) % SIFT_RESULT_BYTES:
                     raise BoardError(f"SIFT_RESULTS payload of {len(payload)} bytes is not "
                                      f"whole records of {SIFT_RESULT_BYTES}")
                 payloads.append(payload)
-                total += len(payload) // SIFT_RESULT_BYTES
+                taken += len(payload) // SIFT_RESULT_BYTES
             self._sifted.clear()
-            now = time.monotonic()
-            if got:
-                last = now
-            if ((count is not None and total >= count)
-                    or (duration is not None and now - start >= duration)
-                    or (idle is not None and now - last >= idle)):
-                break
+            return taken
+
+        self._stream("stream_sifted", take, count, duration, idle)
         return _unpack(b"".join(payloads), SIFT_RESULT_FIELDS, SIFT_RESULT_BYTES)
 
     def qber(self):

@@ -11,7 +11,7 @@ import pytest
 from timebin.host.distill.session import DistillConfig, run_pair
 from timebin.sim.keydata import blocks, roles_for
 
-SECRET = bytes(range(256)) * 64
+SECRET = bytes(range(256)) * 256     # 32 KB a direction: Cascade spends ~600 pads a block
 LINK = ["--blocks", "3", "--block-symbols", "10000000", "--eta", "0.2", "--seed", "5"]
 
 

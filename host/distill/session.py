@@ -345,14 +345,16 @@ class AliceHost(_Host):
                 if r.block == block:
                     r.status, r.reason = "aborted", "Bob did not store this block"
 
-    def _recv(self, kind):
-        got, body = self.channel.recv((kind, "abort", "block"))
+    def _recv(self, *kinds):
+        """The next message of one of ``kinds`` as ``(kind, body)``; Bob's abort, or his
+        next block (kept for :meth:`serve`), aborts this one."""
+        got, body = self.channel.recv((*kinds, "abort", "block"))
         if got == "abort":
             raise BlockAborted(f"Bob aborted: {body.get('reason')}")
         if got == "block":
             self._next = (got, body)
             raise BlockAborted("Bob started a new block")
-        return body
+        return got, body
 
     def _block(self, msg):
         from .reconcile import get_reconciler
@@ -378,7 +380,7 @@ class AliceHost(_Host):
         bits = np.asarray(sym["bit"], np.uint8)
         result = BlockResult(block, "empty", detections=len(index), sifted_z=int(z.sum()),
                              sifted_x=int(x.sum()))
-        x_bits = self._recv("x_bits")["bits"]
+        x_bits = self._recv("x_bits")[1]["bits"]
         if len(x_bits) != result.sifted_x:
             raise BlockAborted(f"Bob sent {len(x_bits)} X bits, not {result.sifted_x}")
         m_x = _per_class(intensity[x], bits[x] != x_bits)
@@ -388,25 +390,18 @@ class AliceHost(_Host):
         side = get_reconciler(cfg.reconciler, **cfg.reconciler_options).alice(key) \
             if len(key) else None
         rounds = 0
-        while True:
-            got, body = self.channel.recv(("ec", "ec_done", "abort", "block"))
-            if got == "ec":
-                rounds += 1
-                self.channel.send("ec_reply", side.respond(body))
-                continue
-            if got == "abort":
-                raise BlockAborted(f"Bob aborted: {body.get('reason')}")
-            if got == "block":
-                self._next = (got, body)
-                raise BlockAborted("Bob started a new block")
-            break
+        got, body = self._recv("ec", "ec_done")
+        while got == "ec":
+            rounds += 1
+            self.channel.send("ec_reply", side.respond(body))
+            got, body = self._recv("ec", "ec_done")
         if not body["ok"]:
             return result
         t = verification_bits(len(key), cfg.eps_cor)
         hash_key = os.urandom(16)
         self.channel.send("verify", {"t": t, "hash_key": hash_key,
                                      "hash": verification_hash(key, hash_key, t)})
-        ver = self._recv("verified")
+        _, ver = self._recv("verified")
         if not ver["ok"]:
             raise BlockAborted("Verification failed: the corrected keys differ")
         m_z = np.asarray(ver["errors"], np.int64)

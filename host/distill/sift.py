@@ -57,6 +57,7 @@ from ...gateware.records import (
     MAX_CHANNELS,
     MAX_INTENSITY_CLASSES,
 )
+from ...gateware.regmap import SIFT_ROLES
 
 __all__ = ["ROLE_Z", "ROLE_X_PLUS", "ROLE_X_MINUS", "ROLE_IGNORED", "ROLES", "ALICE_FIELDS",
            "BOB_FIELDS", "SIFTED_FIELDS", "COUNTERS", "Sifter", "sift", "empty_counts",
@@ -68,7 +69,7 @@ ROLE_Z = 0
 ROLE_X_PLUS = 1
 ROLE_X_MINUS = 2
 ROLE_IGNORED = 3
-ROLES = ("z", "x+", "x-", "ignored")
+ROLES = SIFT_ROLES
 
 #: Fields read from Alice's and Bob's dicts (``available`` and ``alarm`` are optional).
 ALICE_FIELDS = ("index", "basis", "bit", "intensity", "valid", "available")
