@@ -34,12 +34,16 @@ def seed_key_iv(seed):
 
 
 def run_tx(*, lanes, uis_per_symbol, symbols, seed, protocol="3", p_z=0.9,
-           intensities=(0.7, 0.3), training="data", dac_bits=8, pm_bits=1, settings=None):
+           intensities=(0.7, 0.3), training="data", dac_bits=8, pm_bits=1, settings=None,
+           qrng=None):
     """Run the transmitter model until ``symbols`` symbols have left, and return a dict of
     arrays: the symbol log in time order and the serializer words that carry it.
 
     The transmitter is enabled once the keystream is ready (cycle 19), so the log starts at
-    symbol index 0 with keyed symbols.
+    symbol index 0 with keyed symbols. ``qrng``: take the entropy from the QRNG port under
+    its health tests instead of the keystream: a function ``qrng(cycles, width)`` that gives
+    the port's bits, ``(cycles, width)`` of 0/1, always valid (a failed QRNG, e.g. stuck
+    bits, trips the tests and darkens the symbols: ``meta["alarm"]``).
     """
     if not isinstance(symbols, int) or symbols < 1:
         raise ValueError(f"Symbol count must be a positive integer, not {symbols!r}")
@@ -61,8 +65,16 @@ def run_tx(*, lanes, uis_per_symbol, symbols, seed, protocol="3", p_z=0.9,
     all_settings = {"source": EntropySelect.CSPRNG, "key": key, "iv": iv,
                     "protocol": protocols[str(protocol)], "training": modes[training]}
     all_settings.update(settings or {})
+    port = {}
+    if qrng is not None:
+        width = model.entropy.width
+        bits = np.asarray(qrng(n, width), np.uint8)
+        if bits.shape != (n, width):
+            raise ValueError(f"qrng must give bits of shape {(n, width)}, not {bits.shape}")
+        all_settings["source"] = EntropySelect.QRNG
+        port = {"qrng_valid": np.ones(n, bool), "qrng_bits": bits}
     start = time.perf_counter()
-    out = model.run(n, all_settings, enable=enable)
+    out = model.run(n, all_settings, enable=enable, **port)
     elapsed = time.perf_counter() - start
 
     sym = out.symbols
