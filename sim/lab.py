@@ -50,20 +50,30 @@ from .channel import (
 )
 from .tx.run import run_tx
 
-__all__ = ["LAB_DEFAULTS", "lab_params", "alice_block", "alice_training", "stuck_qrng",
-           "phase_histogram", "bob_records", "session_blocks",
+__all__ = ["LAB_DEFAULTS", "default_pulse_width", "lab_params", "alice_block",
+           "alice_training", "stuck_qrng", "phase_histogram", "bob_records", "session_blocks",
            "reference_session"]
 
-#: Defaults of the reference session: a 3-state one-decoy link at 625 MS/s (``lanes=4``,
-#: two UIs per symbol; the gated detector's 10 ns hold-off is about 6 symbols), bases near
-#: balance (blocks of 10^7 symbols leave the X basis few counts otherwise).
+#: Defaults of the reference session: a 3-state one-decoy link at 625 MS/s (``lanes=4``) with
+#: 200 ps UIs (``S = 8``: 4 UIs per 800 ps time bin, each pulse 2 UIs centred in its bin, so
+#: that Bob's 1-UI delay steps can follow a drift before it costs errors); the gated
+#: detector's 10 ns hold-off is about 6 symbols; bases near balance (blocks of 10^7 symbols
+#: leave the X basis few counts otherwise); Bob's aligner tracks every 10^6 symbols.
 LAB_DEFAULTS = {
     "lanes": 4,
-    "uis_per_symbol": 2,
+    "uis_per_symbol": 8,
     "p_z": 0.6,
     "intensities": (0.5, 0.1),          # mean photon numbers per symbol of the classes
     "probabilities": (0.7, 0.3),        # class probabilities
+    "track_symbols": 1_000_000,
 }
+
+
+def default_pulse_width(uis_per_symbol):
+    """UIs of light per time bin the lab uses: half the bin (centred), or the whole bin when
+    it is one UI."""
+    k = uis_per_symbol // 2
+    return max(k // 2, 1)
 
 
 def lab_params(detector="gated", *, distance_km=10.0, lanes=LAB_DEFAULTS["lanes"],
@@ -302,8 +312,8 @@ def reference_session(*, distance_km=10.0, symbols=20_000_000, block_symbols=10_
                       probabilities=LAB_DEFAULTS["probabilities"], lanes=LAB_DEFAULTS["lanes"],
                       uis_per_symbol=LAB_DEFAULTS["uis_per_symbol"], params=None,
                       calibration=None, eps_sec=1e-9, eps_cor=1e-15, replenish_bytes=512,
-                      keep_data=False, align=False, training_symbols=200_000,
-                      track_symbols=None, nominal_delays=None, pulse_width=None,
+                      keep_data=False, align=True, training_symbols=200_000,
+                      track_symbols="auto", nominal_delays=None, pulse_width=None,
                       progress=None, delay_errors=(), qrng_failure_block=None,
                       **channel_overrides):
     """A whole reference-model session (module docstring); returns a summary dict.
@@ -318,10 +328,12 @@ def reference_session(*, distance_km=10.0, symbols=20_000_000, block_symbols=10_
     (``training_symbols`` of Alice's alternating pattern first, then a tracking step every
     ``track_symbols``), starting from ``nominal_delays`` (UIs; default: each channel's
     latency in whole UIs, as a lab knows it from cables and data sheets); otherwise they are
-    the right ones, fixed. ``pulse_width``: UIs of light per time bin (Alice's driver
-    ``pulse_width``, centred in the bin; default the whole bin). ``progress(done, total)``:
-    called as each block's records are handed to the hosts. ``delay_errors``,
-    ``qrng_failure_block``: misconfigurations and failures (:func:`session_blocks`).
+    the right ones, fixed. ``track_symbols="auto"``: every 10^6 symbols when a bin has 2 UIs
+    or more, else never. ``pulse_width``: UIs of light per time bin (Alice's driver
+    ``pulse_width``, centred in the bin; default :func:`default_pulse_width`).
+    ``progress(done, total)``: called as each block's records are handed to the hosts.
+    ``delay_errors``, ``qrng_failure_block``: misconfigurations and failures
+    (:func:`session_blocks`).
 
     Summary: ``symbols``, ``blocks``, ``clicks`` (all detections of the session),
     ``records`` (Bob's, per block); per block (lists, from Bob's host) ``detections``,
@@ -346,11 +358,13 @@ def reference_session(*, distance_km=10.0, symbols=20_000_000, block_symbols=10_
         raise ValueError(f"symbols ({symbols!r}) must hold at least one block of "
                          f"{block_symbols!r}")
     S = params.uis_per_symbol
+    if pulse_width is None:
+        pulse_width = default_pulse_width(S)
     settings = {"im_levels": calibrated_im_levels(calibration, tuple(intensities),
-                                                  uis_per_symbol=S, pulse_width=pulse_width)}
-    if pulse_width is not None:
-        settings["pulse_width"] = pulse_width
-        settings["pulse_offset"] = (S // 2 - pulse_width) // 2
+                                                  uis_per_symbol=S, pulse_width=pulse_width),
+                "pulse_width": pulse_width, "pulse_offset": (S // 2 - pulse_width) // 2}
+    if track_symbols == "auto":
+        track_symbols = LAB_DEFAULTS["track_symbols"] if align and S >= 4 else None
     aligner = None
     if align:
         if nominal_delays is None:

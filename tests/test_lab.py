@@ -36,10 +36,14 @@ def test_session_gives_the_same_key_on_both_sides(session):
     # Every click of the session is in some block's records, on the block's symbols.
     assert s["clicks"] == sum(s["records"])
     for b, (start, _symbols, records) in enumerate(s["data"]):
-        assert start == b * 5_000_000 and len(records["index"]) == s["records"][b]
+        # the blocks follow Bob's start-up alignment (200 000 training symbols)
+        assert s["aligned"] and s["first_index"] == 200_000
+        assert start == 200_000 + b * 5_000_000 and len(records["index"]) == s["records"][b]
         assert np.all(np.diff(records["index"].astype(np.int64)) >= 0)
         assert records["index"][0] >= start and records["index"][-1] < start + 5_000_000
         assert records["index"].dtype == np.uint64
+    assert s["histogram"]["delays"] == [10, 10, 10] and s["late_clicks"] == 0
+    assert [t["symbols"] for t in s["timeline"]] == [200_000 + i * 10**6 for i in range(11)]
 
 
 def test_hosts_sift_as_the_host_sifter(session):
@@ -62,7 +66,8 @@ def test_detection_probability_and_qber_follow_the_closed_forms():
     detection probability per pulse of each intensity class, ``1 - (1 - p_dark) exp(-mu
     eta)``, and the X errors ``(1 - V)/2`` (with the dark counts' half), within statistical
     error. (tests/test_channel_model.py checks the dead-time and afterpulse corrections.)"""
-    params = lab_params("gated", distance_km=5.0, bob_p_z=0.5, afterpulse_probability=0.0,
+    params = lab_params("gated", distance_km=5.0, bob_p_z=0.5, uis_per_symbol=2,
+                        afterpulse_probability=0.0,
                         dead_time_ps=0.0, dark_per_gate=1e-4)
     cal = Calibration()
     settings = {"im_levels": calibrated_im_levels(cal, (0.5, 0.1), uis_per_symbol=2)}

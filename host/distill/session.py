@@ -235,7 +235,10 @@ class BobHost(_Host):
         if len(key) == 0:
             self.channel.send("ec_done", {"ok": False})
             return result
-        reconciler = get_reconciler(cfg.reconciler, **cfg.reconciler_options)
+        # the public seed of the shuffles / code choices, from this host's generator (a
+        # seeded session reproduces its disclosures)
+        options = {"seed": int(self.rng.integers(0, 1 << 63)), **cfg.reconciler_options}
+        reconciler = get_reconciler(cfg.reconciler, **options)
         self._rounds = 0
         qber = min(max(self.qber, 1e-3), 0.25)
         corrected, stats = reconciler.bob(key, qber, self._ask)
@@ -455,14 +458,17 @@ def run_pair(data, config=None, *, roles, secret, timeout=60.0, seed=None):
         return out
 
     a, b = socket.socketpair()
-    rng = np.random.default_rng(seed)
+    # one generator per host: a shared one would be drawn in thread order (not reproducible)
+    alice_rng, bob_rng = (np.random.default_rng(s)
+                          for s in np.random.SeedSequence(seed).spawn(2))
     alice = AliceHost(AuthenticatedChannel(a, role="alice", pools=direction_pools(secret),
                                            timeout=timeout), config, lookup=lookup,
                       sink=lambda block, key, meta: keys["alice"].__setitem__(block, key),
-                      rng=rng)
+                      rng=alice_rng)
     bob = BobHost(AuthenticatedChannel(b, role="bob", pools=direction_pools(secret),
                                        timeout=timeout), config, roles=roles,
-                  sink=lambda block, key, meta: keys["bob"].__setitem__(block, key))
+                  sink=lambda block, key, meta: keys["bob"].__setitem__(block, key),
+                  rng=bob_rng)
     thread = threading.Thread(target=alice.serve, daemon=True)
     thread.start()
     try:
