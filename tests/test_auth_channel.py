@@ -264,3 +264,98 @@ def test_oversized_length_is_refused(pair):
     alice.sock.sendall(struct.pack(">I", 1 << 30))
     with pytest.raises(AuthenticationError, match="length 1073741824 out of range"):
         bob.recv()
+
+
+# --- deferred messages: one tag covers an exchange -------------------------------------
+
+def _defer(pair):
+    alice, bob = pair
+    for end in pair:
+        end.defer(("ask", "answer"))
+    return alice, bob
+
+
+def test_deferred_messages_take_no_pads_and_the_next_tag_covers_them(pair):
+    alice, bob = _defer(pair)
+    before = (alice.pools["bob"].available_bits, bob.pools["bob"].available_bits)
+    for i in range(50):
+        bob.send("ask", {"i": i})
+        assert alice.recv("ask")[1] == {"i": i}
+        alice.send("answer", {"parity": np.array([i & 1], np.uint8)})
+        assert bob.recv("answer")[1]["parity"][0] == i & 1
+    assert (alice.pools["bob"].available_bits, bob.pools["bob"].available_bits) == before
+    bob.send("done", {"ok": True})                  # one pad for the 100 messages
+    assert alice.recv("done")[1] == {"ok": True}
+    assert alice.pools["bob"].available_bits == before[0] - 128
+    assert bob.deferred_sent == 50 and alice.deferred_received == 50
+    assert alice.rejected == bob.rejected == 0
+
+
+@pytest.mark.parametrize("attack", ["flip", "drop", "inject", "replay"])
+def test_a_tampered_deferred_message_fails_the_covering_tag(pair, attack):
+    alice, bob = _defer(pair)
+    tap = Tap(bob)
+    bob.send("ask", {"i": 1})
+    bob.send("ask", {"i": 2})
+    first, second = tap.frames
+    if attack == "flip":                            # {"i": 2} becomes {"i": 3}
+        at = second.index(b'"v":2') + 4
+        frames = [first, second[:at] + b"3" + second[at + 1:]]
+    elif attack == "drop":
+        frames = [second]
+    elif attack == "inject":                        # Eve's own deferred message after them
+        eve = AuthenticatedChannel(socket.socketpair()[0], role="bob",
+                                   pools=direction_pools(bytes(64)))
+        eve.defer(("ask",))
+        eve_tap = Tap(eve)
+        for _ in range(3):
+            eve.send("ask", {"i": 7})
+        frames = [first, second, eve_tap.frames[2]]
+    else:
+        frames = [first, second, first]
+    for frame in frames:
+        tap.deliver(frame)
+    taken = [alice.recv("ask") for _ in frames[:2]]
+    if attack == "replay":
+        with pytest.raises(AuthenticationError, match="Replayed or reordered deferred"):
+            alice.recv("ask")
+        return
+    if attack == "inject":
+        taken.append(alice.recv("ask"))
+    assert [body["i"] for _, body in taken][-1] in (2, 3, 7)   # accepted, not yet authentic
+    bob.sock = tap.real
+    bob.send("done")
+    with pytest.raises(AuthenticationError, match="deferred messages it covers differ"):
+        alice.recv("done")
+    assert alice.rejected == 1
+
+
+def test_only_deferred_kinds_may_come_without_a_tag(pair):
+    alice, bob = pair
+    bob.defer(("ask",))                 # Alice does not defer "ask"
+    bob.send("ask", {"i": 1})
+    with pytest.raises(AuthenticationError, match="may not come without a tag"):
+        alice.recv()
+
+
+def test_a_resync_drops_what_a_broken_exchange_left(pair):
+    alice, bob = _defer(pair)
+    bob.send("ask", {"i": 1})
+    alice.recv("ask")
+    alice.send("answer", {})            # lost: Bob never reads it, the exchange broke off
+    bob.send("next block", {}, resync=True)
+    assert alice.recv("next block") == ("next block", {})
+    bob.send("ask", {"i": 2})
+    alice.recv("ask")
+    alice.send("answer", {"x": 1})
+    assert bob.recv("answer")[1] == {}              # the broken exchange's stale answer...
+    bob.send("done")
+    with pytest.raises(AuthenticationError):        # ...never passes the covering tag
+        alice.recv("done")
+    # the next block starts clean
+    bob.send("block 2", {}, resync=True)
+    assert alice.recv("block 2") == ("block 2", {})
+    bob.send("ask", {"i": 3})
+    alice.recv("ask")
+    alice.send("answer", {"y": 1})
+    assert bob.recv("answer")[1] in ({"x": 1}, {"y": 1})

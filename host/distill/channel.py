@@ -16,10 +16,28 @@ pads in the same order, and rejects:
 Rejection raises :class:`~.auth.AuthenticationError` (or :class:`ChannelClosed`); the
 distillation then aborts the block, and no key comes out of it.
 
+**Deferred messages** (:meth:`AuthenticatedChannel.defer`): the many short request/reply
+messages of interactive error correction (Cascade asks hundreds of parity questions per
+block) would each take a 128-bit pad, more key than a short block makes. Messages of a
+deferred kind therefore carry no tag of their own (flag bit 1, their own sequence numbers,
+no pad); each end keeps them, and the next tagged message in either direction covers them:
+its tag is taken over the message followed by the transcript of every deferred message since
+the last tagged one (Alice's in order, then Bob's, each with its header and length). A
+flipped, dropped, injected or replayed deferred message makes that tag fail, and the block
+aborts before its key exists; what the receiver did with an unauthenticated message in the
+meantime (answer a parity question) only concerns a block that then gives nothing. This is
+the "one tag per post-processing round" of E. O. Kiktenko et al., "Lightweight
+authentication for quantum key distribution", IEEE JSAC 38, 1 (2020), arXiv:1903.10237,
+applied to the error-correction exchange. A message that opens a block (``resync``) covers
+no deferred message: both ends drop those of a block that broke off. Deferred messages must
+not cross a tagged one in flight (the session's exchanges are strict request and reply).
+
 Wire format (one message): ``u32`` length (big-endian) of what follows, then ``MAGIC``
-(4 bytes), version (1), sender (1: 0 Alice, 1 Bob), flags (1: bit 0 resync), sequence
-number (``u64`` little-endian), kind length (1) and kind (ASCII), the body
-(:func:`encode_body`), and the 16-byte tag of everything between the length and the tag.
+(4 bytes), version (1), sender (1: 0 Alice, 1 Bob), flags (1: bit 0 resync, bit 1
+deferred), sequence number (``u64`` little-endian; deferred messages count apart), kind
+length (1) and kind (ASCII), the body (:func:`encode_body`), and the 16-byte tag of
+everything between the length and the tag (and, for a tagged message, the transcript of the
+deferred messages it covers; a deferred message's tag field is zero).
 
 Bodies are dicts of ``str`` keys to ``None``, ``bool``, ``int``, ``float``, ``str``,
 ``bytes`` or 1-D numpy arrays of fixed-size numbers: a JSON header describing the values,
@@ -38,10 +56,11 @@ __all__ = ["MAGIC", "MAX_MESSAGE", "ChannelClosed", "ChannelTimeout", "encode_bo
            "AuthenticatedChannel"]
 
 MAGIC = b"TBQC"
-VERSION = 1
+VERSION = 2
 #: Longest message accepted (bytes): larger lengths are refused before anything is read.
 MAX_MESSAGE = 1 << 28
 _ROLES = ("alice", "bob")
+_RESYNC, _DEFERRED = 1, 2
 _FIXED = struct.Struct("<4sBBBQB")
 _DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
            "float32", "float64", "bool"}
@@ -137,6 +156,8 @@ class AuthenticatedChannel:
         Messages sent, accepted and rejected.
     burnt_pads : int
         Pads skipped over at a resync (messages the receiver never saw).
+    deferred_sent, deferred_received : int
+        Deferred messages (module docstring) sent and taken.
     """
 
     def __init__(self, sock, *, role, pools, timeout=30.0):
@@ -151,7 +172,28 @@ class AuthenticatedChannel:
         self.send_seq = 0
         self.recv_seq = 0
         self.sent = self.received = self.rejected = self.burnt_pads = 0
+        self.deferred_sent = self.deferred_received = 0
+        self.deferred = frozenset()
+        self._dsend = self._drecv = 0
+        self._transcript = {r: [] for r in _ROLES}
         self._buffer = bytearray()
+
+    def defer(self, kinds):
+        """Send and take messages of ``kinds`` without a tag of their own; the next tagged
+        message covers them (module docstring). Both ends must defer the same kinds."""
+        self.deferred = frozenset(kinds)
+
+    def _covered(self):
+        """The transcript of the deferred messages a tagged message now covers."""
+        parts = []
+        for r in _ROLES:
+            parts.append(struct.pack("<Q", len(self._transcript[r])))
+            parts.extend(struct.pack("<I", len(m)) + m for m in self._transcript[r])
+        return b"".join(parts) if any(self._transcript.values()) else b""
+
+    def _drop_deferred(self):
+        for r in _ROLES:
+            self._transcript[r].clear()
 
     # --- sending --------------------------------------------------------------------------
 
@@ -160,12 +202,25 @@ class AuthenticatedChannel:
         kind_bytes = kind.encode("ascii")
         if not 0 < len(kind_bytes) < 256:
             raise ValueError(f"Message kind must be 1..255 ASCII bytes, not {kind!r}")
-        fixed = _FIXED.pack(MAGIC, VERSION, _ROLES.index(self.role), int(bool(resync)),
-                            self.send_seq, len(kind_bytes))
+        if kind in self.deferred and not resync:
+            fixed = _FIXED.pack(MAGIC, VERSION, _ROLES.index(self.role), _DEFERRED, self._dsend,
+                                len(kind_bytes))
+            message = fixed + kind_bytes + encode_body(body or {})
+            self.sock.sendall(struct.pack(">I", len(message) + TAG_BYTES) + message
+                              + bytes(TAG_BYTES))
+            self._transcript[self.role].append(message)
+            self._dsend += 1
+            self.deferred_sent += 1
+            return
+        fixed = _FIXED.pack(MAGIC, VERSION, _ROLES.index(self.role),
+                            _RESYNC if resync else 0, self.send_seq, len(kind_bytes))
         message = fixed + kind_bytes + encode_body(body or {})
+        if resync:
+            self._drop_deferred()
         pad = self.pools[self.role].take(TAG_BYTES, "pad")
-        frame = message + tag(self.hash_keys[self.role], pad, message)
+        frame = message + tag(self.hash_keys[self.role], pad, message + self._covered())
         self.sock.sendall(struct.pack(">I", len(frame)) + frame)
+        self._drop_deferred()
         self.send_seq += 1
         self.sent += 1
 
@@ -192,6 +247,12 @@ class AuthenticatedChannel:
         self.rejected += 1
         raise AuthenticationError(why)
 
+    def reject(self, why):
+        """Reject the last deferred message after all (the protocol could not act on it: a
+        forgery): counted, and :class:`~.auth.AuthenticationError` raised with ``why``."""
+        self._drop_deferred()
+        self._reject(why)
+
     def recv(self, expect=None):
         """The next message as ``(kind, body)``; ``expect``: the kind (or kinds) the
         protocol allows here, anything else is rejected."""
@@ -206,6 +267,10 @@ class AuthenticatedChannel:
         if sender != _ROLES.index(self.peer):
             self._reject(f"Message claims to come from {_ROLES[sender] if sender < 2 else sender}"
                          f", not {self.peer}")
+        if flags & _DEFERRED:
+            return self._take_deferred(message, seq, kind_len, expect)
+        if flags & _RESYNC:
+            self._drop_deferred()
         if seq < self.recv_seq:
             self._reject(f"Replayed or reordered message: sequence {seq}, expected "
                          f"{self.recv_seq}")
@@ -216,8 +281,12 @@ class AuthenticatedChannel:
         # The pad at the message's own sequence number, looked at, not yet used: a forgery
         # (whatever sequence it claims) consumes nothing.
         pad = pool.peek(gap * TAG_BYTES, TAG_BYTES)
-        if not verify_tag(self.hash_keys[self.peer], pad, message, received_tag):
-            self._reject(f"Authentication tag of message {seq} failed")
+        covered = self._covered()
+        if not verify_tag(self.hash_keys[self.peer], pad, message + covered, received_tag):
+            self._drop_deferred()
+            self._reject(f"Authentication tag of message {seq} failed"
+                         + (" (or the deferred messages it covers differ)" if covered else ""))
+        self._drop_deferred()
         self._burn(seq)                 # the pads of lost messages: the pools stay in step
         pool.take(TAG_BYTES, "pad")
         self.recv_seq = seq + 1
@@ -231,6 +300,25 @@ class AuthenticatedChannel:
         if expect is not None and kind not in ((expect,) if isinstance(expect, str) else expect):
             self._reject(f"Message {seq} is {kind!r}, expected {expect!r}")
         self.received += 1
+        return kind, body
+
+    def _take_deferred(self, message, seq, kind_len, expect):
+        """A deferred message: kept for the transcript, its body not yet authenticated."""
+        kind = message[_FIXED.size:_FIXED.size + kind_len].decode("ascii", "replace")
+        if kind not in self.deferred:
+            self._reject(f"Message {kind!r} (deferred {seq}) may not come without a tag")
+        if seq < self._drecv:
+            self._reject(f"Replayed or reordered deferred message: sequence {seq}, expected "
+                         f"{self._drecv}")
+        try:
+            body = decode_body(message[_FIXED.size + kind_len:])
+        except ValueError as error:
+            self._reject(f"{error} (deferred message {seq})")
+        if expect is not None and kind not in ((expect,) if isinstance(expect, str) else expect):
+            self._reject(f"Deferred message {seq} is {kind!r}, expected {expect!r}")
+        self._transcript[self.peer].append(message)
+        self._drecv = seq + 1
+        self.deferred_received += 1
         return kind, body
 
     def _burn(self, seq):

@@ -129,10 +129,21 @@ def _pack(bits):
     return np.packbits(np.asarray(bits, np.uint8), bitorder="little").tobytes()
 
 
+#: Message kinds sent without a tag of their own (:meth:`AuthenticatedChannel.defer`): the
+#: interactive error-correction exchange, authenticated as a whole by Bob's ``ec_done``.
+DEFERRED_KINDS = ("ec", "ec_reply")
+#: Tagged messages a block sends at most per direction (Bob: block, x_bits, ec_done,
+#: verified, and an abort or close; Alice: announce, x_errors, verify, pa, done), with room.
+TAGGED_PER_BLOCK = 7
+
+
 class _Host:
     def __init__(self, channel: AuthenticatedChannel, config: DistillConfig, *, sink=None,
                  rng=None):
         self.channel = channel
+        # error correction's many requests and replies are covered by the tag of the next
+        # message ("ec_done"), not one pad each (channel.py, deferred messages)
+        channel.defer(DEFERRED_KINDS)
         self.config = config
         self.sink = sink
         self.rng = rng or np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
@@ -142,7 +153,9 @@ class _Host:
     def _abort(self, block, error):
         """The result of a block given up on ``error``; tells the peer (if it can)."""
         try:
-            self.channel.send("abort", {"block": block, "reason": str(error)[:200]})
+            # resync: an abort ends the block whatever was lost or deferred before it
+            self.channel.send("abort", {"block": block, "reason": str(error)[:200]},
+                              resync=True)
         except (AuthenticationError, OSError):
             pass
         return BlockResult(block, "aborted", reason=f"{type(error).__name__}: {error}")
@@ -150,11 +163,12 @@ class _Host:
     def _replenish_and_sink(self, block, key_bits, meta, rounds):
         """Split a block's key: pools first, then the sink. Returns the bits sunk.
 
-        Each direction's pool gets back the pads a block of ``rounds`` error-correction
-        round trips uses (``rounds + 7`` messages per direction; the hash key is kept), plus
-        ``replenish_bytes / 2`` for aborted blocks: both sides compute the same split."""
+        Each direction's pool gets back the pads of a block's tagged messages (at most
+        :data:`TAGGED_PER_BLOCK` per direction; the ``rounds`` error-correction round trips
+        are deferred messages and take none; the hash key is kept), plus ``replenish_bytes /
+        2`` for aborted blocks: both sides compute the same split."""
         key = _pack(key_bits[: len(key_bits) // 8 * 8])
-        per_direction = 16 * (rounds + 7) + self.config.replenish_bytes // 2
+        per_direction = 16 * TAGGED_PER_BLOCK + self.config.replenish_bytes // 2
         half = min(per_direction, len(key) // 2)
         self.channel.pools["alice"].replenish(key[:half])
         self.channel.pools["bob"].replenish(key[half:2 * half])
@@ -241,7 +255,12 @@ class BobHost(_Host):
         reconciler = get_reconciler(cfg.reconciler, **options)
         self._rounds = 0
         qber = min(max(self.qber, 1e-3), 0.25)
-        corrected, stats = reconciler.bob(key, qber, self._ask)
+        try:
+            corrected, stats = reconciler.bob(key, qber, self._ask)
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            # Alice's replies are deferred messages, not yet authenticated: one that makes no
+            # sense is a forgery
+            self.channel.reject(f"Alice's error-correction reply cannot be used: {error}")
         self.channel.send("ec_done", {"ok": bool(stats.get("success", True))})
         wrong = corrected != key
         m_z = _per_class(intensity[z], wrong)
@@ -396,7 +415,13 @@ class AliceHost(_Host):
         got, body = self._recv("ec", "ec_done")
         while got == "ec":
             rounds += 1
-            self.channel.send("ec_reply", side.respond(body))
+            try:
+                reply = side.respond(body)
+            except (ValueError, KeyError, TypeError, IndexError) as error:
+                # a deferred request not yet authenticated that makes no sense: a forgery
+                self.channel.reject(f"Bob's error-correction request {rounds} cannot be "
+                                    f"answered: {error}")
+            self.channel.send("ec_reply", reply)
             got, body = self._recv("ec", "ec_done")
         if not body["ok"]:
             return result
