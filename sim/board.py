@@ -17,6 +17,10 @@ The lab side is simulated too:
   records the receiver's reference model makes of the same words and settings.
 - Alice's QRNG: seeded random entropy words, always valid.
 
+The pieces of a board's testbench (:class:`LinkPump`, :class:`SeededQrng`,
+:class:`DetectorPlayer`) also drive the two boards of the virtual lab's RTL session
+(:mod:`timebin.sim.lab_rtl`).
+
 Time in the simulation is cycles: the clock runs as fast as the simulator goes (a few
 thousand cycles a second), so timeouts in cycles pass quickly in wall time.
 """
@@ -39,8 +43,8 @@ from ..gateware.system import LINK_DEFAULTS, AliceBoard, BobBoard, LoopbackBoard
 from .amaranth_helpers import SYS_PERIOD
 from .words import bits_to_ints
 
-__all__ = ["OUTPUT_BUFFER", "LinkEndpoints", "BoardSimulation", "reference_records",
-           "serve_main"]
+__all__ = ["OUTPUT_BUFFER", "LinkEndpoints", "LinkPump", "SeededQrng", "seeded_qrng_bits",
+           "DetectorPlayer", "BoardSimulation", "reference_records", "serve_main"]
 
 #: Bytes the board's output may hold before ``link_tx`` stops being ready.
 OUTPUT_BUFFER = 1 << 16
@@ -151,6 +155,123 @@ class LinkEndpoints:
         self._master = self._slave = self._listener = None
 
 
+class LinkPump:
+    """The byte pipe between a board's ``link_rx``/``link_tx`` ports and its
+    :class:`LinkEndpoints`, as the module docstring describes it: a host byte enters
+    ``link_rx`` one per cycle; the board's bytes wait in a buffer of :data:`OUTPUT_BUFFER`
+    bytes (``link_tx`` not ready while it is full) and go to the endpoint that last spoke.
+
+    In a testbench, each cycle: :meth:`drive` (before any ``ctx.get`` of the cycle),
+    :meth:`take` (after every ``ctx.set`` of the cycle, before the clock edge), then, after
+    the edge, :meth:`send`. ``bytes_in`` and ``bytes_out`` count the bytes moved.
+    """
+
+    def __init__(self, endpoints, link_rx, link_tx):
+        self.endpoints = endpoints
+        self.rx, self.tx = link_rx, link_tx
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._in, self._pos = bytearray(), 0
+        self._out = bytearray()
+        self._have = self._room = False
+
+    def drive(self, ctx, cycle):
+        """Offer the next host byte (polling the endpoints every few cycles while none
+        waits) and tell the board whether its output has room."""
+        if self._pos == len(self._in) and cycle % _POLL_CYCLES == 0:
+            data = self.endpoints.receive(0)
+            if data:
+                self._in, self._pos = bytearray(data), 0
+                self.bytes_in += len(data)
+        self._have = self._pos < len(self._in)
+        ctx.set(self.rx.valid, self._have)
+        if self._have:
+            ctx.set(self.rx.payload, self._in[self._pos])
+        self._room = len(self._out) < OUTPUT_BUFFER
+        ctx.set(self.tx.ready, self._room)
+
+    def take(self, ctx):
+        """The cycle's handshakes: the host byte taken, the board's byte buffered."""
+        if self._have and ctx.get(self.rx.ready):
+            self._pos += 1
+        if self._room and ctx.get(self.tx.valid):
+            self._out.append(ctx.get(self.tx.payload))
+
+    def send(self, cycle):
+        """Hand the buffered bytes to the host (every few cycles, or once 256 wait)."""
+        out = self._out
+        if out and (len(out) >= 256 or cycle % _POLL_CYCLES == 0):
+            sent = self.endpoints.send(out)
+            self.bytes_out += sent
+            del out[:sent]
+
+
+class SeededQrng:
+    """Alice's QRNG in simulation: a fresh seeded random entropy word on ``qrng`` (a stream
+    of the transmitter's entropy width) every cycle, always valid. Call :meth:`start` once,
+    then :meth:`drive` every cycle (one word is drawn per cycle, taken or not, so the words
+    of cycle ``c`` depend on ``seed`` and ``c`` only: :func:`seeded_qrng_bits` gives them
+    to the transmitter model)."""
+
+    def __init__(self, qrng, seed):
+        self.qrng = qrng
+        self.bits = len(Value.cast(qrng.payload))
+        self.rng = np.random.default_rng(seed)
+
+    def start(self, ctx):
+        ctx.set(self.qrng.valid, 1)
+
+    def drive(self, ctx):
+        ctx.set(self.qrng.payload, int.from_bytes(
+            self.rng.bytes((self.bits + 7) // 8), "little") & ((1 << self.bits) - 1))
+
+
+def seeded_qrng_bits(seed, width, cycles):
+    """The entropy words :class:`SeededQrng` offers in cycles ``0 .. cycles - 1`` for
+    ``seed`` and an entropy ``width``: (cycles, width) uint8 of 0/1, bit 0 first (the
+    transmitter model's ``qrng_bits``)."""
+    rng = np.random.default_rng(seed)
+    nbytes = (width + 7) // 8
+    raw = np.frombuffer(b"".join(rng.bytes(nbytes) for _ in range(cycles)), np.uint8)
+    return np.unpackbits(raw.reshape(cycles, nbytes), axis=1, bitorder="little")[:, :width]
+
+
+class DetectorPlayer:
+    """Bob's detectors in simulation: from the cycle after the first ``epoch_load`` strobe,
+    word ``p`` (:meth:`word`) is played into the receiver's ``samples`` in cycle
+    ``epoch_cycle + 1 + p``; before the strobe the detectors are silent.
+
+    ``top``: a board with ``samples`` and a ``receiver``; ``words``: the deserializer words
+    as ints (:func:`~timebin.sim.words.bits_to_ints` of the flattened words), silence after
+    them. Subclasses override :meth:`word` to play words made as the run goes. Call
+    :meth:`drive` every cycle (before the cycle's ``ctx.get`` of other signals is fine).
+    """
+
+    def __init__(self, top, words=()):
+        self.samples = Value.cast(top.samples)
+        self.epoch_load = Value.cast(top.receiver.epoch_load)
+        self.word_ints = list(words)
+        #: Cycle of the first ``epoch_load`` (``None`` until then).
+        self.epoch_cycle = None
+        #: Words played since the strobe (silence included).
+        self.played = 0
+        self._last = 0
+
+    def word(self, p):
+        """The word played ``p`` words after the strobe (an int; 0 is silence)."""
+        return self.word_ints[p] if p < len(self.word_ints) else 0
+
+    def drive(self, ctx, cycle):
+        if self.epoch_cycle is not None:
+            value = self.word(self.played)
+            if value or self._last:
+                ctx.set(self.samples, value)
+            self._last = value
+            self.played += 1
+        elif ctx.get(self.epoch_load):
+            self.epoch_cycle = cycle
+
+
 class BoardSimulation:
     """One board (``role`` ``alice`` or ``bob``) in Amaranth's simulator.
 
@@ -198,9 +319,7 @@ class BoardSimulation:
                                  f"{shape[1]}), not {words.shape}")
             self.words = words
             self.word_ints = bits_to_ints(words.reshape(len(words), -1))
-        #: Cycle of the first ``epoch_load`` (``None`` until then); the words play from the
-        #: next cycle on.
-        self.epoch_cycle = None
+        self._player = None
         self.cycles = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -218,60 +337,29 @@ class BoardSimulation:
         top = self.top
         sim = Simulator(top)
         sim.add_clock(SYS_PERIOD)
-        rx, tx = top.link_rx, top.link_tx
-        samples = epoch_load = qrng = None
+        pump = LinkPump(endpoints, top.link_rx, top.link_tx)
+        player = qrng = None
         if self.role in ("bob", "loopback"):
-            samples = Value.cast(top.samples)
-            epoch_load = Value.cast(top.receiver.epoch_load)
+            player = self._player = DetectorPlayer(top, self.word_ints or ())
         if self.role in ("alice", "loopback"):
-            qrng = top.qrng
-            entropy_bits = len(Value.cast(qrng.payload))
-            rng = np.random.default_rng(self.seed)
+            qrng = SeededQrng(top.qrng, self.seed)
 
         async def bench(ctx):
-            inbuf, pos = bytearray(), 0
-            out = bytearray()
-            playing = None
-            played = len(self.word_ints) if self.word_ints is not None else 0
             if qrng is not None:
-                ctx.set(qrng.valid, 1)
+                qrng.start(ctx)
             cycle = 0
             while True:
-                if pos == len(inbuf) and cycle % _POLL_CYCLES == 0:
-                    data = endpoints.receive(0)
-                    if data:
-                        inbuf, pos = bytearray(data), 0
-                        self.bytes_in += len(data)
-                have = pos < len(inbuf)
-                ctx.set(rx.valid, have)
-                if have:
-                    ctx.set(rx.payload, inbuf[pos])
-                room = len(out) < OUTPUT_BUFFER
-                ctx.set(tx.ready, room)
-                if samples is not None:
-                    if playing is not None and playing < played:
-                        ctx.set(samples, self.word_ints[playing])
-                        playing += 1
-                    elif playing == played:
-                        ctx.set(samples, 0)
-                        playing += 1
-                    if playing is None and ctx.get(epoch_load):
-                        playing = 0
-                        self.epoch_cycle = cycle
+                pump.drive(ctx, cycle)
+                if player is not None:
+                    player.drive(ctx, cycle)
                 if qrng is not None:
-                    ctx.set(qrng.payload, int.from_bytes(
-                        rng.bytes((entropy_bits + 7) // 8), "little") & ((1 << entropy_bits) - 1))
-                if have and ctx.get(rx.ready):
-                    pos += 1
-                if room and ctx.get(tx.valid):
-                    out.append(ctx.get(tx.payload))
+                    qrng.drive(ctx)
+                pump.take(ctx)
                 await ctx.tick()
                 cycle += 1
                 self.cycles = cycle
-                if out and (len(out) >= 256 or cycle % _POLL_CYCLES == 0):
-                    sent = endpoints.send(out)
-                    self.bytes_out += sent
-                    del out[:sent]
+                pump.send(cycle)
+                self.bytes_in, self.bytes_out = pump.bytes_in, pump.bytes_out
                 if cycle == 1 and ready is not None:
                     ready()
                 if max_cycles is not None and cycle >= max_cycles:
@@ -281,6 +369,13 @@ class BoardSimulation:
 
         sim.add_testbench(bench)
         sim.run()
+
+    @property
+    def epoch_cycle(self):
+        """Cycle of the first ``epoch_load`` (``None`` until then); the words play from the
+        next cycle on."""
+        player = getattr(self, "_player", None)
+        return None if player is None else player.epoch_cycle
 
 
 def reference_records(params, words, epoch, **settings):
