@@ -1,9 +1,12 @@
 """The ``timebin`` command. Simulation subcommands load ``timebin.sim`` (and Amaranth) only
 when they run; the host library itself never imports Amaranth (DESIGN.md section 5).
 
-    timebin demo                     the main job: Alice's transmitter and Bob's receiver,
-                                     each checked against its gateware, then a
-                                     reference-model QKD session distilling key
+    timebin demo [--distance-km 10] [--symbols 20000000] [--detector gated|snspd] [--rtl]
+                 [--seed 1] [--plots DIR] [--json]
+                                     the main job: Alice's transmitter and Bob's receiver,
+                                     each checked against its gateware, then a QKD session
+                                     (reference model, or --rtl: the gateware in the loop)
+                                     distilling key: a summary table and PNG plots
     timebin sim tx --lanes 16 --symbols 1000000 --seed 1 --out tx.npz [--json]
     timebin sim rx [--in words.npz] --out records.npz [--rtl] [--json]
     timebin bench tx --json
@@ -16,19 +19,20 @@ when they run; the host library itself never imports Amaranth (DESIGN.md section
     timebin serve --store KEYS.db --role alice|bob --cert C --key K [--ca CA] [--token S=T]
     timebin keyrate --distances 0:200:10 [--json] [--plot rate.png]
     timebin bench distill --json
-    timebin bench lab --json
+    timebin bench lab [--curve [--distances 0:40:10] [--curve-symbols 20000000]] --json
 """
 
 import argparse
 import json
+import math
 import sys
 
 from .board import BoardError
 from .cli_board import add_board_parser, run_board
 from .cli_distill import add_distill_parser, run_distill
-from .cli_keyrate import add_keyrate_parser, run_keyrate
+from .cli_keyrate import add_keyrate_parser, parse_distances, run_keyrate
 from .cli_serve import add_serve_parser, run_serve
-from .cli_types import non_negative_int, positive_int
+from .cli_types import non_negative_float, non_negative_int, positive_int
 
 __all__ = ["main"]
 
@@ -217,18 +221,37 @@ def _print(summary, as_json):
         print(json.dumps(summary, indent=2))
 
 
+#: Symbols of the demo's QKD session (two blocks of 10^7) and its largest block.
+DEMO_SYMBOLS = 20_000_000
+DEMO_BLOCK_SYMBOLS = 10_000_000
+
+
+def _demo_symbols(args):
+    """The QKD session's symbols and block size: ``--symbols`` (default two blocks of
+    10^7; with ``--rtl`` the RTL session's own default, ``None``), in whole blocks of
+    ``min(10^7, symbols)``."""
+    if args.rtl:
+        return args.symbols, None
+    symbols = DEMO_SYMBOLS if args.symbols is None else args.symbols
+    block = min(DEMO_BLOCK_SYMBOLS, symbols)
+    if symbols % block:
+        raise ValueError(f"--symbols must be at most {DEMO_BLOCK_SYMBOLS} or a whole number "
+                         f"of {DEMO_BLOCK_SYMBOLS}-symbol blocks, not {symbols}")
+    return symbols, block
+
+
 def _demo(args):
     """The main job: Alice's transmitter and Bob's receiver, each simulated by its model and
-    checked against its gateware, then a reference-model QKD session (transmitter model,
-    channel model, Bob's records, both distillation hosts)."""
+    checked against its gateware, then a QKD session (:func:`_demo_distill`)."""
     from ..sim.rx.run import demo_rx
     from ..sim.tx.run import demo_tx
 
-    return {"transmitter": demo_tx(symbols=args.symbols, seed=args.seed, out=args.out,
+    symbols, block = _demo_symbols(args)            # bad --symbols fails before the work
+    return {"transmitter": demo_tx(symbols=args.tx_symbols, seed=args.seed, out=args.out,
                                    check_cycles=args.check_cycles),
             "receiver": demo_rx(cycles=args.rx_cycles, seed=args.seed, out=args.rx_out,
                                 check_cycles=args.check_cycles),
-            "distillation": _demo_distill(args)}
+            "distillation": _demo_distill(args, symbols, block)}
 
 
 def _session_table(session):
@@ -237,15 +260,18 @@ def _session_table(session):
     from rich.table import Table
 
     def per_block(values, fmt):
-        return " / ".join(fmt.format(v) for v in values)
+        return " / ".join("-" if v is None or (isinstance(v, float) and math.isnan(v))
+                          else fmt.format(v) for v in values)
 
     bounds = session.get("bounds_summary", {})
-    table = Table(title=f"QKD session: {session['distance_km']:g} km, {session['detector']} "
-                        f"detectors, {session['reconciler']}")
+    level = "RTL in the loop" if session.get("rtl") else "reference model"
+    table = Table(title=f"QKD session ({level}): {session['distance_km']:g} km, "
+                        f"{session['detector']} detectors, {session['reconciler']}")
     table.add_column("quantity")
     table.add_column("value (per block)")
     rows = [
-        ("symbols sent", f"{session['symbols']:,} at {session['symbol_rate_hz'] / 1e6:g} MS/s"),
+        ("symbols sent", f"{session['symbols']:,} in {session['blocks']} block(s) at "
+                         f"{session['symbol_rate_hz'] / 1e6:g} MS/s"),
         ("detections", per_block(session["detections"], "{:,}")),
         ("sifted bits Z", per_block(session["sifted_z"], "{:,}")),
         ("sifted bits X", per_block(session["sifted_x"], "{:,}")),
@@ -259,24 +285,69 @@ def _session_table(session):
         ("stored after authentication", per_block(session["stored_bits"], "{:,}")),
         ("key rate at the modelled clock",
          f"{session['key_rate_bps']:,.0f} bit/s ({session['key_per_symbol']:.3g} per symbol)"),
-        ("keys equal on both sides", str(session["keys_match"])),
-        ("time taken", f"{session['seconds']:.1f} s"),
     ]
+    keyrate = session.get("keyrate") or {}
+    if keyrate.get("measured"):
+        m = keyrate["measured"]
+        rows.append(("secret key ± statistical error",
+                     f"{m['key_bits']:,} ± {m['sigma']:,.0f} bits" if m["key_bits"] > 0 else
+                     f"none (bound {m['key_length_raw']:,.0f} ± {m['sigma']:,.0f} bits)"))
+    if keyrate.get("check"):
+        c = keyrate["check"]
+        rows.append(("theory for this link", f"{c['theory_bits']:,} bits (measured is "
+                                              f"{c['z']:+.2f} sigma off)"))
+    rows += [("keys equal on both sides", str(session["keys_match"])),
+             ("time taken", f"{session['seconds']:.1f} s")]
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)
 
 
-def _demo_distill(args):
-    """A reference-model QKD session: Alice's transmitter model, the physical channel
-    model, Bob's records, and Alice's and Bob's hosts distilling key over the authenticated
-    channel (:func:`timebin.sim.lab.reference_session`)."""
-    from ..sim.lab import reference_session
+def _demo_distill(args, symbols, block):
+    """A QKD session distilling key: by default the reference model
+    (:func:`timebin.sim.lab.reference_session`: Alice's transmitter model, the physical
+    channel model, Bob's records, and both hosts over the authenticated channel) with a
+    progress bar; with ``--rtl`` both boards' gateware in the loop
+    (:func:`timebin.sim.lab_rtl.rtl_session`, short). Adds ``keyrate``: the measured key and
+    its statistical error, and the theory of the same link (:mod:`timebin.sim.keyrate_points`)."""
+    from ..sim.lab import LAB_DEFAULTS, lab_params
 
-    summary = reference_session(distance_km=args.distance_km, detector=args.detector,
-                                symbols=args.key_blocks * 10_000_000,
-                                block_symbols=10_000_000, seed=args.seed,
-                                reconciler=args.reconciler)
+    params = lab_params(args.detector, distance_km=args.distance_km, bob_p_z=LAB_DEFAULTS["p_z"])
+    if args.rtl:
+        from ..sim.lab_rtl import rtl_session
+
+        options = {} if symbols is None else {"symbols": symbols}
+        summary = rtl_session(distance_km=args.distance_km, detector=args.detector,
+                              seed=args.seed, reconciler=args.reconciler, **options)
+        summary["rtl"] = True
+        summary.setdefault("symbol_rate_hz", summary["link"]["symbol_rate_hz"])
+        summary.setdefault("key_per_symbol", summary["key_bits_total"] / summary["symbols"])
+        summary.setdefault("key_rate_bps",
+                           summary["key_per_symbol"] * summary["symbol_rate_hz"])
+        summary.setdefault("seconds", summary.get("session_seconds", float("nan")))
+    else:
+        from ..sim.lab import reference_session
+
+        def run(progress):
+            return reference_session(params=params, symbols=symbols, block_symbols=block,
+                                     seed=args.seed, reconciler=args.reconciler,
+                                     progress=progress)
+
+        if args.json:
+            summary = run(None)
+        else:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            with Progress(TextColumn("QKD session"), BarColumn(),
+                          TextColumn("{task.completed:,}/{task.total:,} symbols"),
+                          TimeElapsedColumn(), console=Console(stderr=True),
+                          transient=True) as bar:
+                task = bar.add_task("session", total=symbols)
+                summary = run(lambda done, total: bar.update(task, completed=done,
+                                                             total=total))
+        summary["rtl"] = False
+    summary["keyrate"] = _demo_keyrate(summary, None if args.rtl else params, args)
     bounds = summary.pop("bounds", None) or []      # per-block bound dicts
     summary["bounds_summary"] = {
         name: [b.get(key, float("nan")) for b in bounds]
@@ -286,27 +357,155 @@ def _demo_distill(args):
     return summary
 
 
+def _demo_keyrate(summary, params, args):
+    """The measured key of the session with its bootstrap error, the theory of the same
+    link at this distance (reference sessions: ``params``) and the theory curve versus
+    distance for the key-rate plot."""
+    from ..sim.keyrate_points import compare, measured_point, theory_curve
+    from .distill.keyrate import DEFAULTS
+
+    out = {"measured": None, "check": None}
+    try:
+        measured = measured_point(summary, seed=args.seed)
+    except ValueError as error:                     # no block with bound values
+        out["note"] = str(error)
+        measured = None
+    if measured is not None:
+        out["measured"] = {k: measured[k] for k in (
+            "key_bits", "key_length_raw", "sigma", "key_per_symbol", "sigma_per_symbol",
+            "rate_bps", "sigma_bps", "f_ec", "resamples")}
+        if params is not None:
+            check = compare(summary, params, measured)
+            out["check"] = {"measured_bits": measured["key_bits"],
+                            "measured_raw": measured["key_length_raw"],
+                            "sigma": measured["sigma"], "theory_bits": check["theory_bits"],
+                            "theory_raw": check["theory_raw"], "z": check["z"]}
+    f_ec = (measured or {}).get("f_ec") or DEFAULTS["f_ec"]
+    top = max(40.0, 2 * args.distance_km)
+    out["f_ec"] = max(f_ec, 1.0)
+    out["curve"] = theory_curve([top * i / 20 for i in range(21)], detector=args.detector,
+                                block_symbols=summary["block_symbols"], f_ec=out["f_ec"])
+    return out
+
+
+def _demo_plots(args, session):
+    """Write the demo's PNG plots into ``--plots``; return ``{name: path}``."""
+    from pathlib import Path
+
+    from ..sim.plots import plot_histogram, plot_session_keyrate, plot_timeline
+
+    folder = Path(args.plots)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    if session.get("histogram"):
+        paths["histogram"] = plot_histogram(session, folder / "histogram.png")
+    paths["timeline"] = plot_timeline(session, folder / "timeline.png")
+    keyrate = session["keyrate"]
+    measured = keyrate.get("measured")
+    points = [(session["distance_km"], measured["rate_bps"], measured["sigma_bps"])] \
+        if measured else []
+    level = "RTL" if session.get("rtl") else "reference-model"
+    paths["keyrate"] = plot_session_keyrate(
+        keyrate["curve"], folder / "keyrate.png", measured=points,
+        title=f"{session['detector']} link: this {level} session at "
+              f"{session['distance_km']:g} km and the theory (f = {keyrate['f_ec']:.2f})")
+    return paths
+
+
+def _bench_lab(args):
+    """``timebin bench lab``: the channel model's speed, a whole reference-model session's
+    (symbols/s) and an RTL-in-the-loop session's (cycles/s); with ``--curve`` also the key-rate
+    check (:func:`timebin.sim.keyrate_points.bench_keyrate_points`), with a progress bar on
+    stderr."""
+    from ..sim.channel import bench_channel
+
+    if args.curve and args.curve_symbols > 10_000_000 and args.curve_symbols % 10_000_000:
+        raise ValueError(f"--curve-symbols must be at most 10000000 or a whole number of "
+                         f"10000000-symbol blocks, not {args.curve_symbols}")
+    out = {"channel": bench_channel(symbols=args.symbols)}
+    if args.session_symbols:
+        from ..sim.lab import reference_session
+
+        s = reference_session(symbols=args.session_symbols,
+                              block_symbols=min(10_000_000, args.session_symbols),
+                              seed=args.seed, reconciler="ldpc")
+        out["reference_session"] = {
+            name: s[name] for name in (
+                "symbols", "blocks", "distance_km", "detector", "reconciler", "clicks",
+                "key_bits_total", "stored_bits_total", "seconds", "tx_seconds",
+                "channel_seconds", "symbols_per_second", "key_rate_bps", "symbol_rate_hz")}
+    if args.rtl_symbols:
+        from ..sim.lab_rtl import bench_rtl_lab
+
+        out["rtl_session"] = bench_rtl_lab(symbols=args.rtl_symbols, seed=args.seed)
+    if args.curve:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        from ..sim.keyrate_points import bench_keyrate_points
+
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("key-rate sessions", total=len(args.distances))
+            out["keyrate_points"] = bench_keyrate_points(
+                args.distances, symbols=args.curve_symbols, seed=args.seed,
+                progress=lambda done, total: bar.update(task, completed=done))
+    return out
+
+
+def _run_demo(args):
+    summary = _demo(args)
+    summary["plots"] = _demo_plots(args, summary["distillation"])
+    if args.json:
+        print(json.dumps(summary, indent=2, default=float))
+        return 0
+    _print({k: summary[k] for k in ("transmitter", "receiver")}, False)
+    _session_table(summary["distillation"])
+    for name, path in summary["plots"].items():
+        print(f"plot ({name}): {path}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="timebin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the main job")
-    demo.add_argument("--symbols", type=_positive_int, default=1_000_000)
-    demo.add_argument("--seed", type=_non_negative_int, default=1)
-    demo.add_argument("--out", default="timebin-demo-tx.npz")
-    demo.add_argument("--rx-cycles", type=_positive_int, default=200_000,
-                      help="cycles of detector words through the receiver model")
-    demo.add_argument("--rx-out", default="timebin-demo-rx.npz")
-    demo.add_argument("--check-cycles", type=_positive_int, default=2000,
-                      help="cycles of gateware simulation checked against the model")
-    demo.add_argument("--key-blocks", type=_positive_int, default=2,
-                      help="blocks of 10^7 symbols distilled into key")
+    demo = sub.add_parser(
+        "demo", help="run the main job",
+        description="The main job: Alice's transmitter and Bob's receiver, each checked "
+                    "against its gateware, then a QKD session over a GHz-gated InGaAs link "
+                    "(or SNSPDs) distilling key, with a summary table and PNG plots (Bob's "
+                    "timing histogram, QBER and key over time, key rate versus distance "
+                    "with the theory of the same link and PLOB).")
+    demo.add_argument("--distance-km", type=non_negative_float, default=10.0,
+                      help="fibre length (default %(default)g)")
+    demo.add_argument("--symbols", type=_positive_int, default=None,
+                      help=f"symbols of the QKD session, in blocks of min(10^7, symbols) "
+                           f"(default {DEMO_SYMBOLS}; with --rtl the RTL session's short "
+                           f"default)")
+    demo.add_argument("--detector", choices=("gated", "snspd"), default="gated",
+                      help="gated InGaAs/InP SPADs or SNSPDs (default %(default)s)")
+    demo.add_argument("--rtl", action="store_true",
+                      help="run the session with both boards' gateware in the loop "
+                           "(Amaranth simulation; short)")
+    demo.add_argument("--seed", type=_non_negative_int, default=1,
+                      help="seed of every random choice (default %(default)s)")
+    demo.add_argument("--plots", default="timebin-demo-plots", metavar="DIR",
+                      help="folder for the PNG plots (default %(default)s)")
     demo.add_argument("--reconciler", choices=("cascade", "ldpc"), default="ldpc",
                       help="error correction (Cascade is more efficient, but its round "
                            "trips cost more authentication key than small blocks yield)")
-    demo.add_argument("--distance-km", type=float, default=10.0)
-    demo.add_argument("--detector", choices=("gated", "snspd"), default="gated")
-    demo.add_argument("--json", action="store_true")
+    demo.add_argument("--tx-symbols", type=_positive_int, default=1_000_000,
+                      help="symbols of the transmitter demo (default %(default)s)")
+    demo.add_argument("--out", default="timebin-demo-tx.npz",
+                      help="the transmitter demo's output")
+    demo.add_argument("--rx-cycles", type=_positive_int, default=200_000,
+                      help="cycles of detector words through the receiver model")
+    demo.add_argument("--rx-out", default="timebin-demo-rx.npz",
+                      help="the receiver demo's output")
+    demo.add_argument("--check-cycles", type=_positive_int, default=2000,
+                      help="cycles of gateware simulation checked against the model")
+    demo.add_argument("--json", action="store_true",
+                      help="print JSON (no progress bar, no table)")
 
     sim = sub.add_parser("sim", help="simulate a part of the system")
     sim_sub = sim.add_subparsers(dest="target", required=True)
@@ -351,8 +550,32 @@ def build_parser():
     bdist.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     bdist.add_argument("--seed", type=int, default=0)
     bdist.add_argument("--json", action="store_true", help="JSON output (the only format)")
-    blab = bench_sub.add_parser("lab", help="the virtual lab's channel model (symbols/s)")
-    blab.add_argument("--symbols", type=_positive_int, default=200_000_000)
+    blab = bench_sub.add_parser(
+        "lab", help="the virtual lab: channel model and reference session (symbols/s), RTL "
+                    "session (cycles/s); --curve: the key-rate check",
+        description="Speed of the virtual lab's channel model, of a whole reference-model "
+                    "session and of an RTL-in-the-loop session; with --curve also the "
+                    "key-rate check at full size: a reference session at each distance, its "
+                    "measured key with its bootstrap error against the theory of the same "
+                    "link (and a theory with 3 dB more loss, which must not fit).")
+    blab.add_argument("--symbols", type=_positive_int, default=200_000_000,
+                      help="symbols through the channel model (default %(default)s)")
+    blab.add_argument("--session-symbols", type=_non_negative_int, default=20_000_000,
+                      help="symbols of the reference-model session whose whole speed is "
+                           "measured (0: none; default %(default)s)")
+    blab.add_argument("--rtl-symbols", type=_non_negative_int, default=12_000,
+                      help="symbols of the RTL-in-the-loop session (a multiple of its lanes; "
+                           "0: none; default %(default)s)")
+    blab.add_argument("--curve", action="store_true",
+                      help="also measure key-rate points against the theory curve")
+    blab.add_argument("--distances", type=parse_distances, default=parse_distances("0:40:10"),
+                      help="km of the key-rate points: start:stop:step or a,b,c "
+                           "(default 0:40:10)")
+    blab.add_argument("--curve-symbols", type=_positive_int, default=20_000_000,
+                      help="symbols of each key-rate session, in blocks of min(10^7, "
+                           "symbols) (default %(default)s)")
+    blab.add_argument("--seed", type=_non_negative_int, default=1,
+                      help="seed of the first key-rate session (default %(default)s)")
     blab.add_argument("--json", action="store_true", help="JSON output (the only format)")
     blink = bench_sub.add_parser("link", help="record compression and frame decoding")
     blink.add_argument("--json", action="store_true", help="JSON output (the default)")
@@ -370,10 +593,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
-            summary = _demo(args)
-            _print(summary, args.json)
-            if not args.json:
-                _session_table(summary["distillation"])
+            return _run_demo(args)
         elif args.command == "sim" and args.target == "tx":
             _print(_sim_tx(args), args.json)
         elif args.command == "board":
@@ -394,9 +614,7 @@ def main(argv=None):
             print(json.dumps(bench_distill(quick=args.quick, seed=args.seed), indent=2,
                              default=float))
         elif args.command == "bench" and args.target == "lab":
-            from ..sim.channel import bench_channel
-
-            print(json.dumps(bench_channel(symbols=args.symbols), indent=2, default=float))
+            print(json.dumps(_bench_lab(args), indent=2, default=float))
         elif args.command == "bench" and args.target == "link":
             from ..sim.bench import bench_link
 

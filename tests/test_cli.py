@@ -148,15 +148,116 @@ def test_regmap_of_a_loopback_board(capsys):
 
 def test_demo_runs_the_whole_chain(tmp_path, capsys):
     """The README's main job, small: transmitter and receiver checked against their
-    gateware, then a reference-model QKD session with its summary table."""
-    argv = ["demo", "--symbols", "100000", "--rx-cycles", "20000", "--check-cycles", "300",
+    gateware, then a reference-model QKD session with its summary table (10^6 symbols) and,
+    in JSON, its key (10^7 symbols) against the theory of the same link, and its plots."""
+    plots = tmp_path / "plots"
+    argv = ["demo", "--tx-symbols", "100000", "--rx-cycles", "20000", "--check-cycles", "300",
             "--out", str(tmp_path / "tx.npz"), "--rx-out", str(tmp_path / "rx.npz"),
-            "--key-blocks", "1", "--distance-km", "2"]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    assert "QKD session: 2 km, gated detectors, ldpc" in out
+            "--distance-km", "2", "--plots", str(plots)]
+    # The table of a session too short for key (one block of 10^6 symbols).
+    assert main([*argv, "--symbols", "1000000"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "QKD session (reference model): 2 km, gated detectors, ldpc" in out
     assert re.search(r"keys equal on both sides\s+│ True", out)
-    assert main([*argv, "--json"]) == 0
-    session = json.loads(capsys.readouterr().out)["distillation"]
+    assert re.search(r"symbols sent\s+│ 1,000,000 in 1 block", out)
+    assert "theory for this link" in out
+    for name in ("histogram", "timeline", "keyrate"):
+        path = plots / f"{name}.png"
+        assert f"plot ({name}): {path}" in out
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        path.unlink()
+    assert main([*argv, "--symbols", "10000000", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "QKD session" not in captured.err          # no progress bar with --json
+    result = json.loads(captured.out)
+    session = result["distillation"]
     assert session["keys_match"] and session["status"] == ["key"]
+    assert session["symbols"] == 10_000_000 and session["block_symbols"] == 10_000_000
     assert 0 < session["qber_z"][0] < 0.03 and session["key_bits"][0] > 0
+    assert result["transmitter"]["transmitter"]["symbols"] == 100_000
+    assert set(result["plots"]) == {"histogram", "timeline", "keyrate"}
+    assert all(Path(p).is_file() for p in result["plots"].values())
+    check = session["keyrate"]["check"]
+    assert check["measured_bits"] == session["key_bits"][0] and abs(check["z"]) <= 3
+    measured = session["keyrate"]["measured"]
+    assert measured["rate_bps"] == pytest.approx(session["key_rate_bps"])
+    assert 0 < measured["sigma_bps"] < measured["rate_bps"]
+    curve = session["keyrate"]["curve"]
+    assert curve[0]["distance_km"] == 0 and curve[-1]["distance_km"] == 40
+    assert curve[0]["key_rate_bps"] > curve[-1]["key_rate_bps"] == 0
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--symbols", "15000000"],
+     "--symbols must be at most 10000000 or a whole number of 10000000-symbol blocks, "
+     "not 15000000"),
+    (["--distance-km", "-1"], "--distance-km: must be a non-negative number, not '-1'"),
+    (["--detector", "apd"], "--detector: invalid choice: 'apd'"),
+])
+def test_demo_bad_arguments(args, text, tmp_path, capsys):
+    """Bad input is refused before any work, naming the value."""
+    argv = ["demo", "--out", str(tmp_path / "tx.npz"), "--rx-out", str(tmp_path / "rx.npz"),
+            "--plots", str(tmp_path / "plots"), *args]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:                   # argparse usage errors
+        code = exit_.code
+    assert code == 2
+    assert text in capsys.readouterr().err
+    assert not (tmp_path / "tx.npz").exists() and not (tmp_path / "plots").exists()
+
+
+def test_demo_rtl_session(tmp_path, capsys):
+    """``--rtl``: the QKD session with both boards' gateware in the loop (short)."""
+    pytest.importorskip("timebin.sim.lab_rtl", reason="the RTL-in-the-loop lab is not there")
+    argv = ["demo", "--rtl", "--symbols", "4096", "--tx-symbols", "10000", "--rx-cycles", "2000",
+            "--check-cycles", "100", "--out", str(tmp_path / "tx.npz"),
+            "--rx-out", str(tmp_path / "rx.npz"), "--plots", str(tmp_path / "plots"),
+            "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    session = result["distillation"]
+    assert session["rtl"] and session["keys_match"]
+    assert {"timeline", "keyrate"} <= set(result["plots"])
+
+
+
+def test_bench_lab_measures_the_channel_and_a_whole_session(capsys):
+    argv = ["bench", "lab", "--symbols", "2000000", "--session-symbols", "2000000",
+            "--rtl-symbols", "0", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["channel"]["fast_path"] and out["channel"]["word_path"]
+    session = out["reference_session"]
+    assert session["symbols"] == 2_000_000 and session["symbols_per_second"] > 0
+    assert session["clicks"] > 0 and "rtl_session" not in out
+
+
+def test_bench_lab_refuses_a_partial_block(capsys):
+    assert main(["bench", "lab", "--curve", "--curve-symbols", "15000000", "--json"]) == 2
+    assert "--curve-symbols must be at most 10000000 or a whole number of 10000000-symbol " \
+           "blocks, not 15000000" in capsys.readouterr().err
+
+
+def test_demo_plots_check_their_data(tmp_path):
+    """The demo's plots from a made-up session summary; missing or misshapen data is named."""
+    from timebin.sim.plots import plot_histogram, plot_timeline
+
+    summary = {"status": ["key", "key"], "qber_z": [0.01, 0.012], "qber_x": [0.02, float("nan")],
+               "key_bits": [100, 120], "stored_bits": [80, 100], "block_symbols": 1000,
+               "symbol_rate_hz": 1e6, "distance_km": 5.0, "detector": "gated",
+               "timeline": [{"time_s": 0.0, "symbols": 0, "delays": [3, 4, 4]},
+                            {"time_s": 0.002, "symbols": 2000, "delays": [3, 5, 4]}],
+               "histogram": {"counts": [[0, 5, 9, 1]] * 3, "period_symbols": 2,
+                             "uis_per_symbol": 2, "ui_ps": 800.0,
+                             "windows": [[0, 1], [3, 2], [3, 2]], "delays": [3, 4, 4],
+                             "channels": ["Z", "X+", "X-"]}}
+    for plot, name in ((plot_histogram, "h.png"), (plot_timeline, "t.png")):
+        assert plot(summary, tmp_path / name) == str(tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="no 'histogram': cannot plot Bob's timing histogram"):
+        plot_histogram({}, tmp_path / "x.png")
+    summary["histogram"]["counts"] = [[1, 2, 3]] * 3
+    with pytest.raises(ValueError, match=r"must be 3 rows of P \* S = 4 bins, not \[3, 3, 3\]"):
+        plot_histogram(summary, tmp_path / "x.png")
