@@ -9,6 +9,13 @@
 At each distance the source parameters are optimised for the finite-key bound
 (:mod:`timebin.host.distill.keyrate`); the table (or JSON) gives the key per symbol and in
 bit/s, the optimal parameters, the asymptotic rate and the PLOB bound.
+
+    timebin keyrate --lab gated|snspd [--distances ...] [--block-size 1e7] [--f-ec 1.16]
+
+The curve of the virtual lab's link instead (the link ``timebin demo`` runs, with the lab
+receiver's passive basis split, per-detector dead time and afterpulses:
+:func:`timebin.sim.keyrate_points.theory_curve`): at the lab's fixed source settings, the
+curve the demo's and ``timebin bench lab --curve``'s measured points are checked against.
 """
 
 import argparse
@@ -94,9 +101,52 @@ def add_keyrate_parser(sub):
                    help="error-correction efficiency (default %(default)g)")
     p.add_argument("--seed", type=_seed, default=D["seed"],
                    help="seed of the optimiser (default %(default)s)")
+    p.add_argument("--lab", choices=("gated", "snspd"),
+                   help="the virtual lab's link with these detectors instead, at the lab's "
+                        "source settings (--block-size, --f-ec, --eps-* apply; default "
+                        "block 1e7 symbols)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", metavar="PNG", help="write a plot of the sweep")
     return p
+
+
+def _run_lab(args):
+    """``--lab``: the theory curve of the virtual lab's link."""
+    from ..sim.keyrate_points import theory_curve
+    from .distill.keyrate import DEFAULTS, plot_keyrate
+
+    block = 1e7 if args.block_size == DEFAULTS["block_size"] else args.block_size
+    if block != int(block):
+        raise ValueError(f"--block-size must be a whole number of symbols, not {block!r}")
+    f_ec = 1.16 if args.f_ec == DEFAULTS["f_ec"] else args.f_ec
+    rows = theory_curve(args.distances, detector=args.lab, block_symbols=int(block),
+                        f_ec=f_ec, eps_sec=args.eps_sec, eps_cor=args.eps_cor)
+    plot = plot_keyrate(rows, args.plot) if args.plot else None
+    options = {"lab": args.lab, "block_size": int(block), "f_ec": f_ec,
+               "eps_sec": args.eps_sec, "eps_cor": args.eps_cor}
+    if args.json:
+        out = {"options": options, "distances_km": list(args.distances), "rows": rows}
+        if plot:
+            out["plot"] = plot
+        print(json.dumps(out, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"timebin keyrate --lab {args.lab}: 1decoy-3state, N = {int(block):.3g}"
+                        f" symbols, f_EC {f_ec:g}")
+    for name in ("km", "key bits/block", "key/symbol", "key bit/s", "asympt. bit/s",
+                 "PLOB bit/s", "QBER Z"):
+        table.add_column(name, justify="right")
+    for r in rows:
+        table.add_row(f"{r['distance_km']:g}", f"{max(r['key_length'], 0):,}",
+                      _fmt(r["key_per_symbol"]), _fmt(r["key_rate_bps"]),
+                      _fmt(r["asymptotic_rate_bps"]), _fmt(r["plob_rate_bps"]),
+                      _fmt(r["qber_z"], ".4f"))
+    Console(width=160).print(table)
+    if plot:
+        print(f"plot: {plot}")
+    return 0
 
 
 def _options(args):
@@ -153,6 +203,12 @@ def run_keyrate(args):
     on bad input, with the message on stderr)."""
     from .distill.keyrate import keyrate_sweep, plot_keyrate
 
+    if args.lab:
+        try:
+            return _run_lab(args)
+        except ValueError as exc:
+            print(f"timebin keyrate: error: {exc}", file=sys.stderr)
+            return 2
     options = _options(args)
     try:
         if args.json:

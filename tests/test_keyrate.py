@@ -199,6 +199,23 @@ def test_cli_table_and_errors(capsys):
     assert "10:0:5" in capsys.readouterr().err
 
 
+def test_cli_lab_curve_is_the_lab_theory(capsys):
+    """``--lab``: the curve the virtual lab's measured points are checked against
+    (sim/keyrate_points.py, tests/test_keyrate_points.py)."""
+    from timebin.sim.keyrate_points import theory_curve
+
+    assert _run(["--lab", "gated", "--distances", "0,10,40", "--f-ec", "1.1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["options"] == {"lab": "gated", "block_size": 10_000_000, "f_ec": 1.1,
+                              "eps_sec": 1e-9, "eps_cor": 1e-15}
+    rows = out["rows"]
+    assert rows == json.loads(json.dumps(theory_curve([0.0, 10.0, 40.0], f_ec=1.1)))
+    assert rows[0]["key_length"] > rows[1]["key_length"] > 0 >= rows[2]["key_length"]
+    assert _run(["--lab", "gated", "--distances", "10", "--block-size", "1000000.5"]) == 2
+    assert "--block-size must be a whole number of symbols, not 1000000.5" in \
+        capsys.readouterr().err
+
+
 def test_parse_distances():
     assert parse_distances("0:200:50") == [0, 50, 100, 150, 200]
     assert parse_distances("0:0.3:0.1") == [0, 0.1, 0.2, 0.3]
