@@ -205,7 +205,9 @@ def calibrated_im_levels(calibration, intensities=(0.5, 0.1), *, uis_per_symbol,
     class ``c`` gives every state a mean photon number ``intensities[c]`` per symbol (a Z
     state in its bin, an X state half in each bin), with ``pulse_width`` (default: the whole
     bin) UIs per pulse; unlit bins and classes beyond ``intensities`` get the darkest code.
-    Codes are the nearest the DAC has: :func:`symbol_mean_photons` gives what they realise."""
+    Codes are among the few nearest the DAC has, the Z and X codes of a class chosen together
+    so that their symbols' mean photon numbers differ least (the decoy bound assumes one
+    intensity per class): :func:`symbol_mean_photons` gives what they realise."""
     if not isinstance(calibration, Calibration):
         raise ValueError(f"calibration must be a Calibration, not {calibration!r}")
     k = _integer("uis_per_symbol", uis_per_symbol, 2, 256) // 2
@@ -220,17 +222,28 @@ def calibrated_im_levels(calibration, intensities=(0.5, 0.1), *, uis_per_symbol,
     table = calibration.im_mu()
     dark_code = int(np.argmin(table))
 
-    def code_for(target):
-        return int(np.argmin(np.abs(table - target)))
+    def near(target, n=8):
+        return np.argsort(np.abs(table - target), kind="stable")[:n]
 
     levels = [dark_code] * IM_LEVELS
     for c, mu in enumerate(intensities):
+        # A Z state lights one bin at code z, an X state both at code x. The decoy analysis
+        # takes one mean photon number per class for every state, so of the codes near the
+        # targets the pair whose symbols differ least, and whose mean is near mu, is taken.
+        best = None
+        for z in near(mu / width):
+            for x in near(mu / width / 2):
+                zm, xm = width * table[z], 2 * width * table[x]
+                score = abs(zm - xm) + 0.5 * abs((zm + xm) / 2 - mu)
+                if best is None or score < best[0]:
+                    best = (score, int(z), int(x))
+        _, z, x = best
         for state in range(4):
             for b in range(2):
-                lit = state >= 2 or state == b
-                if lit:
-                    per_ui = mu / width / (2 if state >= 2 else 1)
-                    levels[im_level_index(c, state, b)] = code_for(per_ui)
+                if state >= 2:
+                    levels[im_level_index(c, state, b)] = x
+                elif state == b:
+                    levels[im_level_index(c, state, b)] = z
     return levels
 
 

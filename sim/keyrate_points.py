@@ -120,10 +120,12 @@ def alice_settings(calibration, intensities, uis_per_symbol, pulse_width=None):
 
 
 def realised_intensities(calibration, uis_per_symbol, settings, classes):
-    """Mean photon number per symbol of each intensity class, averaged over the 3 states
-    (what the reference session gives its hosts)."""
+    """Mean photon number per symbol of each intensity class, of the Z states and of the X
+    state, ``(z, x)`` (what the reference session gives its hosts: each basis's bound takes
+    its own)."""
     table = symbol_mean_photons(calibration, uis_per_symbol, settings)
-    return tuple(float(table[c, :_STATES].mean()) for c in range(classes))
+    return (tuple(float(table[c, :2].mean()) for c in range(classes)),
+            tuple(float(table[c, 2]) for c in range(classes)))
 
 
 def _z_error(calibration, uis_per_symbol, settings):
@@ -338,22 +340,24 @@ def _leak(f_ec, n_z, m_z, eps_cor):
     return f_ec * n_z * binary_entropy(qber) + t
 
 
-def _key(counts, intensities, probabilities, eps_sec, eps_cor, f_ec):
+def _key(counts, intensities, probabilities, eps_sec, eps_cor, f_ec, intensities_x=None):
     n_z, m_z = float(np.sum(counts["Z"]["n"])), float(np.sum(counts["Z"]["m"]))
     return key_length(counts, protocol=PROTOCOL, intensities=intensities,
                       probabilities=probabilities, eps_sec=eps_sec, eps_cor=eps_cor,
-                      leak_ec=_leak(f_ec, n_z, m_z, eps_cor))
+                      leak_ec=_leak(f_ec, n_z, m_z, eps_cor), intensities_x=intensities_x)
 
 
 def theory_point(params, *, intensities, probabilities, p_z, block_symbols, f_ec,
-                 eps_sec=1e-9, eps_cor=1e-15, calibration=None, settings=None):
+                 eps_sec=1e-9, eps_cor=1e-15, calibration=None, settings=None,
+                 intensities_x=None):
     """The finite-key length of a block of ``block_symbols`` on the lab's link: the bound
     on :func:`expected_lab_counts` with leakage ``f_ec n_Z h(E_Z) + t``; and, for
     comparison, the same bound on the key-rate theory's own counts
     (:func:`~timebin.host.distill.finite_key.expected_counts` of :func:`link_model`).
 
-    ``intensities``: the realised mean photon numbers the hosts use
-    (:func:`realised_intensities`). Returns a dict: ``key_length``, ``key_length_raw``,
+    ``intensities``, ``intensities_x``: the realised mean photon numbers of the Z and X
+    states the hosts use (:func:`realised_intensities`). Returns a dict: ``key_length``,
+    ``key_length_raw``,
     ``key_per_symbol``, ``qber_z``, ``qber_x``, ``phi_z``, ``counts`` (lists),
     ``detectors`` (:func:`expected_lab_counts`), ``keyrate_model`` (``key_length_raw``,
     ``key_per_symbol``, ``qber_z`` of the LinkModel counts)."""
@@ -365,11 +369,12 @@ def theory_point(params, *, intensities, probabilities, p_z, block_symbols, f_ec
     counts, detectors = expected_lab_counts(params, probabilities=probabilities, p_z=p_z,
                                             n_symbols=block_symbols,
                                             calibration=calibration, settings=settings)
-    res = _key(counts, intensities, probabilities, eps_sec, eps_cor, f_ec)
+    res = _key(counts, intensities, probabilities, eps_sec, eps_cor, f_ec, intensities_x)
     link = link_model(params, calibration=calibration, settings=settings)
     plain = expected_counts(link, intensities=intensities, probabilities=probabilities,
                             p_z=p_z, n_symbols=block_symbols)
-    plain_res = _key(plain, intensities, probabilities, eps_sec, eps_cor, f_ec)
+    plain_res = _key(plain, intensities, probabilities, eps_sec, eps_cor, f_ec,
+                     intensities_x)
     return {"key_length": res.key_length, "key_length_raw": res.key_length_raw,
             "key_per_symbol": res.key_length / block_symbols, "qber_z": res.qber_z,
             "qber_x": res.qber_x, "phi_z": res.phi_z,
@@ -393,6 +398,9 @@ def session_counts(summary, block):
         c = summary["counts"][block]
         return {b: {k: [int(x) for x in c[b][k]] for k in ("n", "m")} for b in ("Z", "X")}
     b = summary["bounds"][block]
+    if summary.get("intensities_x") not in (None, summary["intensities"]):
+        raise ValueError("A session whose bases have their own intensities must report its "
+                         "counts")
     if not b or "s_z0_bound" not in b:
         raise ValueError(f"Block {block} has no bound values (status "
                          f"{summary['status'][block]!r})")
@@ -449,6 +457,7 @@ def measured_point(summary, *, resamples=300, seed=0):
         raise ValueError(f"resamples must be an integer >= 2, not {resamples!r}")
     rng = np.random.default_rng([int(seed), 0x6b6579])
     mus, ps = summary["intensities"], summary["probabilities"]
+    mus_x = summary.get("intensities_x")
     eps_sec, eps_cor = summary["eps_sec"], summary["eps_cor"]
     good = [b for b in range(len(summary["status"]))
             if summary["bounds"][b] and "s_z0_bound" in summary["bounds"][b]]
@@ -468,7 +477,7 @@ def measured_point(summary, *, resamples=300, seed=0):
                 q = [m / d if d else 0.0 for m, d in zip(counts[basis]["m"],
                                                          counts[basis]["n"], strict=True)]
                 res[basis] = {"n": n, "m": rng.binomial(n, q)}
-            draws.append(_key(res, mus, ps, eps_sec, eps_cor, f_use).key_length_raw)
+            draws.append(_key(res, mus, ps, eps_sec, eps_cor, f_use, mus_x).key_length_raw)
         sig.append(float(np.std(draws, ddof=1)))
         raw += summary["bounds"][b]["key_length_raw"]
         bits += int(summary["key_bits"][b])
@@ -497,6 +506,7 @@ def compare(summary, params, measured, *, calibration=None, settings=None,
     raw, bits = 0.0, 0
     for f in measured["f"]:
         t = theory_point(params, intensities=summary["intensities"],
+                         intensities_x=summary.get("intensities_x"),
                          probabilities=summary["probabilities"], p_z=summary["p_z"],
                          block_symbols=summary["block_symbols"],
                          f_ec=max(f if f is not None else 1.0, 1.0),
@@ -511,7 +521,7 @@ def compare(summary, params, measured, *, calibration=None, settings=None,
 
 
 def _check_session_settings(summary, calibration, settings, S):
-    mine = realised_intensities(calibration, S, settings, len(summary["intensities"]))
+    mine = realised_intensities(calibration, S, settings, len(summary["intensities"]))[0]
     if any(abs(a - b) > 1e-12 for a, b in zip(mine, summary["intensities"], strict=True)):
         raise ValueError(f"The session's realised intensities {summary['intensities']!r} "
                          f"are not those of Alice's settings here {mine!r}: the theory would "
@@ -596,8 +606,10 @@ def theory_curve(distances_km, *, detector="gated", block_symbols=10_000_000, f_
         params = lab_params(detector, distance_km=float(d), bob_p_z=p_z, **overrides)
         S = params.uis_per_symbol
         settings = alice_settings(calibration, intensities, S)
-        realised = realised_intensities(calibration, S, settings, len(intensities))
-        t = theory_point(params, intensities=realised, probabilities=probabilities,
+        realised, realised_x = realised_intensities(calibration, S, settings,
+                                                    len(intensities))
+        t = theory_point(params, intensities=realised, intensities_x=realised_x,
+                         probabilities=probabilities,
                          p_z=p_z, block_symbols=block_symbols, f_ec=f_ec, eps_sec=eps_sec,
                          eps_cor=eps_cor, calibration=calibration, settings=settings)
         link = link_model(params, calibration=calibration, settings=settings)

@@ -341,7 +341,9 @@ def reference_session(*, distance_km=10.0, symbols=20_000_000, block_symbols=10_
     ``stored_bits``, ``status``, ``bounds`` and Alice's ``alice_key_bits``,
     ``alice_stored_bits``; totals ``key_bits_total``, ``stored_bits_total``, ``keys_match``
     (the stored keys of both sides), ``key_blocks``; ``eps_sec``, ``eps_cor``;
-    ``intensities`` (realised mean photon numbers), ``probabilities``, ``p_z``; ``link``
+    ``intensities`` (realised mean photon numbers of the Z states; ``intensities_x`` of the
+    X state), ``counts`` (per block, per basis and class, as the bound took them),
+    ``probabilities``, ``p_z``; ``link``
     (:func:`link_figures`), ``counters`` (channel); ``seconds`` (wall, the whole session),
     ``tx_seconds``, ``channel_seconds`` (parts of it); ``symbol_rate_hz``,
     ``key_per_symbol``, ``key_rate_bps`` (at the modelled clock).
@@ -374,8 +376,12 @@ def reference_session(*, distance_km=10.0, symbols=20_000_000, block_symbols=10_
     elif track_symbols is not None or nominal_delays is not None:
         raise ValueError("track_symbols and nominal_delays need align=True")
     mu_table = symbol_mean_photons(calibration, S, settings)          # (class, state)
-    realised = tuple(float(mu_table[c, [0, 1, 2]].mean()) for c in range(len(intensities)))
+    # what the calibrated codes realise, per basis: the Z states' and X+'s (the bound takes
+    # each basis's own; finite_key.key_length, intensities_x)
+    realised = tuple(float(mu_table[c, [0, 1]].mean()) for c in range(len(intensities)))
+    realised_x = tuple(float(mu_table[c, 2]) for c in range(len(intensities)))
     config = DistillConfig(protocol="1decoy-3state", intensities=realised,
+                           intensities_x=realised_x,
                            probabilities=tuple(probabilities), p_z=p_z, eps_sec=eps_sec,
                            eps_cor=eps_cor, reconciler=reconciler,
                            replenish_bytes=replenish_bytes)
@@ -418,6 +424,7 @@ def reference_session(*, distance_km=10.0, symbols=20_000_000, block_symbols=10_
         "keys_match": keys["alice"] == keys["bob"],
         "key_blocks": sorted(keys["bob"]),
         "eps_sec": eps_sec, "eps_cor": eps_cor, "intensities": realised,
+        "intensities_x": realised_x, "counts": [r.counts for r in results],
         "probabilities": tuple(probabilities), "p_z": p_z, "reconciler": reconciler,
         "link": link_figures(params), "counters": {k: v.tolist()
                                                    for k, v in stats["counters"].items()},

@@ -366,3 +366,29 @@ def test_link_model_refuses_bad_values():
         fk.LinkModel(dead_time=1e-8)
     with pytest.raises(ValueError, match="p_z"):
         fk.expected_counts(fk.LinkModel(), p_z=1.5, n_symbols=10, **ONE)
+
+
+@pytest.mark.parametrize("protocol", fk.PROTOCOLS)
+def test_each_basis_takes_its_own_intensities(protocol):
+    """``intensities_x``: the X estimates (steps 1-5 of X) use the X states' intensities,
+    the Z estimates the Z states'; equal intensities give the bound unchanged."""
+    counts, src = _counts(protocol, length_km=20.0)
+    leak = _leak(counts)
+    base = fk.key_length(counts, protocol=protocol, leak_ec=leak, **src)
+    same = fk.key_length(counts, protocol=protocol, leak_ec=leak,
+                         intensities_x=src["intensities"], **src)
+    assert same == base
+    x_mus = tuple(m * 1.02 for m in src["intensities"])
+    moved = fk.key_length(counts, protocol=protocol, leak_ec=leak, intensities_x=x_mus, **src)
+    assert moved.intensities == base.intensities and moved.intensities_x == x_mus
+    for name in ("s_z0", "s_z1", "n_z_minus", "n_z_plus", "tau_0", "tau_1"):
+        assert getattr(moved, name) == getattr(base, name), name
+    assert moved.s_x1 != base.s_x1 and moved.v_x1 != base.v_x1
+    # the X estimates are those of a bound whose intensities are all X's
+    all_x = fk.key_length(counts, protocol=protocol, leak_ec=leak,
+                          **{**src, "intensities": x_mus})
+    assert moved.s_x1 == all_x.s_x1 and moved.v_x1 == all_x.v_x1
+    assert moved.n_x_minus == all_x.n_x_minus
+    with pytest.raises(ValueError, match="intensities"):
+        fk.key_length(counts, protocol=protocol, leak_ec=leak,
+                      intensities_x=src["intensities"][::-1], **src)

@@ -529,7 +529,8 @@ class FiniteKeyResult:
     protocol: str
     key_length: int                  # floor of key_length_raw, 0 when it is negative
     key_length_raw: float            # Rusca (A25) / Lim (1) before the floor
-    intensities: tuple
+    intensities: tuple               # of the Z states (tau_0, tau_1 are theirs)
+    intensities_x: tuple             # of the X states
     probabilities: tuple
     eps_sec: float
     eps_cor: float
@@ -584,7 +585,7 @@ class FiniteKeyResult:
 
 
 def key_length(counts, *, protocol="1decoy-3state", intensities, probabilities,
-               eps_sec=1e-9, eps_cor=1e-15, leak_ec):
+               eps_sec=1e-9, eps_cor=1e-15, leak_ec, intensities_x=None):
     """The secret key length of a block from its per-basis, per-intensity statistics.
 
     One decoy (``"1decoy-3state"``, ``"1decoy-4state"``; Rusca 2018 Appendix A), with
@@ -629,6 +630,13 @@ def key_length(counts, *, protocol="1decoy-3state", intensities, probabilities,
         Secrecy and correctness parameters in (0, 1) (defaults 1e-9, 1e-15 as Rusca 2018).
     leak_ec : float
         ``lambda_EC``: the bits error correction actually disclosed (>= 0).
+    intensities_x : sequence of float or None
+        The X-basis states' mean photon numbers per class when they differ from the Z
+        states' (``intensities``), as a real modulator's codes make them; ``None``: the same.
+        Each basis's decoy estimates (steps 1-5) use its own states' intensities: the
+        decoy argument of a basis needs only the photon-number statistics of the pulses
+        sent in it, and the phase-error step (6) couples the bases only through their
+        single-photon counts (the single-photon states do not depend on the intensity).
 
     Returns
     -------
@@ -643,51 +651,57 @@ def key_length(counts, *, protocol="1decoy-3state", intensities, probabilities,
         the message names the value.
     """
     mus, ps = _check_source(protocol, intensities, probabilities)
+    mus_x = mus if intensities_x is None else _check_source(protocol, intensities_x,
+                                                            probabilities)[0]
     eps_sec = _check_eps("eps_sec", eps_sec)
     eps_cor = _check_eps("eps_cor", eps_cor)
     leak_ec = _check_non_negative("leak_ec", leak_ec)
     nz, mz, nx, mx = _check_counts(counts, len(mus))
-    return _evaluate(protocol, mus, ps, nz, mz, nx, mx, eps_sec, eps_cor, leak_ec)
+    return _evaluate(protocol, mus, ps, nz, mz, nx, mx, eps_sec, eps_cor, leak_ec,
+                     mus_x=mus_x)
 
 
-def _evaluate(protocol, mus, ps, nz, mz, nx, mx, eps_sec, eps_cor, leak_ec):
-    """:func:`key_length` on validated inputs (lists of floats); also the optimiser's core."""
+def _evaluate(protocol, mus, ps, nz, mz, nx, mx, eps_sec, eps_cor, leak_ec, mus_x=None):
+    """:func:`key_length` on validated inputs (lists of floats); also the optimiser's core.
+    ``mus`` are the Z states' intensities, ``mus_x`` the X states' (default the same)."""
+    mz_ = mus
+    mx_ = mus if mus_x is None else mus_x
     one_decoy = protocol != "2decoy"
     terms = RUSCA_EPS_TERMS if one_decoy else LIM_EPS_TERMS
     eps1 = eps_sec / terms
     n_z, m_z, n_x, m_x = sum(nz), sum(mz), sum(nx), sum(mx)
-    tau0 = photon_number_probability(0, mus, ps)
-    tau1 = photon_number_probability(1, mus, ps)
+    tau0 = photon_number_probability(0, mz_, ps)
+    tau1 = photon_number_probability(1, mz_, ps)
 
     # Rusca (A18) / Lim below Eqs. (2), (4): rescaled counts with Hoeffding deviations
-    # (A2), (A4) / (A1), (A2).
-    nz_m, nz_p = corrected_counts(nz, n_z, mus, ps, eps1)
-    nx_m, nx_p = corrected_counts(nx, n_x, mus, ps, eps1)
-    mz_m, mz_p = corrected_counts(mz, m_z, mus, ps, eps1)
-    mx_m, mx_p = corrected_counts(mx, m_x, mus, ps, eps1)
+    # (A2), (A4) / (A1), (A2); each basis with its own states' intensities.
+    nz_m, nz_p = corrected_counts(nz, n_z, mz_, ps, eps1)
+    nx_m, nx_p = corrected_counts(nx, n_x, mx_, ps, eps1)
+    mz_m, mz_p = corrected_counts(mz, m_z, mz_, ps, eps1)
+    mx_m, mx_p = corrected_counts(mx, m_x, mx_, ps, eps1)
 
     if one_decoy:
         # Rusca (A16): vacuum upper bounds from the decoy's errors.
-        sz0_u = vacuum_upper_1decoy(mz[1], m_z, n_z, mus, ps, eps1)
-        sx0_u = vacuum_upper_1decoy(mx[1], m_x, n_x, mus, ps, eps1)
+        sz0_u = vacuum_upper_1decoy(mz[1], m_z, n_z, mz_, ps, eps1)
+        sx0_u = vacuum_upper_1decoy(mx[1], m_x, n_x, mx_, ps, eps1)
         # Rusca (A17): single-photon lower bounds (need the vacuum *upper* bounds).
-        sz1_b = single_photon_lower_1decoy(nz_m, nz_p, sz0_u, mus, ps)
-        sx1_b = single_photon_lower_1decoy(nx_m, nx_p, sx0_u, mus, ps)
+        sz1_b = single_photon_lower_1decoy(nz_m, nz_p, sz0_u, mz_, ps)
+        sx1_b = single_photon_lower_1decoy(nx_m, nx_p, sx0_u, mx_, ps)
         # Rusca (A19): vacuum lower bounds (the key takes s_{Z,0}).
-        sz0_b = vacuum_lower_1decoy(nz_m, nz_p, mus, ps)
-        sx0_b = vacuum_lower_1decoy(nx_m, nx_p, mus, ps)
+        sz0_b = vacuum_lower_1decoy(nz_m, nz_p, mz_, ps)
+        sx0_b = vacuum_lower_1decoy(nx_m, nx_p, mx_, ps)
         # Rusca (A22): single-photon errors of X.
-        vx1_b = single_photon_errors_upper_1decoy(mx_m, mx_p, mus, ps)
+        vx1_b = single_photon_errors_upper_1decoy(mx_m, mx_p, mx_, ps)
     else:
         sz0_u = sx0_u = None
         # Lim (2): vacuum lower bounds; (3) single-photon lower bounds (take s_0 >= its
         # bound, clamped at 0: a larger valid lower bound only helps (3)).
-        sz0_b = vacuum_lower_2decoy(nz_m, nz_p, mus, ps)
-        sx0_b = vacuum_lower_2decoy(nx_m, nx_p, mus, ps)
-        sz1_b = single_photon_lower_2decoy(nz_m, nz_p, max(sz0_b, 0.0), mus, ps)
-        sx1_b = single_photon_lower_2decoy(nx_m, nx_p, max(sx0_b, 0.0), mus, ps)
+        sz0_b = vacuum_lower_2decoy(nz_m, nz_p, mz_, ps)
+        sx0_b = vacuum_lower_2decoy(nx_m, nx_p, mx_, ps)
+        sz1_b = single_photon_lower_2decoy(nz_m, nz_p, max(sz0_b, 0.0), mz_, ps)
+        sx1_b = single_photon_lower_2decoy(nx_m, nx_p, max(sx0_b, 0.0), mx_, ps)
         # Lim (4): single-photon errors of the test basis.
-        vx1_b = single_photon_errors_upper_2decoy(mx_m, mx_p, mus, ps)
+        vx1_b = single_photon_errors_upper_2decoy(mx_m, mx_p, mx_, ps)
 
     sz0, sx0 = max(sz0_b, 0.0), max(sx0_b, 0.0)
     sz1, sx1 = max(sz1_b, 0.0), max(sx1_b, 0.0)
@@ -702,7 +716,8 @@ def _evaluate(protocol, mus, ps, nz, mz, nx, mx, eps_sec, eps_cor, leak_ec):
 
     return FiniteKeyResult(
         protocol=protocol, key_length=length, key_length_raw=raw,
-        intensities=tuple(mus), probabilities=tuple(ps), eps_sec=eps_sec, eps_cor=eps_cor,
+        intensities=tuple(mz_), intensities_x=tuple(mx_), probabilities=tuple(ps),
+        eps_sec=eps_sec, eps_cor=eps_cor,
         eps_terms=terms, eps_hoeffding=eps1, leak_ec=leak_ec,
         n_z=n_z, m_z=m_z, n_x=n_x, m_x=m_x,
         qber_z=m_z / n_z if n_z > 0 else None, qber_x=m_x / n_x if n_x > 0 else None,

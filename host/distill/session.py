@@ -54,7 +54,9 @@ class DistillConfig:
     """What both hosts must agree on (they check it in the first block).
 
     ``protocol``: the finite-key bound (:func:`~.finite_key.key_length`); ``intensities``
-    and ``probabilities`` of Alice's intensity classes; ``p_z`` her Z-basis probability;
+    (of her Z states; ``intensities_x`` of her X states when they differ, ``None``: the
+    same) and ``probabilities`` of Alice's intensity classes; ``p_z`` her Z-basis
+    probability;
     ``eps_sec``, ``eps_cor``; ``reconciler`` (``cascade`` or ``ldpc``) and its options;
     ``qber_guess``: the QBER assumed for the first block's error correction (later blocks
     use the previous block's); ``replenish_bytes``: key bytes of each block returned to the
@@ -64,6 +66,7 @@ class DistillConfig:
     protocol: str = "1decoy-3state"
     intensities: tuple = (0.5, 0.1)
     probabilities: tuple = (0.7, 0.3)
+    intensities_x: tuple | None = None
     p_z: float = 0.9
     eps_sec: float = 1e-9
     eps_cor: float = 1e-15
@@ -76,6 +79,8 @@ class DistillConfig:
         d = asdict(self)
         d["intensities"] = list(d["intensities"])
         d["probabilities"] = list(d["probabilities"])
+        if d["intensities_x"] is not None:
+            d["intensities_x"] = list(d["intensities_x"])
         return d
 
 
@@ -99,6 +104,7 @@ class BlockResult:
     key_bits: int = 0
     stored_bits: int = 0
     bounds: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)     # {"Z"|"X": {"n"|"m": per class}}
     seconds: float = 0.0
 
     def as_dict(self):
@@ -118,7 +124,8 @@ def _key_length(config, counts, leak):
     from .finite_key import key_length
     result = key_length(counts, protocol=config.protocol, intensities=config.intensities,
                         probabilities=config.probabilities, eps_sec=config.eps_sec,
-                        eps_cor=config.eps_cor, leak_ec=leak)
+                        eps_cor=config.eps_cor, leak_ec=leak,
+                        intensities_x=config.intensities_x)
     bounds = result.to_dict() if hasattr(result, "to_dict") else dict(result)
     bounds = {k: (float(v) if isinstance(v, (float, np.floating)) else v)
               for k, v in bounds.items() if isinstance(v, (int, float, np.number, str))}
@@ -279,6 +286,7 @@ class BobHost(_Host):
         self.qber = result.qber_z if result.errors_z else self.qber
         counts = _counts(_per_class(intensity, z), m_z, _per_class(intensity, x), m_x,
                          len(cfg.intensities))
+        result.counts = {b: {k: [int(v) for v in c[k]] for k in c} for b, c in counts.items()}
         length, result.bounds = _key_length(cfg, counts, result.disclosed_bits + t)
         _, pa = self.channel.recv("pa")
         if pa["length"] != length:
@@ -438,6 +446,7 @@ class AliceHost(_Host):
         result.errors_z = int(m_z.sum())
         counts = _counts(_per_class(intensity, z), m_z, _per_class(intensity, x), m_x,
                          len(cfg.intensities))
+        result.counts = {b: {k: [int(v) for v in c[k]] for k in c} for b, c in counts.items()}
         length, result.bounds = _key_length(cfg, counts, disclosed + t)
         from .privacy import seed_length, toeplitz_hash
         seed_bits = self.rng.integers(0, 2, seed_length(len(key), length), dtype=np.uint8) \
