@@ -8,8 +8,8 @@ headers are :data:`~timebin.gateware.link.framer.FrameStart` and
 :data:`~timebin.gateware.link.framer.FrameHeader`. Nothing here restates a format.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -30,13 +30,16 @@ from ..records import HEADER_WORDS, INDEX_BITS
 from ..regbank import RegisterBusSignature
 from .framer import COUNTER_BITS, FrameHeader, FrameStart
 
-__all__ = ["BUS_ADDRESS_BITS", "LinkController", "FrameMux", "DetectionPacketizer",
-           "AlarmReporter", "ItemPacketizer"]
+__all__ = ["BUS_ADDRESS_BITS", "CLOSED_FRAMES", "LinkController", "FrameMux", "FrameGatherer",
+           "DetectionPacketizer", "AlarmReporter", "ItemPacketizer"]
 
 #: Width of the register addresses of the protocol (``ADDRESS_BYTES``): the bus of a board
 #: is this wide, so that an address beyond the map is unmapped (read 0, write refused), never
 #: an alias of a mapped one.
 BUS_ADDRESS_BITS = 16
+
+#: Closed frames a packetizer holds while the mux serves others.
+CLOSED_FRAMES = 4
 
 _READ, _WRITE, _LOOKUP = (FrameType.REG_READ_REQ, FrameType.REG_WRITE_REQ,
                           FrameType.SYMBOL_LOOKUP_REQ)
@@ -348,6 +351,103 @@ class FrameMux(wiring.Component):
         return m
 
 
+class FrameGatherer(wiring.Component):
+    """Queue a frame source's items and cut them into frames: the frame formation shared by
+    :class:`DetectionPacketizer` and :class:`ItemPacketizer`.
+
+    Items taken from ``items`` (one a cycle while ``items.ready``) are offered, in order, on
+    ``queued`` (a queue of ``2 * max_items``), and counted into the open frame, which holds
+    ``in_frame`` of them. The frame closes when it holds ``max_items`` items (in the cycle
+    its last item is taken), or when it holds at least one, no item was taken for
+    ``timeout`` cycles (0 acts as 1) and the queue of closed frames has room: then
+    ``closing`` is high, and its item count and ``info`` (the owner's per-frame value, as in
+    that cycle) are queued on ``closed`` (up to :data:`CLOSED_FRAMES`). ``items.ready`` is
+    low while either queue is full.
+
+    Parameters
+    ----------
+    item_bits : int
+    max_items : int
+    info_bits : int
+        Width of ``info``; 0: no ``info``, and ``closed`` carries the count alone.
+
+    Members
+    -------
+    items : In(stream.Signature(item_bits))
+    timeout : In(16)
+    info : In(info_bits)
+    queued : Out(stream.Signature(item_bits))
+    closed : Out(stream.Signature(StructLayout({"count": ..., "info": info_bits})))
+        ``count`` is ``bits_for(max_items)`` wide. Both read sides are those of
+        ``SyncFIFOBuffered`` (its ``r_rdy``, ``r_data``, ``r_en``): the payload shown while
+        ``valid`` is low is the last one read.
+    in_frame : Out(range(max_items + 1))
+    closing : Out(1)
+    """
+
+    @refuses_quietly
+    def __init__(self, *, item_bits, max_items, info_bits=0):
+        check_int("Item width", item_bits, minimum=1)
+        check_int("Items per frame", max_items, minimum=1)
+        check_int("Frame info width", info_bits, minimum=0)
+        self.max_items = max_items
+        fields = {"count": bits_for(max_items)}
+        if info_bits:
+            fields["info"] = info_bits
+        members = {
+            "items": In(stream.Signature(item_bits)),
+            "timeout": In(16),
+            "queued": Out(stream.Signature(item_bits)),
+            "closed": Out(stream.Signature(data.StructLayout(fields))),
+            "in_frame": Out(range(max_items + 1)),
+            "closing": Out(1),
+        }
+        if info_bits:
+            members["info"] = In(info_bits)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        N = self.max_items
+        items, queued, closed = self.items, self.queued, self.closed
+        m.submodules.item_fifo = item_fifo = fifo.SyncFIFOBuffered(
+            width=len(items.payload), depth=2 * N)
+        m.submodules.closed_fifo = closed_fifo = fifo.SyncFIFOBuffered(
+            width=closed.payload.shape().size, depth=CLOSED_FRAMES)
+        m.d.comb += [queued.valid.eq(item_fifo.r_rdy), queued.payload.eq(item_fifo.r_data),
+                     item_fifo.r_en.eq(queued.ready),
+                     closed.valid.eq(closed_fifo.r_rdy), closed.payload.eq(closed_fifo.r_data),
+                     closed_fifo.r_en.eq(closed.ready)]
+
+        in_frame, idle, take = self.in_frame, Signal(16), Signal()
+        m.d.comb += [items.ready.eq(item_fifo.w_rdy & closed_fifo.w_rdy),
+                     take.eq(items.valid & items.ready),
+                     item_fifo.w_en.eq(take), item_fifo.w_data.eq(items.payload)]
+        info = [self.info] if "info" in self.signature.members else []
+        limit = Signal(16)
+        m.d.comb += limit.eq(self.timeout | (self.timeout == 0))
+        with m.If(take):
+            m.d.sync += idle.eq(0)
+            with m.If(in_frame == N - 1):
+                m.d.comb += [self.closing.eq(1),
+                             closed_fifo.w_data.eq(Cat(Const(N, bits_for(N)), *info))]
+                m.d.sync += in_frame.eq(0)
+            with m.Else():
+                m.d.sync += in_frame.eq(in_frame + 1)
+        with m.Elif(in_frame != 0):
+            with m.If(idle + 1 >= limit):
+                # (Always true: the closed queue fills only as a frame closes, and no item
+                # is taken while it is full.)
+                with m.If(closed_fifo.w_rdy):
+                    count = in_frame.as_unsigned()[:bits_for(N)]
+                    m.d.comb += [self.closing.eq(1), closed_fifo.w_data.eq(Cat(count, *info))]
+                    m.d.sync += [in_frame.eq(0), idle.eq(0)]
+            with m.Else():
+                m.d.sync += idle.eq(idle + 1)
+        m.d.comb += closed_fifo.w_en.eq(self.closing)
+        return m
+
+
 class DetectionPacketizer(wiring.Component):
     """Cut Bob's compressed record stream into ``DETECTIONS`` frames, each with the pointer
     to its first block start (:mod:`timebin.gateware.protocol`).
@@ -357,9 +457,10 @@ class DetectionPacketizer(wiring.Component):
     reset is a block header, and header word 2 gives the block's length
     (``HEADER_WORDS + unary + fixed`` words), so it knows which words start blocks. A frame
     closes when it holds ``max_words`` words, or when it holds at least one and no word was
-    taken for ``timeout`` cycles (the register ``frame_timeout``; 0 is taken as 1). Closed
-    frames wait (up to 4) for the mux; each is offered as a start of type ``DETECTIONS``
-    and ``POINTER_BYTES + 4 n`` bytes, then its pointer and its words, LSB first.
+    taken for ``timeout`` cycles (the register ``frame_timeout``; 0 is taken as 1): a
+    :class:`FrameGatherer`. Closed frames wait (up to :data:`CLOSED_FRAMES`) for the mux;
+    each is offered as a start of type ``DETECTIONS`` and ``POINTER_BYTES + 4 n`` bytes, then
+    its pointer and its words, LSB first.
 
     Backpressure: ``words.ready`` is low while the word queue (``2 * max_words``) or the queue
     of closed frames is full: the record compressor then holds its records and the receiver's
@@ -395,20 +496,17 @@ class DetectionPacketizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         N = self.max_words
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=32, depth=2 * N)
-        meta_layout = bits_for(N) + 16
-        m.submodules.closed = closed = fifo.SyncFIFOBuffered(width=meta_layout, depth=4)
+        m.submodules.gatherer = gatherer = FrameGatherer(item_bits=32, max_items=N,
+                                                         info_bits=16)
+        wiring.connect(m, wiring.flipped(self.words), gatherer.items)
+        m.d.comb += gatherer.timeout.eq(self.timeout)
+        queue, closed = gatherer.queued, gatherer.closed
 
-        # --- input: block tracking and frame formation
+        # --- input: block tracking; the frame's pointer goes with it as it closes
         header_pos = Signal(range(HEADER_WORDS + 1))    # 0: the next word starts a block
         left = Signal(32)                                # block words after header words
-        in_frame = Signal(range(N + 1))
         pointer = Signal(16, init=NO_BLOCK_START)
-        idle = Signal(16)
-        take = Signal()
-        m.d.comb += [self.words.ready.eq(queue.w_rdy & closed.w_rdy),
-                     take.eq(self.words.valid & self.words.ready),
-                     queue.w_en.eq(take), queue.w_data.eq(self.words.payload)]
+        take = self.words.valid & self.words.ready
         starts_block = (header_pos == 0) & (left == 0)
         with m.If(take):
             with m.If(starts_block):
@@ -425,37 +523,19 @@ class DetectionPacketizer(wiring.Component):
         new_pointer = Signal(16)
         m.d.comb += new_pointer.eq(pointer)
         with m.If(take & starts_block & (pointer == NO_BLOCK_START)):
-            m.d.comb += new_pointer.eq(in_frame)
-        limit = Signal(16)
-        m.d.comb += limit.eq(self.timeout | (self.timeout == 0))
-        with m.If(take):
-            m.d.sync += idle.eq(0)
-            with m.If(in_frame == N - 1):
-                m.d.comb += [closed.w_en.eq(1), closed.w_data.eq(Cat(Const(N, bits_for(N)),
-                                                                     new_pointer))]
-                m.d.sync += [in_frame.eq(0), pointer.eq(NO_BLOCK_START)]
-            with m.Else():
-                m.d.sync += [in_frame.eq(in_frame + 1), pointer.eq(new_pointer)]
-        with m.Elif(in_frame != 0):
-            with m.If(idle + 1 >= limit):
-                with m.If(closed.w_rdy):
-                    m.d.comb += [closed.w_en.eq(1),
-                                 closed.w_data.eq(Cat(in_frame.as_unsigned()[:bits_for(N)],
-                                                      pointer))]
-                    m.d.sync += [in_frame.eq(0), pointer.eq(NO_BLOCK_START), idle.eq(0)]
-            with m.Else():
-                m.d.sync += idle.eq(idle + 1)
+            m.d.comb += new_pointer.eq(gatherer.in_frame)
+        m.d.comb += gatherer.info.eq(new_pointer)
+        m.d.sync += pointer.eq(Mux(gatherer.closing, NO_BLOCK_START, new_pointer))
 
         # --- output: one frame per closed entry
         n_words = Signal(bits_for(N))
         out_pointer = Signal(16)
         byte = Signal(range(4))
-        m.d.comb += [n_words.eq(closed.r_data[:bits_for(N)]),
-                     out_pointer.eq(closed.r_data[bits_for(N):])]
+        m.d.comb += [n_words.eq(closed.payload.count), out_pointer.eq(closed.payload.info)]
         words_left = Signal(bits_for(N))
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.start.valid.eq(closed.r_rdy),
+                m.d.comb += [self.start.valid.eq(closed.valid),
                              self.start.payload.type.eq(FrameType.DETECTIONS),
                              self.start.payload.length.eq(POINTER_BYTES + 4 * n_words)]
                 with m.If(self.start.valid & self.start.ready):
@@ -469,15 +549,15 @@ class DetectionPacketizer(wiring.Component):
                     m.d.sync += byte.eq(byte + 1)
                     with m.If(byte == POINTER_BYTES - 1):
                         m.d.sync += byte.eq(0)
-                        m.d.comb += closed.r_en.eq(1)
+                        m.d.comb += closed.ready.eq(1)
                         m.next = "WORDS"
             with m.State("WORDS"):
-                m.d.comb += [self.payload.valid.eq(queue.r_rdy),
-                             self.payload.payload.eq(queue.r_data.word_select(byte, 8))]
+                m.d.comb += [self.payload.valid.eq(queue.valid),
+                             self.payload.payload.eq(queue.payload.word_select(byte, 8))]
                 with m.If(self.payload.valid & self.payload.ready):
                     m.d.sync += byte.eq(byte + 1)
                     with m.If(byte == 3):
-                        m.d.comb += queue.r_en.eq(1)
+                        m.d.comb += queue.ready.eq(1)
                         count_saturating(m, self.words_framed, 1)
                         m.d.sync += words_left.eq(words_left - 1)
                         with m.If(words_left == 1):
@@ -550,8 +630,8 @@ class ItemPacketizer(wiring.Component):
     Items taken from ``items`` (one a cycle while ``items.ready``) are queued and counted
     into the frame being formed, which closes when it holds ``max_items`` items, or when it
     holds at least one and no item was taken for ``timeout`` cycles (0 acts as 1), as
-    :class:`DetectionPacketizer` does. ``items.ready`` is low while the item queue
-    (``2 * max_items``) or the queue of closed frames (4) is full.
+    :class:`DetectionPacketizer` does (a :class:`FrameGatherer`). ``items.ready`` is low
+    while the item queue (``2 * max_items``) or the queue of closed frames is full.
 
     Members
     -------
@@ -585,52 +665,32 @@ class ItemPacketizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         N, B = self.max_items, self.item_bytes
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=self.item_bits, depth=2 * N)
-        m.submodules.closed = closed = fifo.SyncFIFOBuffered(width=bits_for(N), depth=4)
-        in_frame = Signal(range(N + 1))
-        idle = Signal(16)
-        take = Signal()
-        m.d.comb += [self.items.ready.eq(queue.w_rdy & closed.w_rdy),
-                     take.eq(self.items.valid & self.items.ready),
-                     queue.w_en.eq(take), queue.w_data.eq(self.items.payload)]
-        limit = Signal(16)
-        m.d.comb += limit.eq(self.timeout | (self.timeout == 0))
-        with m.If(take):
-            m.d.sync += idle.eq(0)
-            with m.If(in_frame == N - 1):
-                m.d.comb += [closed.w_en.eq(1), closed.w_data.eq(N)]
-                m.d.sync += in_frame.eq(0)
-            with m.Else():
-                m.d.sync += in_frame.eq(in_frame + 1)
-        with m.Elif(in_frame != 0):
-            with m.If(idle + 1 >= limit):
-                with m.If(closed.w_rdy):
-                    m.d.comb += [closed.w_en.eq(1), closed.w_data.eq(in_frame)]
-                    m.d.sync += [in_frame.eq(0), idle.eq(0)]
-            with m.Else():
-                m.d.sync += idle.eq(idle + 1)
+        m.submodules.gatherer = gatherer = FrameGatherer(item_bits=self.item_bits, max_items=N)
+        wiring.connect(m, wiring.flipped(self.items), gatherer.items)
+        m.d.comb += gatherer.timeout.eq(self.timeout)
+        queue, closed = gatherer.queued, gatherer.closed
 
         items_left = Signal(bits_for(N))
         byte = Signal(range(B))
-        padded = Cat(queue.r_data, Const(0, 8 * B - self.item_bits))
+        padded = Cat(queue.payload, Const(0, 8 * B - self.item_bits))
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.start.valid.eq(closed.r_rdy),
+                m.d.comb += [self.start.valid.eq(closed.valid),
                              self.start.payload.type.eq(self.frame_type),
-                             self.start.payload.length.eq(B * closed.r_data)]
+                             self.start.payload.length.eq(B * closed.payload.count)]
                 with m.If(self.start.valid & self.start.ready):
                     count_saturating(m, self.frames, 1)
-                    m.d.comb += closed.r_en.eq(1)
-                    m.d.sync += [items_left.eq(closed.r_data), byte.eq(0)]
+                    m.d.comb += closed.ready.eq(1)
+                    m.d.sync += [items_left.eq(closed.payload.count), byte.eq(0)]
                     m.next = "ITEMS"
             with m.State("ITEMS"):
-                m.d.comb += [self.payload.valid.eq(queue.r_rdy),
+                m.d.comb += [self.payload.valid.eq(queue.valid),
                              self.payload.payload.eq(padded.word_select(byte, 8))]
                 with m.If(self.payload.valid & self.payload.ready):
                     m.d.sync += byte.eq(byte + 1)
                     with m.If(byte == B - 1):
                         m.d.sync += [byte.eq(0), items_left.eq(items_left - 1)]
-                        m.d.comb += queue.r_en.eq(1)
+                        m.d.comb += queue.ready.eq(1)
                         count_saturating(m, self.items_framed, 1)
                         with m.If(items_left == 1):
                             m.next = "IDLE"

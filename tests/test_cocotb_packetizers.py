@@ -1,0 +1,63 @@
+"""The board's frame sources' generated Verilog under cocotb (Verilator, and Icarus when
+installed) against the models of :mod:`timebin.sim.link.controller`, every output in every
+cycle: the cocotb twin of ``tests/test_link_packetizers.py``, one seed per block (see
+``timebin.sim.cocotb.tb_packetizers``)."""
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from timebin.gateware.frames import FrameType
+from timebin.gateware.link.controller import (
+    AlarmReporter,
+    DetectionPacketizer,
+    FrameMux,
+    ItemPacketizer,
+)
+from timebin.sim.cocotb.runner import run_cocotb, simulators
+
+
+class PacketizerHarness(wiring.Component):
+    """A :class:`DetectionPacketizer`, an :class:`ItemPacketizer`, a :class:`FrameMux` and an
+    :class:`AlarmReporter`, none connected: every member of block ``b`` is the harness member
+    ``{b}_{member}`` (blocks ``detections``, ``items``, ``mux``, ``alarms``), so the Verilog
+    ports are e.g. ``detections_words__valid``, ``mux_start_2__ready``, ``alarms_reports``."""
+
+    def __init__(self, *, max_words, item_bits, max_items, timeout, sources, width):
+        self.blocks = {
+            "detections": DetectionPacketizer(max_words=max_words, timeout=timeout),
+            "items": ItemPacketizer(item_bits=item_bits, frame_type=FrameType.SIFT_RESULTS,
+                                    max_items=max_items, timeout=timeout),
+            "mux": FrameMux(sources),
+            "alarms": AlarmReporter(width),
+        }
+        members = {f"{prefix}_{name}": member for prefix, block in self.blocks.items()
+                   for name, member in block.signature.members.items()}
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        for prefix, block in self.blocks.items():
+            m.submodules[prefix] = block
+            for name, member in block.signature.members.items():
+                outer, inner = getattr(self, f"{prefix}_{name}"), getattr(block, name)
+                if member.is_signature:
+                    wiring.connect(m, wiring.flipped(outer), inner)
+                elif member.flow == wiring.In:
+                    m.d.comb += inner.eq(outer)
+                else:
+                    m.d.comb += outer.eq(inner)
+        return m
+
+
+CONFIG = dict(max_words=4, item_bits=20, max_items=3, timeout=256, sources=3, width=4)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("simulator", simulators())
+def test_packetizers_cocotb(simulator):
+    params = dict(harness=CONFIG, seed=0x9AC, blocks=60, items=500, frames=80,
+                  alarm_cycles=3000)
+    result = run_cocotb(PacketizerHarness(**CONFIG), toplevel="packetizer_harness",
+                        test_module="timebin.sim.cocotb.tb_packetizers", params=params,
+                        simulator=simulator, timeout_s=600)
+    assert result.tests == 4
