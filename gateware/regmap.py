@@ -89,7 +89,9 @@ __all__ = ["ACCESS", "WORD_BITS", "MAX_REGISTER_BITS", "MAP_VERSION", "ALICE_ID"
            "alice_registers", "bob_registers", "BOARD_DEFAULTS", "board_parameters",
            "alice_board_registers", "bob_board_registers", "loopback_board_registers",
            "board_registers", "check_loopback_parameters", "SIFT_ROLES",
-           "bits_for", "default_im_levels",
+           "EMULATOR_DEFAULTS", "EMULATOR_DETECTORS", "EMULATOR_LEVELS", "MAX_EMULATOR_JITTER",
+           "MAX_EMULATOR_DELAY", "check_emulator_parameters", "emulator_resets",
+           "emulator_registers", "loopback_emulator", "bits_for", "default_im_levels",
            "default_pm_levels", "z_windows_packed"]
 
 #: Access kinds of a register (see the module docstring).
@@ -740,15 +742,148 @@ def bob_registers(**params):
     return _bob_layout(**params).build()
 
 
+# --- The loopback board's channel emulator ---------------------------------------------------
+
+#: Construction parameters of the channel emulator
+#: (:class:`~timebin.gateware.emulator.ChannelEmulator`) that a loopback board's ``emulator``
+#: sets, with their defaults (``max_delay`` ``None``: 16 words less one UI). The others follow
+#: from the board's tops: ``lanes``, ``uis_per_symbol``, ``dac_bits`` and ``pm_bits`` from
+#: Alice's, ``channels`` from Bob's.
+EMULATOR_DEFAULTS = {"max_delay": None, "max_jitter": 3, "prob_bits": 16}
+#: Detectors the emulator drives: channel 0 the Z detector, 1 and 2 the X detectors at the
+#: + and - ports (the sifter's roles ``ROLE_Z``, ``ROLE_X_PLUS``, ``ROLE_X_MINUS``).
+EMULATOR_DETECTORS = 3
+#: Light levels of the emulator: an IM code reaching ``thresholds[i]`` is level ``i + 1`` or up.
+EMULATOR_LEVELS = 4
+#: Largest ``max_jitter`` (UIs).
+MAX_EMULATOR_JITTER = 7
+#: Largest ``max_delay`` (UIs).
+MAX_EMULATOR_DELAY = (1 << 24) - 1
+
+
+def check_emulator_parameters(lanes, uis_per_symbol, channels, dac_bits, pm_bits, max_delay,
+                              max_jitter, prob_bits):
+    """Check the construction parameters of the channel emulator (and of its model); returns
+    ``max_delay`` with its default filled in. Raises ``TypeError`` or ``ValueError`` naming
+    the bad value."""
+    check_int("Lane count", lanes, minimum=1, maximum=256)
+    check_int("UIs per symbol", uis_per_symbol, minimum=2, maximum=256)
+    if uis_per_symbol % 2:
+        raise ValueError(f"UIs per symbol must be even, not {uis_per_symbol!r}")
+    check_int("Channel count", channels, minimum=1, maximum=MAX_CHANNELS)
+    check_int("IM DAC width", dac_bits, minimum=1, maximum=16)
+    check_int("PM DAC width", pm_bits, minimum=1, maximum=8)
+    if max_delay is None:
+        max_delay = 16 * lanes * uis_per_symbol - 1
+    check_int("Maximum delay", max_delay, minimum=0, maximum=MAX_EMULATOR_DELAY)
+    check_int("Maximum jitter", max_jitter, minimum=0, maximum=MAX_EMULATOR_JITTER)
+    check_int("Probability precision", prob_bits, minimum=16, maximum=24)
+    return max_delay
+
+
+def emulator_resets(dac_bits, prob_bits):
+    """The reset values of the emulator's settings, ``{port: value}``: level thresholds at
+    IM codes 50, 150 and 255 of an 8-bit DAC (scaled to ``dac_bits``; at least 1), so that
+    the driver's default codes 0, 100 and 200 (:func:`default_im_levels`) are levels 0, 1
+    and 2; click probabilities 0, 0.01, 0.05 and 0.1 per level; ``p_z`` 0.9 (Bob's basis
+    splitter, as the virtual lab's); ``p_x_error`` 0.01 (an interferometer visibility of
+    0.98); no dark clicks, jitter or delay; seed 0. Probabilities in units of
+    ``2**-prob_bits``."""
+    full = (1 << dac_bits) - 1
+    one = 1 << prob_bits
+    return {
+        "seed": 0,
+        "delay": 0,
+        "jitter": 0,
+        "thresholds": [max(1, round(50 * full / 255)), max(1, round(150 * full / 255)), full],
+        "p_click": [round(p * one) for p in (0.0, 0.01, 0.05, 0.1)],
+        "p_z": round(0.9 * one),
+        "p_x_error": round(0.01 * one),
+        "p_dark": 0,
+    }
+
+
+def _emulator_layout(*, layout=None, lanes, uis_per_symbol, channels=3, dac_bits=8, pm_bits=1,
+                     max_delay=None, max_jitter=3, prob_bits=16):
+    """The registers of the channel emulator, not yet built (see emulator_registers)."""
+    max_delay = check_emulator_parameters(lanes, uis_per_symbol, channels, dac_bits, pm_bits,
+                                          max_delay, max_jitter, prob_bits)
+    reset = emulator_resets(dac_bits, prob_bits)
+    one = 1 << prob_bits
+    unit = f"in units of 2**-{prob_bits}"
+    lay = layout or _Layout("emulator", LOOPBACK_ID)
+    lay.port("settings_error", 1, "ro", "The emulator holds a refused setting (thresholds "
+             "not non-decreasing).")
+    lay.port("seed", 64, "rw", "Seed of the emulator's generators, used from the next reseed.")
+    lay.port("reseed", 1, "strobe", "Reload the emulator's generators from seed.")
+    lay.port("delay", bits_for(max_delay), "rw", "Channel delay in UIs, on top of the "
+             "emulator's fixed latency.", maximum=max_delay)
+    lay.port("jitter", bits_for(max_jitter), "rw", "Jitter J: a click moves by "
+             "Binomial(2J, 1/2) - J UIs.", maximum=max_jitter)
+    lay.port("thresholds", dac_bits, "rw",
+             lambda i: f"Light level {i + 1} and up from this IM code; non-decreasing over "
+             "the entries.", reset=reset["thresholds"], elements=EMULATOR_LEVELS - 1)
+    lay.port("p_click", prob_bits + 1, "rw",
+             lambda i: f"Probability that a symbol of light level {i} clicks at Bob, {unit}.",
+             reset=reset["p_click"], maximum=one, elements=EMULATOR_LEVELS)
+    lay.port("p_z", prob_bits + 1, "rw", f"Probability that a click goes to the Z detector, "
+             f"{unit}.", reset=reset["p_z"], maximum=one)
+    lay.port("p_x_error", prob_bits + 1, "rw", "Probability that an X state's middle-slot "
+             f"click leaves by the wrong port, {unit}.", reset=reset["p_x_error"],
+             maximum=one)
+    lay.port("p_dark", prob_bits + 1, "rw", f"Probability of a dark click per detector per "
+             f"word, {unit}.", reset=reset["p_dark"], maximum=one)
+    lay.port("symbols", 64, "ro", "Symbol periods of valid serializer words seen.")
+    lay.per_channel("clicks", channels, _COUNTER_BITS, "ro", f"clicks emitted. {_SATURATING}")
+    lay.per_channel("lost", channels, _COUNTER_BITS, "ro", "clicks lost to another click in "
+                    f"the same UI. {_SATURATING}")
+    lay.port("unseen", _COUNTER_BITS, "ro", "Clicks for an X detector the board has no channel "
+             f"for. {_SATURATING}")
+    return lay
+
+
+def emulator_registers(**params):
+    """The registers of the channel emulator
+    (:class:`~timebin.gateware.emulator.ChannelEmulator`) built with the same parameters, as
+    a map of their own (a loopback board prefixes them ``emu_``)."""
+    return _emulator_layout(**params).build()
+
+
+def loopback_emulator(params, emulator):
+    """The construction parameters of the channel emulator of a loopback board of ``params``
+    (``{"alice": ..., "bob": ...}``), or ``None`` for ``emulator`` ``None`` or ``False``.
+    ``emulator``: ``True`` (the defaults) or a dict of :data:`EMULATOR_DEFAULTS` keys. Raises
+    ``ValueError`` naming an unknown key."""
+    if emulator is None or emulator is False:
+        return None
+    if emulator is True:
+        emulator = {}
+    if not isinstance(emulator, dict):
+        raise TypeError(f"Emulator parameters must be a dict, True or None, not {emulator!r}")
+    unknown = set(emulator) - set(EMULATOR_DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown emulator parameter(s): {', '.join(sorted(unknown))} (the "
+                         f"others follow from the board's tops)")
+    check_loopback_parameters(params)
+    alice, bob = params["alice"], params["bob"]
+    full = {"lanes": alice["lanes"], "uis_per_symbol": alice["uis_per_symbol"],
+            "channels": bob["channels"], "dac_bits": alice.get("dac_bits", 8),
+            "pm_bits": alice.get("pm_bits", 1), **EMULATOR_DEFAULTS, **emulator}
+    full["max_delay"] = check_emulator_parameters(**full)
+    return full
+
+
 # --- Boards: the top, its link and its board blocks -------------------------------------------
 
 #: Board parameters that shape a board's map, with their defaults: ``frame_timeout`` (cycles
 #: without a record word after which a ``DETECTIONS`` frame closes, Bob) and ``symbol_depth``
-#: (words of Alice's symbol memory).
+#: (words of Alice's symbol memory); a loopback board's ``emulator`` (``None``: none; else the
+#: on-chip channel emulator's parameters, see :func:`loopback_emulator`).
 BOARD_DEFAULTS = {
     "alice": {"symbol_depth": 1 << 10},
     "bob": {"max_records": DEFAULT_MAX_RECORDS, "frame_words": 256, "frame_timeout": 256},
-    "loopback": {"symbol_depth": 1 << 10, "sift_frame_items": 64, "sift_frame_timeout": 256},
+    "loopback": {"symbol_depth": 1 << 10, "sift_frame_items": 64, "sift_frame_timeout": 256,
+                 "emulator": None},
 }
 
 
@@ -839,7 +974,8 @@ def loopback_board_registers(params, board=None):
     """The register map of a loopback (self-test) board
     (:class:`~timebin.gateware.system.LoopbackBoard`): the transmitter's registers with names
     prefixed ``tx_``, the receiver's prefixed ``rx_`` (``params = {"alice": ..., "bob":
-    ...}``), the on-chip sifter's (``sift_``) and the link's counters."""
+    ...}``), the on-chip sifter's (``sift_``), with ``board["emulator"]`` the channel
+    emulator's (``emu_``, :func:`emulator_registers`), and the link's counters."""
     board = board_parameters("loopback", board or {})
     check_loopback_parameters(params)
     lay = _Layout("loopback", LOOPBACK_ID)
@@ -874,6 +1010,9 @@ def loopback_board_registers(params, board=None):
              "SIFT_RESULTS frame closes (0 acts as 1).", reset=board["sift_frame_timeout"])
     lay.port("sift_frames", _COUNTER_BITS, "ro", f"SIFT_RESULTS frames sent. {_SATURATING}")
     lay.port("sift_results", _COUNTER_BITS, "ro", f"Sifted records sent. {_SATURATING}")
+    emulator = loopback_emulator(params, board["emulator"])
+    if emulator is not None:
+        _emulator_layout(layout=_Prefixed(lay, "emu_"), **emulator)
     _link_section(lay)
     return lay.build()
 

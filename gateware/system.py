@@ -1,6 +1,8 @@
 """The gateware of a whole board, up to its link PHY: Alice's transmitter or Bob's receiver
 with the register bank, the host link's framer, deframer and controller, and (Alice) the
-symbol memory or (Bob) the record compressor and packetizer.
+symbol memory or (Bob) the record compressor and packetizer; a loopback (self-test) board
+holds both tops, the on-chip sifter and, optionally, the channel emulator between them
+(:mod:`timebin.gateware.emulator`).
 
 Ref: DESIGN.md sections 4-5 (data flow; the register map and the frame format defined once
 in plain Python). A board file (``boards/``) puts a link PHY (UART, FT245 FIFO) on
@@ -39,11 +41,13 @@ from .protocol import ALARM_BITS, SIFT_RESULT_FIELDS, describe
 from .regbank import RegisterBank
 from .regmap import (
     BOB_DATA_PORTS,
+    EMULATOR_DEFAULTS,
     alice_board_registers,
     board_parameters,
     bob_board_registers,
     check_loopback_parameters,
     loopback_board_registers,
+    loopback_emulator,
 )
 
 __all__ = ["LINK_DEFAULTS", "AliceBoard", "BobBoard", "LoopbackBoard"]
@@ -289,12 +293,18 @@ class LoopbackBoard(_Board):
     detections sent in ``SIFT_RESULTS`` frames; QBER counters per basis and intensity are
     registers.
 
-    The board file connects ``ser`` to ``samples`` through a channel (an on-chip emulator,
-    or fibre and detectors); here both are ports, as on the Alice and Bob boards.
+    Without ``emulator``, the board file connects ``ser`` to ``samples`` through a channel
+    (fibre and detectors); here both are ports, as on the Alice and Bob boards. With
+    ``emulator``, the on-chip :class:`~timebin.gateware.emulator.ChannelEmulator` takes the
+    transmitter's ``ser`` and feeds the receiver, so that a bare board runs the whole chain:
+    ``ser`` and ``ser_valid`` stay outputs (for scope pins), and ``samples`` becomes an
+    optional input OR-ed onto the emulator's samples (extra detector clicks; a board file
+    leaves it undriven, 0).
 
     Registers: :func:`~timebin.gateware.regmap.loopback_board_registers` (the transmitter's
-    prefixed ``tx_``, the receiver's ``rx_``, the sifter's ``sift_``). Alarm frames:
-    :data:`~timebin.gateware.protocol.ALARM_BITS` ``["loopback"]``.
+    prefixed ``tx_``, the receiver's ``rx_``, the sifter's ``sift_``, the emulator's
+    ``emu_``). Alarm frames: :data:`~timebin.gateware.protocol.ALARM_BITS` ``["loopback"]``
+    (``settings_error`` includes the emulator's).
 
     Parameters
     ----------
@@ -303,16 +313,24 @@ class LoopbackBoard(_Board):
         ``lanes`` and ``uis_per_symbol``.
     board : dict
         ``symbol_depth`` (words of the sifter's symbol memory), ``sift_frame_items``
-        (sifted records per frame), ``sift_frame_timeout`` (reset of the register).
+        (sifted records per frame), ``sift_frame_timeout`` (reset of the register),
+        ``emulator`` (as the argument; one of the two may be given).
     link : dict
         :data:`LINK_DEFAULTS`.
+    emulator : dict, True or None
+        The channel emulator's parameters (keys of
+        :data:`~timebin.gateware.regmap.EMULATOR_DEFAULTS`: ``max_delay``, ``max_jitter``,
+        ``prob_bits``; the rest follow from ``params``), ``True`` for the defaults, or
+        ``None`` (no emulator: the board is as without the argument). Bob's
+        ``oversampling`` must then be 1. The board's description carries them in its board
+        parameters, so that the host builds the same map.
 
     Members
     -------
     qrng, ser, ser_valid :
         As :class:`AliceBoard`.
     samples, gates :
-        As :class:`BobBoard`.
+        As :class:`BobBoard` (with ``emulator``, ``samples`` is OR-ed onto the emulator's).
     link_rx, link_tx, phy_errors :
         As :class:`BobBoard`.
     """
@@ -320,13 +338,19 @@ class LoopbackBoard(_Board):
     role = "loopback"
 
     @refuses_quietly
-    def __init__(self, *, params, board=None, link=None):
+    def __init__(self, *, params, board=None, link=None, emulator=None):
+        from .emulator import ChannelEmulator
         from .rx.top import Receiver
         from .sifting import LoopbackSifter, SiftedRecord
         from .tx.top import Transmitter
 
         board = board_parameters("loopback", board or {})
         check_loopback_parameters(params)
+        if emulator is not None:
+            if board["emulator"] is not None:
+                raise ValueError("Give the emulator's parameters as the emulator argument or "
+                                 "as board['emulator'], not both")
+            board["emulator"] = emulator
         self.transmitter = Transmitter(**params["alice"])
         self.receiver = Receiver(**params["bob"])
         for name in ("lanes", "uis_per_symbol"):
@@ -343,6 +367,17 @@ class LoopbackBoard(_Board):
                                          max_items=board["sift_frame_items"],
                                          timeout=board["sift_frame_timeout"])
         both = {"alice": self.transmitter.params, "bob": self.receiver.params}
+        emulator = loopback_emulator(both, board["emulator"])
+        self.emulator = None
+        if emulator is None:
+            del board["emulator"]               # the description of a board without one
+        else:
+            if self.receiver.params["oversampling"] != 1:
+                raise ValueError(f"The channel emulator feeds one sample per UI: Bob's "
+                                 f"oversampling must be 1, not "
+                                 f"{self.receiver.params['oversampling']!r}")
+            self.emulator = ChannelEmulator(**emulator)
+            board["emulator"] = {name: emulator[name] for name in EMULATOR_DEFAULTS}
         self._build_link(both, board, link or {}, loopback_board_registers(both, board),
                          lookups=False, streams=True)
         tx, rx = self.transmitter.signature.members, self.receiver.signature.members
@@ -358,7 +393,17 @@ class LoopbackBoard(_Board):
         m.submodules.packetizer = pack
         wiring.connect(m, wiring.flipped(self.qrng), tx.qrng)
         m.d.comb += [self.ser.eq(tx.ser), self.ser_valid.eq(tx.ser_valid),
-                     rx.samples.eq(self.samples), self.gates.eq(rx.gates)]
+                     self.gates.eq(rx.gates)]
+        blocks = [("tx_", tx), ("rx_", rx), ("sift_", sifter)]
+        settings_error = tx.settings_error | rx.settings_error
+        if self.emulator is None:
+            m.d.comb += rx.samples.eq(self.samples)
+        else:
+            emu = m.submodules.emulator = self.emulator
+            m.d.comb += [emu.ser.eq(tx.ser), emu.ser_valid.eq(tx.ser_valid),
+                         rx.samples.eq(emu.samples.as_value() | self.samples.as_value())]
+            blocks.append(("emu_", emu))
+            settings_error |= emu.settings_error
         wiring.connect(m, tx.log, sifter.log)
         wiring.connect(m, rx.records, sifter.records)
         m.d.comb += [pack.items.valid.eq(sifter.sifted_records.valid),
@@ -366,12 +411,12 @@ class LoopbackBoard(_Board):
                      sifter.sifted_records.ready.eq(pack.items.ready)]
         status = {}
         for port in self.register_map.ports():
-            for prefix, block in (("tx_", tx), ("rx_", rx), ("sift_", sifter)):
+            for prefix, block in blocks:
                 name = port[len(prefix):]
                 if port.startswith(prefix) and name in block.signature.members:
                     status[port] = getattr(block, name)
         status.update({"sift_frame_timeout": pack.timeout, "sift_frames": pack.frames,
                        "sift_results": pack.items_framed})
-        self._elaborate_link(m, pack, (tx.alarm, rx.alarm, rx.overflow,
-                                       tx.settings_error | rx.settings_error), status)
+        self._elaborate_link(m, pack, (tx.alarm, rx.alarm, rx.overflow, settings_error),
+                             status)
         return m
