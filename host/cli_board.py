@@ -6,7 +6,8 @@
     timebin board set NAME VALUE --port PORT [--json]
     timebin board stream --port PORT [--count N] [--duration S] [--out records.npz] [--json]
     timebin board lookup INDEX... --port PORT [--json]          (Alice)
-    timebin board simulate --role alice|bob [--tcp PORT] [--no-pty] [--words FILE] ...
+    timebin board simulate --role alice|bob|loopback [--tcp PORT] [--no-pty] [--words FILE]
+                           [--emulator [--emulator-param NAME=VALUE]] ...
 
 ``PORT`` is a transport URL (``serial:///dev/ttyUSB1?baud=3000000``, ``tcp://host:port``,
 ``ftdi://ftdi:2232h/2``, ``file:///dev/xdma0_c2h_0?write=/dev/xdma0_h2c_0``,
@@ -98,6 +99,12 @@ def add_board_parser(sub, positive_int, non_negative_int):
                      help="Bob: clicks per symbol and detector of the generated words")
     sim.add_argument("--seed", type=non_negative_int, default=1)
     sim.add_argument("--max-cycles", type=positive_int, help="stop after this many cycles")
+    sim.add_argument("--emulator", action="store_true",
+                     help="loopback: the on-chip channel emulator between Alice and Bob "
+                          "(emu_ registers)")
+    sim.add_argument("--emulator-param", action="append", metavar="NAME=VALUE",
+                     help="loopback: a construction parameter of the emulator (max_delay, "
+                          "max_jitter, prob_bits)")
 
 
 def _connect(args):
@@ -129,7 +136,12 @@ def _simulate(args):
                                click_probability=args.click_probability)
     elif args.words or args.cycles:
         raise ValueError("--words and --cycles are for Bob and loopback boards")
-    return serve_main(args.role, params=params, board=_params(args.board_param),
+    board = _params(args.board_param)
+    if args.emulator or args.emulator_param:
+        if args.role != "loopback":
+            raise ValueError(f"--emulator is for a loopback board, not {args.role!r}")
+        board["emulator"] = _params(args.emulator_param) or True
+    return serve_main(args.role, params=params, board=board,
                       link=_params(args.link_param), words=words, seed=args.seed,
                       pty=not args.no_pty, tcp_port=args.tcp, max_cycles=args.max_cycles)
 

@@ -93,3 +93,29 @@ def test_loopback_map_prefixes_both_tops():
                                                                                   "big")
     with pytest.raises(ValueError, match="Loopback parameters must be"):
         loopback_board_registers(BOB)
+
+
+def test_simulate_serves_the_emulator_board():
+    """``timebin board simulate --role loopback --emulator``: the board with the on-chip
+    channel emulator, its emu_ registers in the map the host client builds."""
+    argv = [sys.executable, "-m", "timebin.host.cli", "board", "simulate", "--role",
+            "loopback", "--channels", "3", "--lanes", "4", "--emulator", "--emulator-param",
+            "max_jitter=2", "--max-cycles", "20000000"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line, "the simulated loopback board did not start"
+        announced = json.loads(line)
+        with Board.open(f"serial://{announced['pty']}") as board:
+            names = {reg.name for reg in board.registers}
+            assert {"emu_p_z", "emu_jitter", "emu_reseed", "emu_clicks.0"} <= names
+            board.set("emu_jitter", 2)
+            assert board.get("emu_jitter") == 2
+            assert board.get("emu_settings_error") == 0
+    finally:
+        process.terminate()
+        process.wait(10)
+        process.stdout.close()
+    run = subprocess.run([sys.executable, "-m", "timebin.host.cli", "board", "simulate",
+                          "--role", "bob", "--emulator"], capture_output=True, text=True)
+    assert run.returncode != 0 and "--emulator is for a loopback board, not 'bob'" in run.stderr
