@@ -103,7 +103,8 @@ def alice_block(block, start, n, *, seed, lanes, uis_per_symbol, p_z, probabilit
     uint64; ``basis``, ``bit``, ``intensity``, ``valid``, ``dark``) and the run's meta."""
     result, meta = run_tx(lanes=lanes, uis_per_symbol=uis_per_symbol, symbols=n,
                           seed=seed * (1 << 20) + block, protocol="3", p_z=p_z,
-                          intensities=tuple(probabilities), settings=settings, qrng=qrng)
+                          intensities=tuple(probabilities), settings=settings, qrng=qrng,
+                          serializer=False)
     log = {name: result[name] for name in ("basis", "bit", "intensity", "valid", "dark")}
     log["index"] = result["index"] + np.uint64(start)
     return log, meta
@@ -141,7 +142,8 @@ def alice_training(n, *, seed, lanes, uis_per_symbol, settings):
     """Alice's symbol log of ``n`` symbols of the alternating training pattern (Z basis, bit
     = index mod 2, never valid for key) from the transmitter model."""
     result, _ = run_tx(lanes=lanes, uis_per_symbol=uis_per_symbol, symbols=n, seed=seed,
-                       protocol="3", training=TRAINING_PATTERN, settings=settings)
+                       protocol="3", training=TRAINING_PATTERN, settings=settings,
+                       serializer=False)
     return {name: result[name] for name in ("index", "basis", "bit", "intensity", "valid",
                                             "dark")}
 

@@ -25,8 +25,10 @@ def pack_samples(bits):
     bits = np.asarray(bits)
     if bits.ndim != 2 or not 1 <= bits.shape[1] <= 64:
         raise ValueError(f"Samples must be an (N, 1..64) array, not of shape {bits.shape}")
-    weights = np.uint64(1) << np.arange(bits.shape[1], dtype=np.uint64)
-    return (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    n, c = bits.shape
+    padded = np.zeros((n, 64), np.uint8)
+    padded[:, :c] = bits != 0
+    return np.packbits(padded, axis=1, bitorder="little").view("<u8")[:, 0].astype(np.uint64)
 
 
 def unpack_samples(words, channels):

@@ -35,7 +35,7 @@ def seed_key_iv(seed):
 
 def run_tx(*, lanes, uis_per_symbol, symbols, seed, protocol="3", p_z=0.9,
            intensities=(0.7, 0.3), training="data", dac_bits=8, pm_bits=1, settings=None,
-           qrng=None):
+           qrng=None, serializer=True):
     """Run the transmitter model until ``symbols`` symbols have left, and return a dict of
     arrays: the symbol log in time order and the serializer words that carry it.
 
@@ -44,6 +44,7 @@ def run_tx(*, lanes, uis_per_symbol, symbols, seed, protocol="3", p_z=0.9,
     its health tests instead of the keystream: a function ``qrng(cycles, width)`` that gives
     the port's bits, ``(cycles, width)`` of 0/1, always valid (a failed QRNG, e.g. stuck
     bits, trips the tests and darkens the symbols: ``meta["alarm"]``).
+    ``serializer=False``: the symbol log only, without the serializer words (faster).
     """
     if not isinstance(symbols, int) or symbols < 1:
         raise ValueError(f"Symbol count must be a positive integer, not {symbols!r}")
@@ -74,7 +75,7 @@ def run_tx(*, lanes, uis_per_symbol, symbols, seed, protocol="3", p_z=0.9,
         all_settings["source"] = EntropySelect.QRNG
         port = {"qrng_valid": np.ones(n, bool), "qrng_bits": bits}
     start = time.perf_counter()
-    out = model.run(n, all_settings, enable=enable, **port)
+    out = model.run(n, all_settings, enable=enable, driver=serializer, **port)
     elapsed = time.perf_counter() - start
 
     sym = out.symbols
@@ -89,10 +90,9 @@ def run_tx(*, lanes, uis_per_symbol, symbols, seed, protocol="3", p_z=0.9,
         "intensity": sym.intensity[rows].ravel()[:symbols],
         "valid": sym.sym_valid[rows].ravel()[:symbols],
         "dark": sym.dark[rows].ravel()[:symbols],
-        "carver": out.carver[ser],
-        "im": out.im[ser],
-        "pm": out.pm[ser],
     }
+    if serializer:
+        result.update(carver=out.carver[ser], im=out.im[ser], pm=out.pm[ser])
     meta = {
         "lanes": lanes, "uis_per_symbol": uis_per_symbol, "symbols": symbols, "seed": seed,
         "key": f"{key:020x}", "iv": f"{iv:020x}", "protocol": str(protocol), "p_z": p_z,

@@ -108,8 +108,10 @@ class TransmitterModel:
         self.log_depth = log_depth
 
     def run(self, n, settings=None, *, enable=True, log_ready=True, qrng_valid=None,
-            qrng_bits=None, alarm_clear=None):
-        """Run ``n`` cycles from reset.
+            qrng_bits=None, alarm_clear=None, driver=True):
+        """Run ``n`` cycles from reset. ``driver=False``: skip the time-bin driver (its
+        outputs ``carver``, ``im``, ``pm``, ``ser_valid`` are then ``None`` and its settings
+        errors are not checked): for runs that need the symbols only.
 
         ``settings`` maps port names to values held from reset; ``enable``, ``log_ready``,
         ``alarm_clear`` are per-cycle (N,) or one value for all cycles; ``qrng_valid`` (N,)
@@ -138,8 +140,12 @@ class TransmitterModel:
                                **sym_settings)
 
         drv_settings = {k: settings[k] for k in DRIVER_SETTINGS if k in settings}
-        ser = self.driver.run(sym.valid, sym.basis, sym.bit, sym.intensity, sym.dark,
-                              drv_settings)
+        if driver:
+            ser = self.driver.run(sym.valid, sym.basis, sym.bit, sym.intensity, sym.dark,
+                                  drv_settings)
+            ser_error = ser.settings_error
+        else:
+            ser, ser_error = None, False
 
         readable, head, dropped = sync_fifo(sym.valid, log_ready, self.log_depth)
         src = np.maximum(head, 0)
@@ -147,10 +153,11 @@ class TransmitterModel:
                       "intensity": sym.intensity[src], "valid": sym.sym_valid[src],
                       "dark": sym.dark[src]}
         return TransmitterOutput(
-            carver=ser.carver, im=ser.im, pm=ser.pm, ser_valid=ser.valid,
+            carver=ser and ser.carver, im=ser and ser.im, pm=ser and ser.pm,
+            ser_valid=ser and ser.valid,
             log_valid=readable, log_index=sym.index[src], log_fields=log_fields,
             alarm=ent.alarm,
-            settings_error=ent.settings_error | sym.settings_error | ser.settings_error,
+            settings_error=ent.settings_error | sym.settings_error | ser_error,
             underflow=sym.underflow, blanked=sym.blanked,
             health_fail_cycles=ent.health_fail_cycles, log_dropped=dropped,
             symbols=sym,
