@@ -1,6 +1,8 @@
-"""The board's frame sources' generated Verilog under cocotb (Verilator, and Icarus when
+"""The generated Verilog of the blocks of :mod:`timebin.gateware.link.controller` (the
+board's frame sources and the host-request engine) under cocotb (Verilator, and Icarus when
 installed) against the models of :mod:`timebin.sim.link.controller`, every output in every
-cycle: the cocotb twin of ``tests/test_link_packetizers.py``, one seed per block (see
+cycle: the cocotb twin of ``tests/test_link_packetizers.py`` and
+``tests/test_link_controller_model.py``, one seed per block (see
 ``timebin.sim.cocotb.tb_packetizers``)."""
 
 import pytest
@@ -12,23 +14,30 @@ from timebin.gateware.link.controller import (
     DetectionPacketizer,
     FrameMux,
     ItemPacketizer,
+    LinkController,
 )
 from timebin.sim.cocotb.runner import run_cocotb, simulators
 
 
 class PacketizerHarness(wiring.Component):
-    """A :class:`DetectionPacketizer`, an :class:`ItemPacketizer`, a :class:`FrameMux` and an
-    :class:`AlarmReporter`, none connected: every member of block ``b`` is the harness member
-    ``{b}_{member}`` (blocks ``detections``, ``items``, ``mux``, ``alarms``), so the Verilog
-    ports are e.g. ``detections_words__valid``, ``mux_start_2__ready``, ``alarms_reports``."""
+    """A :class:`DetectionPacketizer`, an :class:`ItemPacketizer`, a :class:`FrameMux`, an
+    :class:`AlarmReporter` and a :class:`LinkController`, none connected: every member of
+    block ``b`` is the harness member ``{b}_{member}`` (blocks ``detections``, ``items``,
+    ``mux``, ``alarms``, ``controller``), so the Verilog ports are e.g.
+    ``detections_words__valid``, ``mux_start_2__ready``, ``controller_bus__rdata``. One
+    harness, so one cached build. ``description`` is the controller's, in hex (the
+    parameters travel as JSON)."""
 
-    def __init__(self, *, max_words, item_bits, max_items, timeout, sources, width):
+    def __init__(self, *, max_words, item_bits, max_items, timeout, sources, width,
+                 description, lookups):
         self.blocks = {
             "detections": DetectionPacketizer(max_words=max_words, timeout=timeout),
             "items": ItemPacketizer(item_bits=item_bits, frame_type=FrameType.SIFT_RESULTS,
                                     max_items=max_items, timeout=timeout),
             "mux": FrameMux(sources),
             "alarms": AlarmReporter(width),
+            "controller": LinkController(description=bytes.fromhex(description),
+                                         lookups=lookups),
         }
         members = {f"{prefix}_{name}": member for prefix, block in self.blocks.items()
                    for name, member in block.signature.members.items()}
@@ -49,15 +58,16 @@ class PacketizerHarness(wiring.Component):
         return m
 
 
-CONFIG = dict(max_words=4, item_bits=20, max_items=3, timeout=256, sources=3, width=4)
+CONFIG = dict(max_words=4, item_bits=20, max_items=3, timeout=256, sources=3, width=4,
+              description=(bytes(range(0, 256, 7)) + b'{"role":"alice"}').hex(), lookups=True)
 
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("simulator", simulators())
 def test_packetizers_cocotb(simulator):
     params = dict(harness=CONFIG, seed=0x9AC, blocks=60, items=500, frames=80,
-                  alarm_cycles=3000)
+                  alarm_cycles=3000, requests=60)
     result = run_cocotb(PacketizerHarness(**CONFIG), toplevel="packetizer_harness",
                         test_module="timebin.sim.cocotb.tb_packetizers", params=params,
                         simulator=simulator, timeout_s=600)
-    assert result.tests == 4
+    assert result.tests == 5

@@ -2,27 +2,34 @@
 :class:`~timebin.gateware.link.controller.DetectionPacketizer`, an
 :class:`~timebin.gateware.link.controller.ItemPacketizer`, a
 :class:`~timebin.gateware.link.controller.FrameMux` and an
-:class:`~timebin.gateware.link.controller.AlarmReporter`, unconnected in one harness)
+:class:`~timebin.gateware.link.controller.AlarmReporter`) and of the host-request engine (a
+:class:`~timebin.gateware.link.controller.LinkController`), unconnected in one harness,
 against the models of :mod:`timebin.sim.link.controller`, every output in every cycle from
 reset.
 
 Run through :func:`timebin.sim.cocotb.runner.run_cocotb` on the ``PacketizerHarness`` of
 ``tests/test_cocotb_packetizers.py``, whose Verilog ports are the blocks' ports prefixed with
-``detections_``, ``items_``, ``mux_``, ``alarms_``. Parameters (``tb_params()``):
+``detections_``, ``items_``, ``mux_``, ``alarms_``, ``controller_``. Parameters
+(``tb_params()``):
 
 ``harness``  the harness's parameters: ``max_words``, ``item_bits``, ``max_items``,
-             ``timeout`` (both packetizers' register reset value), ``sources``, ``width``
+             ``timeout`` (both packetizers' register reset value), ``sources``, ``width``,
+             ``description`` (the controller's, hex), ``lookups``
 ``seed``     seed of every test
 ``blocks``   compressed record stream blocks for the detection packetizer
 ``items``    items for the item packetizer
 ``frames``   frames per mux source
 ``alarm_cycles``  cycles of the alarm test in which the alarms change
+``requests`` requests for the controller (:func:`controller_requests`, and one refused for
+             its answer's length)
 
 Tests, each starting with a reset (the other blocks' inputs held at 0): one per block, driven
 by the benches of :mod:`timebin.sim.link.controller` (:class:`PacketizerBench`,
-:class:`FrameMuxBench`, :class:`AlarmBench`) until done, as the Amaranth-simulation twins in
-``tests/test_link_packetizers.py`` do; then the block's model on the inputs the block got,
-compared every cycle, and the frames checked as the protocol says.
+:class:`FrameMuxBench`, :class:`AlarmBench`, :class:`LinkControllerBench` with its bus
+answered by a register bank model) until done, as the Amaranth-simulation twins in
+``tests/test_link_packetizers.py`` and ``tests/test_link_controller_model.py`` do; then the
+block's model on the inputs the block got, compared every cycle, and the frames checked as
+the protocol says.
 
 Inputs are driven at the falling edge, outputs sampled once settled (``ReadOnly``); during
 reset the ``timeout`` registers are at their Amaranth ``init``, every other input at 0.
@@ -34,7 +41,7 @@ import time
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
-from timebin.gateware.frames import FrameType
+from timebin.gateware.frames import MAX_PAYLOAD, FrameType
 from timebin.gateware.protocol import POINTER_BYTES
 from timebin.sim.cocotb.ports import reset
 from timebin.sim.cocotb.runner import tb_params
@@ -46,8 +53,14 @@ from timebin.sim.link.controller import (
     FrameMuxBench,
     FrameMuxModel,
     ItemPacketizerModel,
+    LinkControllerBench,
+    LinkControllerModel,
     PacketizerBench,
+    bench_register_map,
+    controller_requests,
     detection_blocks,
+    executed_items,
+    expected_responses,
     frame_pointers,
 )
 from timebin.sim.link.uart import compare_cycles
@@ -68,7 +81,9 @@ def _models(h):
             "items": ItemPacketizerModel(item_bits=h["item_bits"],
                                          frame_type=FrameType.SIFT_RESULTS,
                                          max_items=h["max_items"], timeout=h["timeout"]),
-            "mux": FrameMuxModel(h["sources"]), "alarms": AlarmReporterModel(h["width"])}
+            "mux": FrameMuxModel(h["sources"]), "alarms": AlarmReporterModel(h["width"]),
+            "controller": LinkControllerModel(description=bytes.fromhex(h["description"]),
+                                              lookups=h["lookups"])}
 
 
 async def _start(dut, models, timeout):
@@ -191,3 +206,25 @@ async def alarm_reporter_matches_model(dut):
     assert [int.from_bytes(payload, "little") for _, _, payload in bench.reports] == \
         model.masks
     assert all(t == FrameType.ALARM for t, _, _ in bench.reports)
+
+
+@cocotb.test()
+async def link_controller_matches_model(dut):
+    p = tb_params()
+    h, seed = p["harness"], int(p["seed"])
+    models = _models(h)
+    regs = bench_register_map()
+    requests = controller_requests(random.Random(seed + 4), int(p["requests"]), regs)
+    requests.append((FrameType.REG_READ_REQ, bytes(2 * (MAX_PAYLOAD // 4 + 1))))
+    bench = LinkControllerBench(requests, seed + 4, lookups=h["lookups"], register_map=regs)
+    await _start(dut, models, h["timeout"])
+    model = models["controller"]
+    await _run(dut, "controller", model, bench, 400 * len(requests) + 6000)
+    assert bench.items == executed_items(requests, lookups=h["lookups"])
+    assert bench.delivered() == expected_responses(requests, bench.answers, model.description,
+                                                   lookups=h["lookups"])
+    events = ["read", "write", "write_refused", "describe", "refused", "not_request"]
+    events += ["lookup", "result_wait"] if h["lookups"] else []
+    for event in events:
+        assert model.events[event], (event, dict(model.events))
+    dut._log.info("controller: %d requests, %s", len(requests), dict(model.events))

@@ -1,5 +1,5 @@
-"""Cycle-exact models of the board's frame sources in
-:mod:`timebin.gateware.link.controller`: :class:`FrameMuxModel`,
+"""Cycle-exact models of the blocks of :mod:`timebin.gateware.link.controller`: the request
+engine (:class:`LinkControllerModel`) and the board's frame sources, :class:`FrameMuxModel`,
 :class:`DetectionPacketizerModel`, :class:`ItemPacketizerModel` and
 :class:`AlarmReporterModel`, with the pieces they share: :class:`SyncFIFOBufferedModel`
 (Amaranth's queue) and :class:`FrameGathererModel` (the frame formation of both packetizers,
@@ -18,25 +18,44 @@ Also the stimulus of the tests: :class:`PacketizerBench` (a record or item sourc
 frame sink, through phases of bursts, silences and stalls, with the ``timeout`` register
 changing between them), :class:`FrameMuxBench` (frame sources competing for the mux) and
 :class:`AlarmBench`; and :func:`detection_blocks`, words shaped as the compressed record
-stream.
+stream; for the request engine :class:`LinkControllerBench` (a deframer's requests in, a
+register bank model or noise on the bus, a symbol memory with random latency, a framer's
+backpressure), :func:`controller_requests` (well-formed and malformed requests) and
+:func:`executed_items` and :func:`expected_responses` (what the protocol says must happen).
 """
 
 import collections
 import random
 
-from ...gateware.frames import FrameType
-from ...gateware.link.controller import CLOSED_FRAMES
+from ...gateware.frames import MAX_PAYLOAD, FrameType
+from ...gateware.link.controller import BUS_ADDRESS_BITS, CLOSED_FRAMES
 from ...gateware.link.framer import COUNTER_BITS
-from ...gateware.protocol import ALARM_BYTES, NO_BLOCK_START, POINTER_BYTES
+from ...gateware.protocol import (
+    ALARM_BYTES,
+    ITEM_BYTES,
+    LOOKUP_RESULT_BYTES,
+    LOOKUP_RESULT_FIELDS,
+    NO_BLOCK_START,
+    POINTER_BYTES,
+    RESPONSE_OF,
+    STATUS_REFUSED,
+    STATUS_WRITTEN,
+    WORD_BYTES,
+)
 from ...gateware.records import HEADER_WORDS
-from .framer import _run, pack_start
+from ...gateware.regmap import WORD_BITS, Register, RegisterMap
+from ..regbank import RegisterBankModel
+from .framer import _run, pack_header, pack_start
 from .uart import StreamSource
 
 __all__ = ["SyncFIFOBufferedModel", "FrameGathererModel", "FrameMuxModel",
            "DetectionPacketizerModel", "ItemPacketizerModel", "AlarmReporterModel",
            "detection_blocks", "PHASES", "PacketizerBench", "FrameMuxBench", "AlarmBench",
            "QUIET_CYCLES",
-           "frame_pointers"]
+           "frame_pointers",
+           "RESULT_BITS", "request_accepted", "LinkControllerModel", "bench_register_map",
+           "NOT_REQUESTS", "controller_requests", "executed_items", "expected_responses",
+           "LinkControllerBench"]
 
 _TOP = (1 << COUNTER_BITS) - 1
 _LENGTH_MASK = 0xFFFF           # FrameStart.length: 16 bits
@@ -752,3 +771,533 @@ class AlarmBench:
             self.reports.append((start & 0xFF, start >> 8, bytearray()))
         if outputs["payload__valid"] and self._ready["payload"]:
             self.reports[-1][2].append(outputs["payload__payload"])
+
+
+# --- the request engine --------------------------------------------------------------------
+
+_READ, _WRITE, _LOOKUP, _DESCRIBE = (FrameType.REG_READ_REQ, FrameType.REG_WRITE_REQ,
+                                     FrameType.SYMBOL_LOOKUP_REQ, FrameType.DESCRIBE_REQ)
+_ITEM_IN_MAX = max(size for size, _ in ITEM_BYTES.values())
+_ITEM_OUT_MAX = max(size for _, size in ITEM_BYTES.values())
+_ITEM_IN_MASK = (1 << 8 * _ITEM_IN_MAX) - 1
+_ADDRESS_MASK = (1 << BUS_ADDRESS_BITS) - 1
+_WORD_MASK = (1 << WORD_BITS) - 1
+_EVENT_OF = {_READ: "read", _WRITE: "write", _LOOKUP: "lookup", _DESCRIBE: "describe"}
+#: Width of a symbol memory's ``LookupResult``, packed as the ``result`` port carries it.
+RESULT_BITS = sum(width for _, width in LOOKUP_RESULT_FIELDS)
+
+
+def request_accepted(kind, length, *, lookups):
+    """Whether the controller executes a request of type ``kind`` with a payload of ``length``
+    bytes (:mod:`timebin.gateware.protocol`): a known type, a whole number ``n >= 1`` of items
+    (none for ``DESCRIBE_REQ``) whose ``n`` answers fit one frame; lookups only with a symbol
+    memory. ``None`` for a type that is not a request (drained, never answered), ``False``
+    for a refused request (answered empty)."""
+    if kind == _DESCRIBE:
+        return length == 0
+    if kind == _LOOKUP and not lookups:
+        return False
+    if kind not in ITEM_BYTES:
+        return None
+    size, out = ITEM_BYTES[kind]
+    return length != 0 and length % size == 0 and length // size * out <= MAX_PAYLOAD
+
+
+class LinkControllerModel(_Model):
+    """:class:`~timebin.gateware.link.controller.LinkController` (``description``,
+    ``lookups``) from reset.
+
+    Inputs: ``header__valid``, ``header__payload`` (a packed
+    :data:`~timebin.gateware.link.framer.FrameHeader`,
+    :func:`~timebin.sim.link.framer.pack_header`), ``payload__valid``, ``payload__payload``,
+    ``start__ready``, ``response__ready``, ``bus__rdata``, ``bus__rvalid`` (unused, as in the
+    gateware), ``bus__werr``; with ``lookups`` also ``lookup__ready``, ``result__valid`` and
+    ``result__payload`` (the packed ``LookupResult``, :data:`RESULT_BITS`). Outputs, none
+    depending on the cycle's inputs: ``header__ready``, ``payload__ready``, ``start__valid``,
+    ``start__payload``, ``response__valid``, ``response__payload``, ``bus__addr``,
+    ``bus__wdata``, ``bus__we``, ``bus__re``, ``requests``, ``bad_requests``; with
+    ``lookups`` also ``lookup__valid``, ``lookup__payload``, ``result__ready``.
+
+    States, as the gateware's FSM: ``idle`` takes a header (``header__ready``), counts it in
+    ``requests`` and decides (:func:`request_accepted`): an executed request goes to
+    ``start``; a refused one to ``drain`` and then, answered empty, to ``start``; a frame of
+    another type to ``drain`` and back to ``idle``. ``drain`` takes the payload's bytes
+    (``payload__ready`` while any are left) and counts the request in ``bad_requests`` in
+    the cycle it leaves (at once for an empty payload). ``start`` offers the response's start
+    (type and length, 0 elsewhere). ``describe`` offers the description bytes.
+    Per item: ``collect`` takes its bytes, each shifted in at the top of the 64-bit item
+    register; ``align`` shifts it down to bit 0; ``act`` shows ``re`` or ``we`` one cycle, or
+    the index on ``lookup`` until taken; ``wait`` (one cycle for the bus) latches ``rdata``,
+    the write status from ``werr``, or ``result__payload`` in every cycle until
+    ``result__valid``; ``emit`` offers the answer's bytes, LSB first. ``bus__addr`` and
+    ``bus__wdata`` always show bits 0..15 and 16..47 of the item register; ``lookup__payload``
+    shows it in ``act`` only. Payloads are 0 in the states that do not drive them.
+
+    Members
+    -------
+    events : collections.Counter
+        For tests to check what a run reached: requests executed (``read``, ``write``,
+        ``lookup``, ``describe``), ``refused`` and ``not_request`` frames, ``write_refused``
+        items (``werr``), ``drain_bytes``, ``act_stall`` (``lookup__ready`` low in ``act``),
+        ``result_wait`` (``wait`` cycles without a result), ``start_stall`` and
+        ``response_stall`` (cycles offered, not taken), ``collect_gap`` (``collect`` cycles
+        without a byte).
+    """
+
+    def __init__(self, *, description, lookups=False):
+        description = bytes(description)
+        if not 1 <= len(description) <= MAX_PAYLOAD:
+            raise ValueError(f"Board description length must be 1..{MAX_PAYLOAD}, "
+                             f"not {len(description)}")
+        self.description = description
+        self.lookups = bool(lookups)
+        lookup_inputs = ("lookup__ready", "result__valid", "result__payload")
+        lookup_outputs = ("lookup__valid", "lookup__payload", "result__ready")
+        self.INPUTS = ("header__valid", "header__payload", "payload__valid",
+                       "payload__payload", "start__ready", "response__ready", "bus__rdata",
+                       "bus__rvalid", "bus__werr", *(lookup_inputs if lookups else ()))
+        self.OUTPUTS = ("header__ready", "payload__ready", "start__valid", "start__payload",
+                        "response__valid", "response__payload", "bus__addr", "bus__wdata",
+                        "bus__we", "bus__re", "requests", "bad_requests",
+                        *(lookup_outputs if lookups else ()))
+        self.state = "idle"
+        self.kind = 0               # request type being executed
+        self.items = 0              # items left to execute
+        self.item_in = 0            # request item, byte 0 lowest
+        self.item_out = 0           # answer, byte 0 lowest, shifted out
+        self.count = 0              # bytes left to collect / emit / drain
+        self.in_bytes = 0
+        self.out_bytes = 0
+        self.reply = 0              # response type
+        self.reply_length = 0
+        self.answer = 0             # a refused request is answered empty
+        self.rom_address = 0
+        self.requests = 0
+        self.bad_requests = 0
+        self.events = collections.Counter()
+
+    def outputs(self):
+        """``{output: int}`` shown in the current cycle (they depend on the state only)."""
+        s = self.state
+        out = dict.fromkeys(self.OUTPUTS, 0)
+        out.update(header__ready=int(s == "idle"), requests=self.requests,
+                   bad_requests=self.bad_requests, bus__addr=self.item_in & _ADDRESS_MASK,
+                   bus__wdata=(self.item_in >> 16) & _WORD_MASK)
+        if s == "drain":
+            out["payload__ready"] = int(self.count != 0)
+        elif s == "collect":
+            out["payload__ready"] = 1
+        elif s == "start":
+            out.update(start__valid=1,
+                       start__payload=pack_start(self.reply, self.reply_length))
+        elif s == "describe":
+            out.update(response__valid=1, response__payload=self.description[self.rom_address])
+        elif s == "act":
+            if self.kind == _READ:
+                out["bus__re"] = 1
+            elif self.kind == _WRITE:
+                out["bus__we"] = 1
+            elif self.kind == _LOOKUP and self.lookups:
+                out.update(lookup__valid=1, lookup__payload=self.item_in)
+        elif s == "wait":
+            if self.kind == _LOOKUP and self.lookups:
+                out["result__ready"] = 1
+        elif s == "emit":
+            out.update(response__valid=1, response__payload=self.item_out & 0xFF)
+        return out
+
+    def step(self, **inputs):
+        """One cycle: return ``{output: int}`` of this cycle, then take the inputs through
+        the clock edge."""
+        v = self._inputs(inputs)
+        out = self.outputs()
+        getattr(self, f"_{self.state}")(v)
+        return out
+
+    # --- the clock edge, per state ---
+
+    def _idle(self, v):
+        if not v["header__valid"]:
+            return
+        self.requests = _saturate(self.requests)
+        header = v["header__payload"]
+        kind, length = header & 0xFF, (header >> 24) & _LENGTH_MASK
+        self.kind, self.count, self.answer = kind, length, 0
+        accepted = request_accepted(kind, length, lookups=self.lookups)
+        if kind == _DESCRIBE:
+            self.reply, self.reply_length = FrameType.DESCRIBE_RESP, len(self.description)
+            self.rom_address = 0
+        elif kind in ITEM_BYTES and (kind != _LOOKUP or self.lookups):
+            size, out = ITEM_BYTES[kind]
+            n = length // size
+            self.reply, self.items = RESPONSE_OF[kind], n
+            self.reply_length = (n * out) & _LENGTH_MASK
+            self.in_bytes, self.out_bytes = size, out
+        elif kind == _LOOKUP:
+            self.reply = FrameType.SYMBOL_LOOKUP_RESP
+        if accepted:
+            self.state = "start"
+            self.events[_EVENT_OF[kind]] += 1
+        elif accepted is None:
+            self.state = "drain"
+            self.events["not_request"] += 1
+        else:
+            self.answer, self.reply_length = 1, 0
+            self.state = "drain"
+            self.events["refused"] += 1
+
+    def _drain(self, v):
+        taken = v["payload__valid"] and self.count != 0
+        done = self.count == 0 or (self.count == 1 and v["payload__valid"])
+        if taken:
+            self.count -= 1
+            self.events["drain_bytes"] += 1
+        if done:
+            self.bad_requests = _saturate(self.bad_requests)
+            self.state = "start" if self.answer else "idle"
+
+    def _start(self, v):
+        if not v["start__ready"]:
+            self.events["start_stall"] += 1
+            return
+        self.count = self.in_bytes
+        if self.reply_length == 0:
+            self.state = "idle"
+        elif self.kind == _DESCRIBE:
+            self.state = "describe"
+        else:
+            self.state = "collect"
+
+    def _describe(self, v):
+        if not v["response__ready"]:
+            self.events["response_stall"] += 1
+            return
+        if self.rom_address == len(self.description) - 1:
+            self.state = "idle"
+        self.rom_address += 1
+
+    def _collect(self, v):
+        if not v["payload__valid"]:
+            self.events["collect_gap"] += 1
+            return
+        self.item_in = (self.item_in >> 8) | v["payload__payload"] << 8 * (_ITEM_IN_MAX - 1)
+        if self.count == 1:
+            self.state = "align"
+        self.count = (self.count - 1) & _LENGTH_MASK
+
+    def _align(self, v):
+        self.item_in >>= 8 * (_ITEM_IN_MAX - self.in_bytes)
+        self.state = "act"
+
+    def _act(self, v):
+        if self.kind in (_READ, _WRITE):
+            self.state = "wait"
+        elif self.kind == _LOOKUP and self.lookups:
+            if v["lookup__ready"]:
+                self.state = "wait"
+            else:
+                self.events["act_stall"] += 1
+
+    def _wait(self, v):
+        self.count = self.out_bytes
+        if self.kind == _READ:
+            self.item_out = v["bus__rdata"]
+            self.state = "emit"
+        elif self.kind == _WRITE:
+            self.item_out = STATUS_REFUSED if v["bus__werr"] else STATUS_WRITTEN
+            self.events["write_refused"] += bool(v["bus__werr"])
+            self.state = "emit"
+        elif self.kind == _LOOKUP and self.lookups:
+            self.item_out = v["result__payload"]
+            if v["result__valid"]:
+                self.state = "emit"
+            else:
+                self.events["result_wait"] += 1
+
+    def _emit(self, v):
+        if not v["response__ready"]:
+            self.events["response_stall"] += 1
+            return
+        self.item_out >>= 8
+        self.count -= 1
+        if self.count == 0:
+            self.items -= 1
+            self.count = self.in_bytes
+            self.state = "idle" if self.items == 0 else "collect"
+
+
+# --- stimulus of the request engine ----------------------------------------------------------
+
+def bench_register_map():
+    """A small register map with every access kind the bank knows: a constant, the ``rc``
+    ``write_errors``, a one-word ``rw`` with a range (1..5), a strobe, a one-word and a
+    two-word status port, and two two-word ``rw`` registers (48 bits, any value; 40 bits, at
+    most ``2**36``). Word addresses 0..11; the rest of a 16-bit bus is unmapped."""
+    return RegisterMap("link-bench", [
+        Register("id", 0, 32, "ro", reset=0x4C4E4B31),
+        Register("write_errors", 1, 32, "rc"),
+        Register("mode", 2, 3, "rw", reset=1, minimum=1, maximum=5, port="mode"),
+        Register("pulse", 3, 1, "strobe", port="pulse"),
+        Register("status", 4, 16, "ro", port="status"),
+        Register("clicks", 6, 64, "ro", port="clicks"),
+        Register("key", 8, 48, "rw", reset=0x1234, port="key"),
+        Register("limit", 10, 40, "rw", maximum=1 << 36, port="limit"),
+    ])
+
+
+#: Frame types that are not requests, as a host might echo them or a line corrupt them (the
+#: deframer delivers any type whose header checks).
+NOT_REQUESTS = (0x00, 0x05, 0x7F, 0xFF, *(int(t) for t in FrameType if t.from_board))
+
+
+def controller_requests(rng, n, register_map, *, long_rate=0.0):
+    """``n`` request frames ``(type, payload)`` for a :class:`LinkController` whose bus
+    reaches a bank of ``register_map``: reads and writes of 1..9 items (whole registers, lo
+    word first, and single words; mapped, unmapped and far addresses; values in and out of
+    range), lookups of 1..5 random indices, descriptions, and malformed frames (a payload
+    that is no whole number of items, an empty one, a description request with a payload,
+    frames of other types). With probability ``long_rate`` a frame is a read of ``MAX_PAYLOAD
+    / 4 + 1`` items, refused for its answer's length."""
+    regs = list(register_map)
+    mapped = sorted({a for r in regs for a in r.addresses})
+    limit = 1 << BUS_ADDRESS_BITS
+
+    def address():
+        pick = rng.random()
+        if pick < 0.8:
+            return rng.choice(mapped)
+        return rng.randrange(mapped[-1] + 1, mapped[-1] + 9) if pick < 0.9 \
+            else rng.randrange(limit)
+
+    def value(reg):
+        top = (1 << WORD_BITS * reg.words) - 1
+        if rng.random() < 0.5:
+            return rng.randint(reg.minimum, reg.maximum)
+        return rng.choice([reg.minimum, reg.maximum, reg.reset,
+                           reg.maximum + 1 if reg.maximum < top else 0,
+                           reg.minimum - 1 if reg.minimum else top, rng.randint(0, top)])
+
+    def reads():
+        items, n = [], rng.randint(1, 8)
+        while len(items) < n:
+            items += rng.choice(regs).addresses if rng.random() < 0.6 else (address(),)
+        return b"".join(a.to_bytes(2, "little") for a in items)
+
+    def writes():
+        items, n = [], rng.randint(1, 8)
+        while len(items) < n:
+            if rng.random() < 0.6:
+                reg = rng.choice(regs)
+                x = value(reg)
+                items += [(a, (x >> WORD_BITS * i) & _WORD_MASK)
+                          for i, a in enumerate(reg.addresses)]
+            else:
+                items.append((address(), rng.getrandbits(WORD_BITS)))
+        return b"".join(a.to_bytes(2, "little") + w.to_bytes(4, "little") for a, w in items)
+
+    def junk(size):
+        return bytes(rng.getrandbits(8) for _ in range(size))
+
+    frames = []
+    for _ in range(n):
+        pick = rng.random()
+        if rng.random() < long_rate:
+            frames.append((_READ, junk(2 * (MAX_PAYLOAD // 4 + 1))))
+        elif pick < 0.25:
+            frames.append((_READ, reads()))
+        elif pick < 0.5:
+            frames.append((_WRITE, writes()))
+        elif pick < 0.62:
+            frames.append((_LOOKUP, junk(8 * rng.randint(1, 5))))
+        elif pick < 0.7:
+            frames.append((_DESCRIBE, b""))
+        elif pick < 0.76:
+            frames.append((_DESCRIBE, junk(rng.randint(1, 5))))
+        elif pick < 0.88:
+            kind = rng.choice((_READ, _WRITE, _LOOKUP))
+            size = ITEM_BYTES[kind][0]
+            frames.append((kind, junk(rng.choice((0, size * rng.randint(0, 2)
+                                                  + rng.randint(1, size - 1))))))
+        else:
+            frames.append((rng.choice(NOT_REQUESTS), junk(rng.choice((0, rng.randint(1, 12))))))
+    return frames
+
+
+def executed_items(requests, *, lookups):
+    """What a controller must do for ``requests``, in order: ``("read", address)``,
+    ``("write", address, word)``, ``("lookup", index)`` per item of each executed request."""
+    items = []
+    for kind, payload in requests:
+        if not request_accepted(kind, len(payload), lookups=lookups) or kind == _DESCRIBE:
+            continue
+        size = ITEM_BYTES[kind][0]
+        for i in range(0, len(payload), size):
+            item = int.from_bytes(payload[i:i + size], "little")
+            if kind == _READ:
+                items.append(("read", item))
+            elif kind == _WRITE:
+                items.append(("write", item & _ADDRESS_MASK, item >> 16))
+            else:
+                items.append(("lookup", item))
+    return items
+
+
+def expected_responses(requests, answers, description, *, lookups):
+    """The response frames ``(type, payload)`` a controller must send for ``requests``, given
+    the ``answers`` (bytes) of their executed items in order (:func:`executed_items`): one
+    per request of a known type, empty if refused; none for other types."""
+    out, k = [], 0
+    for kind, payload in requests:
+        accepted = request_accepted(kind, len(payload), lookups=lookups)
+        if accepted is None:
+            continue
+        reply = int(RESPONSE_OF[kind])
+        if not accepted:
+            out.append((reply, b""))
+        elif kind == _DESCRIBE:
+            out.append((reply, bytes(description)))
+        else:
+            n = len(payload) // ITEM_BYTES[kind][0]
+            out.append((reply, b"".join(answers[k:k + n])))
+            k += n
+    return out
+
+
+class LinkControllerBench:
+    """A :class:`LinkController` driven one cycle at a time: the ``requests`` (``(type,
+    payload)``) offered as a deframer would, headers and payload bytes on their own streams
+    with idle cycles (``gap_rate``); ``start`` and ``response`` taken with random ``ready``
+    (``ready_rate``) and stalls of 5..60 cycles (``stall_rate`` per cycle). The register bus
+    is answered by a :class:`~timebin.sim.regbank.RegisterBankModel` of ``register_map`` (its
+    status ports changing at random), or, with ``register_map=None``, by noise: ``rdata``,
+    ``rvalid`` and ``werr`` random in every cycle, so that only the cycle the controller
+    samples makes its answer. With ``lookups``, a symbol memory: ``lookup__ready`` random
+    (``lookup_ready_rate``), each result (the index and random fields) valid 1 cycle after
+    the lookup is taken, more at times (up to ``max_latency``), random payload while not
+    valid. ``seed`` seeds everything.
+
+    Per cycle: :meth:`drive` gives the inputs (the model's ``INPUTS``); :meth:`advance`
+    takes the outputs of the same cycle.
+
+    Members
+    -------
+    frames : list of [int, int, bytearray]
+        ``[type, length, payload]`` of the response frames taken (the last may be partial).
+    items : list of tuple
+        What the controller did, as :func:`executed_items` lists it.
+    answers : list of bytes
+        The answer of each item, as the controller should have taken it: the ``rdata`` of the
+        cycle after ``re``, the status of the ``werr`` after ``we``, the result taken.
+    bank : RegisterBankModel or None
+    """
+
+    def __init__(self, requests, seed, *, lookups, register_map=None, gap_rate=0.2,
+                 ready_rate=0.7, stall_rate=0.01, lookup_ready_rate=0.6, max_latency=30,
+                 status_change=0.05):
+        self.rng = rng = random.Random(seed)
+        self.lookups = lookups
+        self.requests = list(requests)
+        self.headers = StreamSource([pack_header(int(t), seq & 0xFFFF, len(p))
+                                     for seq, (t, p) in enumerate(self.requests)], rng, gap_rate)
+        self.bytes = StreamSource([b for _, p in self.requests for b in p], rng, gap_rate)
+        self.ready_rate, self.stall_rate = ready_rate, stall_rate
+        self.lookup_ready_rate, self.max_latency = lookup_ready_rate, max_latency
+        self.status_change = status_change
+        self.bank = None if register_map is None else \
+            RegisterBankModel(register_map, BUS_ADDRESS_BITS)
+        self.status = {} if self.bank is None else dict.fromkeys(self.bank.status_ports, 0)
+        self._widths = {} if self.bank is None else \
+            {p: register_map.port_width(p) for p in self.bank.status_ports}
+        self.frames = []
+        self.items = []
+        self.answers = []
+        self.cycle = 0
+        self._stall = {"start": 0, "response": 0}
+        self._inputs = {}
+        self._bus_answer = None             # "read" or "write": answered in the next cycle
+        self._results = collections.deque()  # (cycle valid from, result)
+        self._idle = False
+
+    def _ready_bit(self, name):
+        if self._stall[name]:
+            self._stall[name] -= 1
+            return 0
+        if self.rng.random() < self.stall_rate:
+            self._stall[name] = self.rng.randint(5, 60)
+        return int(self.rng.random() < self.ready_rate)
+
+    def drive(self):
+        rng = self.rng
+        inputs = {}
+        inputs["header__valid"], inputs["header__payload"] = self.headers.drive()
+        inputs["payload__valid"], inputs["payload__payload"] = self.bytes.drive()
+        inputs["start__ready"] = self._ready_bit("start")
+        inputs["response__ready"] = self._ready_bit("response")
+        if self.bank is None:
+            inputs.update(bus__rdata=rng.getrandbits(WORD_BITS), bus__rvalid=rng.getrandbits(1),
+                          bus__werr=rng.getrandbits(1))
+        else:
+            shown = self.bank.outputs()
+            inputs.update(bus__rdata=shown["rdata"], bus__rvalid=shown["rvalid"],
+                          bus__werr=shown["werr"])
+        if self._bus_answer == "read":
+            self.answers.append(inputs["bus__rdata"].to_bytes(WORD_BYTES, "little"))
+        elif self._bus_answer == "write":
+            self.answers.append(bytes((STATUS_REFUSED if inputs["bus__werr"]
+                                       else STATUS_WRITTEN,)))
+        if self.lookups:
+            inputs["lookup__ready"] = int(rng.random() < self.lookup_ready_rate)
+            ready = bool(self._results) and self._results[0][0] <= self.cycle
+            inputs["result__valid"] = int(ready)
+            inputs["result__payload"] = self._results[0][1] if ready \
+                else rng.getrandbits(RESULT_BITS)
+        self._inputs = inputs
+        return inputs
+
+    def advance(self, outputs):
+        rng, inputs = self.rng, self._inputs
+        self.headers.advance(outputs["header__ready"])
+        self.bytes.advance(outputs["payload__ready"])
+        if outputs["start__valid"] and inputs["start__ready"]:
+            start = outputs["start__payload"]
+            self.frames.append([start & 0xFF, start >> 8, bytearray()])
+        if outputs["response__valid"] and inputs["response__ready"]:
+            self.frames[-1][2].append(outputs["response__payload"])
+        self._bus_answer = "read" if outputs["bus__re"] else \
+            "write" if outputs["bus__we"] else None
+        if outputs["bus__re"]:
+            self.items.append(("read", outputs["bus__addr"]))
+        if outputs["bus__we"]:
+            self.items.append(("write", outputs["bus__addr"], outputs["bus__wdata"]))
+        if self.bank is not None:
+            for port in self.status:
+                if rng.random() < self.status_change:
+                    width = self._widths[port]
+                    self.status[port] = rng.choice([rng.getrandbits(width),
+                                                    (1 << width) - 1 - rng.randrange(3)])
+            self.bank.step(outputs["bus__addr"], outputs["bus__wdata"], outputs["bus__we"],
+                           outputs["bus__re"], dict(self.status))
+        if self.lookups:
+            if outputs["lookup__valid"] and inputs["lookup__ready"]:
+                index = outputs["lookup__payload"]
+                self.items.append(("lookup", index))
+                latency = 1 if self.max_latency == 1 or rng.random() < 0.6 \
+                    else rng.randint(2, self.max_latency)
+                self._results.append((self.cycle + latency, index | rng.getrandbits(
+                    RESULT_BITS - 64) << 64))
+            if inputs["result__valid"] and outputs["result__ready"]:
+                _, result = self._results.popleft()
+                self.answers.append(result.to_bytes(LOOKUP_RESULT_BYTES, "little"))
+        self._idle = bool(outputs["header__ready"])
+        self.cycle += 1
+
+    @property
+    def done(self):
+        """Whether every request was taken and answered in full, and the controller is
+        idle."""
+        return (self.headers.done and self.bytes.done and self._idle and not self._results
+                and all(len(p) == n for _, n, p in self.frames))
+
+    def delivered(self):
+        """``(type, payload)`` of the response frames taken."""
+        return [(t, bytes(p)) for t, _, p in self.frames]
