@@ -428,7 +428,7 @@ def _bench_lab(args):
 
         s = reference_session(symbols=args.session_symbols,
                               block_symbols=min(10_000_000, args.session_symbols),
-                              seed=args.seed, reconciler="ldpc")
+                              seed=args.seed, reconciler="cascade")
         out["reference_session"] = {
             name: s[name] for name in (
                 "symbols", "blocks", "distance_km", "detector", "reconciler", "clicks",
@@ -491,7 +491,7 @@ def build_parser():
                       help="seed of every random choice (default %(default)s)")
     demo.add_argument("--plots", default="timebin-demo-plots", metavar="DIR",
                       help="folder for the PNG plots (default %(default)s)")
-    demo.add_argument("--reconciler", choices=("cascade", "ldpc"), default="ldpc",
+    demo.add_argument("--reconciler", choices=("cascade", "ldpc"), default="cascade",
                       help="error correction (Cascade is more efficient, but its round "
                            "trips cost more authentication key than small blocks yield)")
     demo.add_argument("--tx-symbols", type=_positive_int, default=1_000_000,

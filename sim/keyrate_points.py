@@ -529,7 +529,7 @@ def _check_session_settings(summary, calibration, settings, S):
 
 
 def keyrate_points(distances_km, *, symbols=10_000_000, block_symbols=None, detector="gated",
-                   seed=1, reconciler="ldpc", resamples=300, mismatch_db=3.0, progress=None,
+                   seed=1, reconciler="cascade", resamples=300, mismatch_db=3.0, progress=None,
                    **overrides):
     """Measured key-rate points at each distance: one reference session each (seeded
     ``seed + i``), its measured key and error (:func:`measured_point`) and the theory of the
@@ -628,7 +628,7 @@ def theory_curve(distances_km, *, detector="gated", block_symbols=10_000_000, f_
 
 
 def bench_keyrate_points(distances_km=(0, 10, 20, 30, 40), *, symbols=20_000_000,
-                         block_symbols=None, detector="gated", seed=1, reconciler="ldpc",
+                         block_symbols=None, detector="gated", seed=1, reconciler="cascade",
                          resamples=300, progress=None):
     """The key-rate check at full size: :func:`keyrate_points` at ``distances_km`` with
     sessions of ``symbols``, and the theory curve of the same link from 0 to the last

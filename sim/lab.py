@@ -313,7 +313,7 @@ def reference_session(*, distance_km=10.0, symbols=20_000_000, block_symbols=10_
                       intensities=LAB_DEFAULTS["intensities"],
                       probabilities=LAB_DEFAULTS["probabilities"], lanes=LAB_DEFAULTS["lanes"],
                       uis_per_symbol=LAB_DEFAULTS["uis_per_symbol"], params=None,
-                      calibration=None, eps_sec=1e-9, eps_cor=1e-15, replenish_bytes=512,
+                      calibration=None, eps_sec=1e-9, eps_cor=1e-15, replenish_bytes=64,
                       keep_data=False, align=True, training_symbols=200_000,
                       track_symbols="auto", nominal_delays=None, pulse_width=None,
                       progress=None, delay_errors=(), qrng_failure_block=None,

@@ -29,9 +29,10 @@ Model
   (:attr:`~timebin.gateware.tx.driver.TimeBinDriver.latency`; the session keeps the fine
   delays at 0). That serializer word is the channel's UI 0 (:class:`~timebin.sim.channel.Channel`:
   Alice's UI ``n`` leaves at ``(n + 1/2) ui_ps``). The session's light is Alice's first
-  ``symbols`` symbols: after ``symbols / lanes`` words the channel is flushed (Alice's run
-  ends, as :func:`~timebin.sim.tx.run.run_tx` ends it); what she emits after that, before her
-  host stops her, never reaches the fibre.
+  ``symbols`` symbols (after her training symbols, when Bob aligns): after ``symbols /
+  lanes`` words the channel is flushed (Alice's run ends, as :func:`~timebin.sim.tx.run.run_tx`
+  ends it); what she emits after that, before her host stops her, never reaches the fibre.
+  Her pulses are ``pulse_width`` UIs centred in their bins (as the reference session's).
 * **The channel** (:class:`ChannelFeed`) takes her words through the word path in chunks of
   ``chunk_cycles`` cycles and turns the detections that are final into Bob's deserializer
   words (:class:`~timebin.sim.channel.WordStream`: Bob's word 0 starts at the arrival of
@@ -46,10 +47,28 @@ Model
   and :class:`~timebin.host.distill.session.AliceHost` over an authenticated channel, Alice's
   host answering from her board's symbol memory (:meth:`~timebin.host.board.Board.lookup`),
   each side's key into its :class:`~timebin.host.keystore.KeyStore`.
+* **Alignment** (``align=True``; issue 6, "Auto-alignment"): Bob's board histograms two
+  symbols (``histogram_period`` 2) and starts from ``nominal_delays`` (each channel's
+  latency in whole UIs, or given: right to within a symbol) with every phase of his
+  windows discarded (his histogram counts every click; his link is not loaded with records
+  binned on wrong delays while his histogram is read over it). Alice starts on the
+  alternating training pattern; once Bob's epoch is loaded his host runs
+  :func:`~timebin.host.align.align_board` (his histogram read over his link, the
+  :class:`~timebin.host.align.Aligner`'s delays and windows written, Alice set back to
+  data) and finds her first data symbol in her symbol memory (``data_start``); the key run
+  is the ``symbols`` symbols from it. Training symbols are lit (they are in the light, and
+  Bob records the clicks on those that reach him after his windows are set) but never
+  valid for key: Bob's host keeps only the key run's records. Tracking (``track``,
+  :func:`~timebin.host.align.track_board`) on the key run's histogram: one step after the
+  light, or also every so many symbols.
 * **The reference level** (:func:`reference_records_of`): the transmitter model
   (:func:`alice_model`) on the same seed gives Alice's words, the same
   :class:`ChannelFeed` on the same channel seed and chunks gives Bob's words, and the
-  receiver model (:func:`~timebin.sim.board.reference_records`) his records.
+  receiver model (:func:`~timebin.sim.board.reference_records`) his records. What the run
+  measured is its ``replay``: the cycle Alice was enabled (QRNG sessions), her training
+  words, and Bob's delays and windows as his receiver saw them in each cycle (the receiver
+  model takes per-cycle settings), so that records binned before, across and after a delay
+  write are the same at both levels.
 
 Alice's symbol memory must hold the whole session when Bob's block is sifted: its depth
 (``symbol_depth``, a power of two) defaults to one with room for the session and for the
@@ -76,10 +95,12 @@ from amaranth.hdl import Module, Value
 from amaranth.sim import Simulator
 
 from ..gateware.formulas import probability_settings
+from ..gateware.records import CLASS_DISCARD
 from ..gateware.system import AliceBoard, BobBoard
 from ..gateware.tx.driver import TimeBinDriver
 from ..gateware.tx.entropy import EntropySelect
 from ..gateware.tx.symbols import Protocol, TrainingMode
+from ..host.align import TRAINING_PATTERN, align_board, track_board
 from .amaranth_helpers import SYS_PERIOD
 from .board import (
     DetectorPlayer,
@@ -100,7 +121,8 @@ from .channel import (
     receiver_settings,
     symbol_mean_photons,
 )
-from .lab import LAB_DEFAULTS, lab_params
+from .lab import LAB_DEFAULTS, default_pulse_width, lab_params
+from .rx.top import ReceiverModel
 from .tx.run import ENTROPY_TO_SER, run_tx, seed_key_iv
 from .tx.top import TransmitterModel
 from .words import bits_to_ints, ints_to_bits, unpack_serializer_words, unpack_symbol_words
@@ -111,13 +133,15 @@ __all__ = ["RTL_DEFAULTS", "ENTROPY_SOURCES", "RtlLabSetup", "lab_setup", "Chann
 #: Defaults of an RTL session: ``symbols`` (a multiple of ``lanes``), the channel's chunk in
 #: cycles, Bob's ``record_timeout`` (cycles a record block stays open: records flow while the
 #: light runs), Alice's lead in words before Bob's epoch is loaded (so Bob never waits for
-#: the channel), and the seconds a session may take.
+#: the channel), the seconds a session may take, and the clicks per channel of an aligning
+#: session's start-up histogram (the :class:`~timebin.host.align.Aligner`'s ``min_counts``).
 RTL_DEFAULTS = {
     "symbols": 12_000,
     "chunk_cycles": 32,
     "record_timeout": 1023,
     "lead_words": 128,
     "timeout": 600.0,
+    "align_clicks": 200,
 }
 
 #: Alice's entropy in a session: her CSPRNG keyed from the seed, or her QRNG port.
@@ -153,7 +177,11 @@ class RtlLabSetup:
     symbol), ``probabilities`` (of the intensity classes), ``chunk_cycles``,
     ``symbol_depth`` (Alice's symbol memory, words), ``dead_time`` (Bob's gateware dead time,
     UIs) and ``dead_mode`` (0 per detector, 1 common), ``record_timeout``, ``entropy``
-    (:data:`ENTROPY_SOURCES`).
+    (:data:`ENTROPY_SOURCES`), ``pulse_width`` (UIs of light per time bin, centred in it;
+    None: the whole bin), ``align`` (Bob's host aligns his delays on Alice's training light
+    before the key run: module docstring), ``nominal_delays`` (his delays before that, UIs,
+    one per channel) and ``align_clicks`` (clicks per channel of the start-up histogram).
+    With ``align``, ``symbols`` are the key run's: the training symbols come before them.
     """
 
     params: ChannelParams
@@ -170,6 +198,10 @@ class RtlLabSetup:
     dead_mode: int
     record_timeout: int
     entropy: str = "csprng"
+    pulse_width: int | None = None
+    align: bool = False
+    nominal_delays: tuple | None = None
+    align_clicks: int = 200
 
     @property
     def lanes(self):
@@ -187,20 +219,36 @@ class RtlLabSetup:
 
     @property
     def receiver_params(self):
+        """Bob's receiver: a histogram of two symbols when he aligns (the alternating
+        pattern's period, :class:`~timebin.host.align.Aligner`), else of one."""
         return {"channels": self.params.channels, "lanes": self.params.lanes,
                 "uis_per_symbol": self.params.uis_per_symbol,
-                "oversampling": self.params.oversampling}
+                "oversampling": self.params.oversampling,
+                "histogram_period": 2 if self.align else 1}
 
     @property
     def im_levels(self):
         """The driver's IM table after calibration (:func:`calibrated_im_levels`)."""
         return calibrated_im_levels(self.calibration, self.intensities,
-                                    uis_per_symbol=self.params.uis_per_symbol)
+                                    uis_per_symbol=self.params.uis_per_symbol,
+                                    pulse_width=self.pulse_width)
+
+    @property
+    def driver_settings(self):
+        """Alice's driver settings: the calibrated IM levels and, with ``pulse_width``, the
+        pulse (``pulse_width`` UIs centred in each bin)."""
+        settings = {"im_levels": self.im_levels}
+        if self.pulse_width is not None:
+            k = self.params.uis_per_symbol // 2
+            settings.update(pulse_width=self.pulse_width,
+                            pulse_offset=(k - self.pulse_width) // 2)
+        return settings
 
     def alice_registers(self):
         """Alice's register writes before she is enabled: her entropy source (the CSPRNG
         keyed from ``seed``, then a ``reseed`` strobe; or the QRNG), the 3-state protocol on
-        random data, ``p_z`` and the class thresholds, the calibrated IM levels, no fine
+        random data (when Bob aligns: on the alternating training pattern, of the signal
+        class), ``p_z`` and the class thresholds, the calibrated IM levels and pulse, no fine
         delays."""
         p_z_code, thresholds = probability_settings(12, self.p_z, self.probabilities)
         writes = {"source": 1} if self.entropy == "qrng" else {"source": 0}
@@ -208,19 +256,39 @@ class RtlLabSetup:
             key, iv = seed_key_iv(self.seed)
             writes.update({"key@0": key & _M64, "key@64": key >> 64, "iv@0": iv & _M64,
                            "iv@64": iv >> 64})
-        writes.update({"protocol": 0, "training": 0, "p_z": p_z_code, "delay_carver": 0,
-                       "delay_im": 0, "delay_pm": 0})
+        training = TrainingMode.ALTERNATING if self.align else TrainingMode.DATA
+        writes.update({"protocol": 0, "training": training.value, "training_intensity": 0,
+                       "p_z": p_z_code, "delay_carver": 0, "delay_im": 0, "delay_pm": 0})
         writes.update({f"thresholds.{i}": t for i, t in enumerate(thresholds)})
-        writes.update({f"im_levels.{i}": code for i, code in enumerate(self.im_levels)})
+        driver = self.driver_settings
+        writes.update({f"im_levels.{i}": code for i, code in enumerate(driver["im_levels"])})
+        writes.update({name: driver[name] for name in ("pulse_width", "pulse_offset")
+                       if name in driver})
         return writes
 
     def bob_settings(self):
-        """Bob's receiver settings in the reference model's form: ``delay`` and ``windows``
-        (:func:`~timebin.sim.channel.receiver_settings`), ``dead_time``, ``dead_mode``."""
+        """Bob's receiver settings before the key run in the reference model's form:
+        ``delay`` and ``windows`` (without alignment
+        :func:`~timebin.sim.channel.receiver_settings`'s: the right delays, Z windows on the
+        Z detector, X windows on the others; when he aligns, the nominal delays and every
+        phase discarded: he records nothing until he knows his bins, while his histogram
+        counts every click), ``dead_time``, ``dead_mode``."""
         rx = receiver_settings(self.params)
+        delay, windows = rx["delay"], np.asarray(rx["windows"], np.uint8)
+        if self.align:
+            delay, windows = self.nominal_delays, np.full_like(windows, CLASS_DISCARD)
         return {"dead_time": self.dead_time, "dead_mode": self.dead_mode,
-                "delay": np.asarray(rx["delay"], np.int64),
-                "windows": np.asarray(rx["windows"], np.uint8)}
+                "delay": np.asarray(delay, np.int64), "windows": windows}
+
+    def aligner(self):
+        """Bob's host aligner (:class:`~timebin.host.align.Aligner`): his channels' roles, a
+        histogram of two symbols, ``nominal_delays``, ``align_clicks`` clicks for a channel's
+        histogram to count."""
+        from ..host.align import Aligner
+
+        return Aligner(channel_roles(self.params), self.params.uis_per_symbol,
+                       period_symbols=2, nominal_delays=list(self.nominal_delays),
+                       min_counts=self.align_clicks)
 
     def bob_registers(self):
         """Bob's register writes before his epoch is loaded: :meth:`bob_settings`, the record
@@ -240,7 +308,8 @@ def lab_setup(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="ga
               uis_per_symbol=LAB_DEFAULTS["uis_per_symbol"], params=None, calibration=None,
               chunk_cycles=RTL_DEFAULTS["chunk_cycles"], symbol_depth=None, dead_time=None,
               dead_mode=0, record_timeout=RTL_DEFAULTS["record_timeout"], entropy="csprng",
-              **channel_overrides):
+              pulse_width="auto", align=False, nominal_delays=None,
+              align_clicks=RTL_DEFAULTS["align_clicks"], **channel_overrides):
     """The :class:`RtlLabSetup` of a session, checked (bad values raise ``ValueError``
     naming them).
 
@@ -249,9 +318,15 @@ def lab_setup(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="ga
     ``uis_per_symbol``, ``p_z`` (Bob's basis split) and ``channel_overrides``.
     ``channel_seed``: by default ``seed``. ``symbol_depth``: by default the smallest power
     of two that holds the session's words and an eighth more (at least 256 more: the words
-    Alice emits before her host stops her). ``dead_time``: by default the detectors' hold-off
+    Alice emits before her host stops her; 1024 when aligning: also those between her first
+    data word and the one her host counts from). ``dead_time``: by default the detectors' hold-off
     in whole UIs (at least one word). ``entropy``: :data:`ENTROPY_SOURCES` (module
-    docstring)."""
+    docstring). ``pulse_width``: UIs of light per time bin, centred in it (``"auto"``:
+    :func:`~timebin.sim.lab.default_pulse_width`, as the reference session; ``None``: the
+    whole bin, the driver's reset). ``align``: Bob aligns before the key run, from
+    ``nominal_delays`` (UIs, one value or one per channel; default each channel's latency in
+    whole UIs, as a lab knows it from cables and data sheets), on a start-up histogram of
+    ``align_clicks`` clicks per channel (module docstring)."""
     probability_settings(12, p_z, tuple(probabilities))      # raises naming a bad value
     if entropy not in ENTROPY_SOURCES:
         raise ValueError(f"entropy must be one of {ENTROPY_SOURCES}, not {entropy!r}")
@@ -277,7 +352,8 @@ def lab_setup(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="ga
     chunk_cycles = _int_arg("chunk_cycles", chunk_cycles, 1)
     words = symbols // L
     if symbol_depth is None:
-        symbol_depth = 1 << (words + max(256, words // 8) - 1).bit_length()
+        spare = 1024 if align else 256
+        symbol_depth = 1 << (words + max(spare, words // 8) - 1).bit_length()
     symbol_depth = _int_arg("symbol_depth", symbol_depth, 2, 1 << 24)
     if symbol_depth & (symbol_depth - 1) or symbol_depth < words:
         raise ValueError(f"symbol_depth must be a power of two of at least the session's "
@@ -298,9 +374,39 @@ def lab_setup(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="ga
                         probabilities=tuple(float(q) for q in probabilities),
                         chunk_cycles=chunk_cycles, symbol_depth=symbol_depth,
                         dead_time=dead_time, dead_mode=dead_mode,
-                        record_timeout=record_timeout, entropy=entropy)
+                        record_timeout=record_timeout, entropy=entropy,
+                        **_alignment_options(params, pulse_width, align, nominal_delays,
+                                             align_clicks))
     _ = setup.im_levels                                       # raises naming a bad value
     return setup
+
+
+def _alignment_options(params, pulse_width, align, nominal_delays, align_clicks):
+    """``lab_setup``'s pulse and alignment options, checked and filled in."""
+    k = params.uis_per_symbol // 2
+    if isinstance(pulse_width, str) and pulse_width == "auto":
+        pulse_width = default_pulse_width(params.uis_per_symbol)
+    elif pulse_width is not None:
+        pulse_width = _int_arg("pulse_width", pulse_width, 1, k)
+    if not isinstance(align, bool):
+        raise ValueError(f"align must be True or False, not {align!r}")
+    align_clicks = _int_arg("align_clicks", align_clicks, 1)
+    if not align:
+        if nominal_delays is not None:
+            raise ValueError("nominal_delays need align=True (without alignment Bob's delays "
+                             "are the right ones)")
+        return {"pulse_width": pulse_width, "align": False, "nominal_delays": None,
+                "align_clicks": align_clicks}
+    if nominal_delays is None:
+        nominal_delays = np.round(params.latencies / params.ui_ps).astype(int)
+    nominal = np.atleast_1d(np.asarray(nominal_delays, dtype=object))
+    if nominal.ndim != 1 or len(nominal) not in (1, params.channels):
+        raise ValueError(f"nominal_delays must be one value or one per channel "
+                         f"({params.channels}), not {nominal_delays!r}")
+    nominal = tuple(_int_arg("nominal_delays", d, 0, (1 << 20) - 1)
+                    for d in np.broadcast_to(nominal, (params.channels,)))
+    return {"pulse_width": pulse_width, "align": True, "nominal_delays": nominal,
+            "align_clicks": align_clicks}
 
 
 class ChannelFeed:
@@ -347,6 +453,33 @@ class ChannelFeed:
         p = self.setup.params
         shape = (p.channels, p.lanes * p.uis_per_symbol * p.oversampling)
         return np.array(self.words, np.uint8).reshape(-1, *shape)
+
+
+def _settings_log(setup, receiver, changes):
+    """``{cycle, delay, windows}`` arrays of the ``(cycle, delay port, windows port)``
+    changes the bench saw on Bob's receiver (port values as ints)."""
+    C, S = setup.params.channels, setup.params.uis_per_symbol
+    bits = Value.cast(receiver.delay).shape().width // C
+    cycles = np.array([c for c, _, _ in changes], np.int64)
+    delay = np.array([[d >> (bits * c) & ((1 << bits) - 1) for c in range(C)]
+                      for _, d, _ in changes], np.int64).reshape(-1, C)
+    windows = np.array([[[w >> (2 * (c * S + u)) & 3 for u in range(S)] for c in range(C)]
+                        for _, _, w in changes], np.uint8).reshape(-1, C, S)
+    return {"cycle": cycles, "delay": delay, "windows": windows}
+
+
+def _settings_from(bob_settings, epoch_cycle, n):
+    """Bob's ``delay`` (n, C) and ``windows`` (n, C, S) in the ``n`` cycles from
+    ``epoch_cycle`` on (the receiver model's per-cycle settings of
+    :func:`~timebin.sim.board.reference_records`, whose cycle 0 is the epoch's), from the
+    changes an RTL run logged (``bob_settings`` of :meth:`CoupledLab.run`)."""
+    cycles = np.asarray(bob_settings["cycle"], np.int64)
+    if not len(cycles) or cycles[0] > epoch_cycle:
+        raise ValueError(f"Bob's settings log must start at or before the epoch's cycle "
+                         f"{epoch_cycle}, not {cycles[:1].tolist()}")
+    at = np.searchsorted(cycles, epoch_cycle + np.arange(n), side="right") - 1
+    return (np.asarray(bob_settings["delay"], np.int64)[at],
+            np.asarray(bob_settings["windows"], np.uint8)[at])
 
 
 class _ChannelPlayer(DetectorPlayer):
@@ -409,14 +542,22 @@ class CoupledLab:
         ``ready()`` is called after the first cycle; ``light_done(info)`` once Bob has played
         the last word of the light and the receiver had time to emit its records.
 
+        The light is Alice's first symbol words: the training words (those her symbol source
+        drew in training mode before its first data word; none unless Bob aligns) and then
+        ``setup.words`` data words.
+
         Returns the capture: ``cycles``, ``seconds``, ``enable_cycle`` (the first cycle
-        Alice's transmitter saw ``enable``), ``origin_cycle`` (Alice's UI 0 left),
-        ``epoch_cycle`` (Bob's epoch loaded), ``light_done_cycle``, ``starved``,
-        ``alice_words`` ``{carver, im, pm}`` (the words fed to the channel), ``alice_log``
-        (her symbol log of the session: ``index``, ``basis``, ``bit``, ``intensity``,
-        ``valid``, ``dark``), ``bob_words`` (the words the channel made, as arrays),
-        ``played_words`` (what Bob's ``samples`` got from the cycle after the strobe),
-        ``counters`` (the channel's), ``bytes`` per link."""
+        Alice's transmitter saw ``enable``), ``data_cycle`` (the first cycle her symbol
+        source drew a data word), ``training_words`` (the words before it),
+        ``origin_cycle`` (Alice's UI 0 left), ``epoch_cycle`` (Bob's epoch loaded),
+        ``light_done_cycle``, ``starved``, ``alice_words`` ``{carver, im, pm}`` (the words
+        fed to the channel), ``alice_log`` (her symbol log of the light: ``index``,
+        ``basis``, ``bit``, ``intensity``, ``valid``, ``dark``), ``bob_words`` (the words the
+        channel made, as arrays), ``played_words`` (what Bob's ``samples`` got from the cycle
+        after the strobe), ``bob_settings`` (his receiver's ``delay`` and ``windows`` ports
+        from reset: ``cycle`` (K,) of each change, the first 0, and the values from it on,
+        ``delay`` (K, C), ``windows`` (K, C, S)), ``counters`` (the channel's), ``bytes``
+        per link."""
         setup, alice, bob, feed = self.setup, self.alice, self.bob, self.feed
         tx = alice.transmitter
         top = Module()
@@ -430,12 +571,19 @@ class CoupledLab:
         player = _ChannelPlayer(bob, feed)
         ser = Value.cast(alice.ser)
         first_symbols = tx.symbol_source.symbols.valid
+        source_enable = tx.symbol_source.enable
+        source_training = Value.cast(tx.symbol_source.training)
         log_valid, log_payload = tx.log.valid, Value.cast(tx.log.payload)
-        words, chunk, L = setup.words, setup.chunk_cycles, setup.lanes
+        chunk, L = setup.chunk_cycles, setup.lanes
+        # Bob's settings as his receiver's binner sees them, cycle by cycle (the reference
+        # level replays them: delays and windows written while the light runs)
+        rx_delay, rx_windows = Value.cast(bob.receiver.delay), Value.cast(bob.receiver.windows)
+        settings_log = []
         # as reference_records: the receiver's latency and its FIFO's worth of records
         receiver = bob.receiver
         tail = receiver.latency + receiver.params.get("fifo_depth", 16) * receiver.channels + 1
-        state = {"origin": None, "done": None, "enable": None}
+        state = {"origin": None, "done": None, "enable": None, "data": None,
+                 "drawn": 0, "words": None}
         raw, log_ints = [], []
         captured = 0
         unpack = (setup.params.lanes, setup.params.uis_per_symbol,
@@ -452,20 +600,32 @@ class CoupledLab:
             nonlocal captured
             qrng.start(ctx)
             cycle = 0
+            last_settings = None
             while True:
                 for pump in pumps:
                     pump.drive(ctx, cycle)
                 player.drive(ctx, cycle)
                 qrng.drive(ctx)
+                settings = (ctx.get(rx_delay), ctx.get(rx_windows))
+                if settings != last_settings:
+                    settings_log.append((cycle, *settings))
+                    last_settings = settings
                 if state["enable"] is None and ctx.get(tx.enable):
                     state["enable"] = cycle
+                if state["data"] is None and ctx.get(source_enable):
+                    # the word drawn in this cycle is word `drawn` of the light
+                    if ctx.get(source_training) == TrainingMode.DATA.value:
+                        state["data"] = cycle
+                        state["words"] = state["drawn"] + setup.words
+                    state["drawn"] += 1
+                words = state["words"]
                 if state["origin"] is None and ctx.get(first_symbols):
                     state["origin"] = cycle + TimeBinDriver.latency
                 if state["origin"] is not None and cycle >= state["origin"] \
-                        and captured < words:
+                        and (words is None or captured < words):
                     raw.append(ctx.get(ser))
                     captured += 1
-                if len(log_ints) * L < setup.symbols and ctx.get(log_valid):
+                if (words is None or len(log_ints) < words) and ctx.get(log_valid):
                     log_ints.append(ctx.get(log_payload))
                 for pump in pumps:
                     pump.take(ctx)
@@ -509,17 +669,22 @@ class CoupledLab:
         alice_log = {"index": (index[:, None] + np.arange(L, dtype=np.uint64)).ravel()}
         alice_log.update({name: np.asarray(values, np.uint8).ravel()
                           for name, values in fields.items()})
-        keep = alice_log["index"] < setup.symbols
+        light_words = state["words"] if state["words"] is not None else len(log_ints)
+        keep = alice_log["index"] < light_words * L
         alice_log = {name: values[keep] for name, values in alice_log.items()}
         played = ints_to_bits(player.played_ints, p.channels * width) \
             .reshape(-1, p.channels, width) if player.played_ints else \
             np.zeros((0, p.channels, width), np.uint8)
         return {"cycles": self.cycles, "seconds": self.seconds,
-                "enable_cycle": state["enable"], "origin_cycle": state["origin"],
+                "enable_cycle": state["enable"], "data_cycle": state["data"],
+                "training_words": None if state["data"] is None else
+                state["words"] - setup.words,
+                "origin_cycle": state["origin"],
                 "epoch_cycle": player.epoch_cycle,
                 "light_done_cycle": state["done"], "starved": player.starved,
                 "alice_words": alice_words, "alice_log": alice_log,
                 "bob_words": feed.bob_words(), "played_words": played,
+                "bob_settings": _settings_log(setup, bob.receiver, settings_log),
                 "counters": {k: v.tolist() for k, v in feed.channel.counters.items()},
                 "bytes": {"alice": [pumps[0].bytes_in, pumps[0].bytes_out],
                           "bob": [pumps[1].bytes_in, pumps[1].bytes_out]}}
@@ -679,6 +844,47 @@ def _urls(endpoints, transport):
     return urls
 
 
+def _first_data_word(alice, setup, hi):
+    """The first word of Alice's key run, found in her symbol memory once she is stopped:
+    ``hi``, her ``log_written`` then, is beyond it. The words before it hold the
+    alternating training pattern: never valid, Z basis, bit = index mod 2, the training
+    class. A word is told by one symbol, its odd lane's (its only one when ``lanes`` is 1):
+    a data symbol there is valid, or dark with bit 0. Search: the words ``hi - 2**j`` in one
+    lookup, then the bracket they leave in eighths, a lookup each. A word the memory no
+    longer holds ends the search with ``ValueError`` (the key run's words must still be
+    there)."""
+    L = setup.lanes
+    lane = 1 if L > 1 else 0
+
+    def data(words, available=True):
+        words = np.asarray(words, np.int64)
+        got = alice.lookup((words * L + lane).astype(np.uint64))
+        training = (got["valid"] == 0) & (got["basis"] == 0) & (got["intensity"] == 0) \
+            & (got["bit"] == (words * L + lane) % 2)
+        return (got["available"] == 1) & (~training if available else training)
+
+    back = hi - 1 - (1 << np.arange(max(1, int(hi).bit_length())))
+    probe = np.unique(np.concatenate(([hi - 1, 0], back[back >= 0])))[::-1]
+    found = data(probe)
+    if not found[0]:
+        raise ValueError(f"Alice's last logged word ({hi - 1}) is not a data word")
+    if found.all():
+        return 0
+    first = int(np.argmin(found))           # lo: not data; up: data
+    lo, up = int(probe[first]), int(probe[first - 1])
+    while up - lo > 1:
+        grid = np.unique(np.linspace(lo, up, 9).round().astype(np.int64)[1:-1])
+        grid = grid[(grid > lo) & (grid < up)]
+        found = data(grid)
+        lo = int(grid[~found].max()) if (~found).any() else lo
+        above = grid[found & (grid > lo)]
+        up = int(above.min()) if len(above) else up
+    if not data([lo], available=False)[0]:
+        raise ValueError(f"Alice's symbol memory no longer holds the word before her first "
+                         f"data word found ({up}): the key run's start is lost")
+    return up
+
+
 def _distil(blocks, config, *, roles, secret, alice_board, stores, session, seed, timeout):
     """Both distillation hosts over an authenticated channel on a socket pair; Alice's host
     looks Bob's indices up in her board's symbol memory. Returns ``(alice, bob, keys,
@@ -730,9 +936,9 @@ def _distil(blocks, config, *, roles, secret, alice_board, stores, session, seed
 
 def rtl_session(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="gated",
                 seed=1, channel_seed=None, block_symbols=None, reconciler="cascade",
-                eps_sec=1e-9, eps_cor=1e-15, replenish_bytes=512, transport=("pty", "tcp"),
+                eps_sec=1e-9, eps_cor=1e-15, replenish_bytes=64, transport=("pty", "tcp"),
                 store_dir=None, keep_data=False, timeout=RTL_DEFAULTS["timeout"],
-                lead_words=None, **setup_options):
+                lead_words=None, track=None, **setup_options):
     """A whole RTL-in-the-loop session (module docstring); returns a summary dict.
 
     Session settings as :func:`lab_setup` (``symbols``, ``distance_km``, ``detector``,
@@ -744,12 +950,31 @@ def rtl_session(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="
     session. ``lead_words``: Alice's words out before Bob's epoch is loaded (default
     ``RTL_DEFAULTS["lead_words"]``, at most the session's words).
 
+    ``align`` (a :func:`lab_setup` option, default False): Bob's host aligns his delays on
+    Alice's training light before the key run (module docstring). ``track`` (with
+    ``align``): None, no tracking; ``"end"``, one tracking step on the key run's histogram
+    after the light; a number of symbols (a multiple of ``lanes``), a step each time the
+    key run has gone that far, and one after the light. Alignment is not the default
+    because it costs more than a short session: the start-up histogram needs
+    ``align_clicks`` clicks on every channel (some 2000 cycles at 10 km for 100 clicks, ten
+    times more per 10 dB of loss) and its read-out two link round trips per bin (some 6000
+    cycles for 3 channels of 16 bins at S = 8), while the key run of the default session is
+    3000 cycles; without it Bob's delays are the right ones, as a lab has them after
+    alignment.
+
     Host steps: configure Alice (:meth:`RtlLabSetup.alice_registers`, ``reseed``), wait for
     her symbol memory's clear sweep, enable her; configure Bob
     (:meth:`RtlLabSetup.bob_registers`); load Bob's epoch once Alice has ``lead_words`` words
-    out; stream Bob's records; stop Alice once her log holds the session; when the light is
-    done, flush Bob's record block and take records until his ``records_out``; keep the
-    records of the session's symbols; distil block by block; stop the simulation.
+    out; when aligning, :func:`~timebin.host.align.align_board` (Alice's alternating pattern
+    until Bob's histogram has ``align_clicks`` clicks per channel, his delays and windows
+    written, Alice back to data); stream Bob's records (tracking steps,
+    :func:`~timebin.host.align.track_board`, when asked); stop Alice once her log holds the
+    session (when aligning, counted from her ``log_written`` after the switch, a word
+    beyond her first data word); when the light is done, find her first data word in her
+    symbol memory (when aligning), flush Bob's record block and take records until his
+    ``records_out``; keep the records of the key run's symbols (never those of the training
+    symbols: Alice logs them as not valid and the sifter would drop them, but they are not
+    the session's); distil block by block; stop the simulation.
 
     Summary (as :func:`~timebin.sim.lab.reference_session`'s where they mean the same):
     ``symbols``, ``blocks``, ``block_symbols``, ``detector``, ``distance_km``, ``clicks``
@@ -770,8 +995,16 @@ def rtl_session(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="
     counters), ``link_stats`` (the clients' :meth:`~timebin.host.board.Board.link_stats`) and
     ``link_bytes`` (``[in, out]`` per board, the simulation's count), ``lookups`` (Alice's
     host's lookups through her board: calls, indices, seconds), ``distill_seconds``,
-    ``transport``. ``keep_data``: also ``data`` (the capture,
-    all of Bob's records, the session's records) for tests.
+    ``transport``; alignment: ``aligned``, ``nominal_delays``, ``delays`` (Bob's delay
+    registers, read back after the light), ``data_start`` (the key run's first symbol, as
+    his host found it; 0 without alignment), ``training_symbols`` (the simulation's count of
+    them), ``alignment_cycles`` (from Alice's enable to her first data symbol drawn),
+    ``host_seconds`` (the hosts' ``align_board``, ``data_start``, ``light`` and ``track_end``
+    steps), ``records_training`` (records on training symbols, dropped),
+    ``timeline`` (the aligner's steps, :attr:`~timebin.host.align.Aligner.history`);
+    ``replay`` (what :func:`reference_records_of` needs to replay the run: ``enable_cycle``,
+    ``epoch_cycle``, ``training_words``, ``bob_settings``). ``keep_data``: also ``data``
+    (the capture, all of Bob's records, the session's records) for tests.
     """
     from ..host.board import Board
     from ..host.distill.session import DistillConfig
@@ -789,10 +1022,20 @@ def rtl_session(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     lead_words = min(RTL_DEFAULTS["lead_words"], setup.words) if lead_words is None else \
         _int_arg("lead_words", lead_words, 1, setup.words)
+    track_words = None
+    if track is not None:
+        if not setup.align:
+            raise ValueError("track needs align=True")
+        if not (isinstance(track, str) and track == "end"):
+            track_symbols = _int_arg("track", track, setup.lanes)
+            if track_symbols % setup.lanes:
+                raise ValueError(f"track must be 'end' or a multiple of lanes "
+                                 f"({setup.lanes}), not {track!r}")
+            track_words = track_symbols // setup.lanes
     _urls({"alice": {"pty": "", "tcp": 0}, "bob": {"pty": "", "tcp": 0}}, transport)
     params = setup.params
     S = params.uis_per_symbol
-    mu = symbol_mean_photons(setup.calibration, S, {"im_levels": setup.im_levels})
+    mu = symbol_mean_photons(setup.calibration, S, setup.driver_settings)
     realised = tuple(float(mu[c, [0, 1, 2]].mean()) for c in range(len(setup.intensities)))
     config = DistillConfig(protocol="1decoy-3state", intensities=realised,
                            probabilities=setup.probabilities, p_z=setup.p_z, eps_sec=eps_sec,
@@ -827,19 +1070,43 @@ def rtl_session(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="
         while alice.get("log_written") < lead_words:
             left()
         bob.strobe("epoch_load")
-        # The light: Bob's records as they come; Alice stopped once her log holds the session.
+        # Alignment: Bob's delays and windows from Alice's training light; Alice in data.
+        aligner, data_word, switched, phases = None, 0, 0, {}
+        if setup.align:
+            t_align = time.perf_counter()
+            aligner = setup.aligner()
+            align_board(alice, bob, aligner, clicks=setup.align_clicks, timeout=left())
+            switched = alice.get("log_written")       # beyond her first data word
+            phases["align_board"] = time.perf_counter() - t_align
+        t_light = time.perf_counter()
+        # The light: Bob's records as they come; Alice stopped once her log holds the session
+        # (with alignment: from a word beyond her first data word on).
         parts, alice_written = [], None
+        last_word = switched + setup.words
+        next_track = None if track_words is None else switched + track_words
         while not lab.poll_light():
             left()
             parts.append(bob.stream_records(duration=0.05))
             if alice_written is None:
                 written = alice.get("log_written")
-                if written >= setup.words:
+                if written >= last_word:
                     alice.set("enable", 0)
                     alice_written = alice.get("log_written")
+                elif next_track is not None and written >= next_track:
+                    track_board(bob, aligner)
+                    next_track += track_words
         if alice_written is None:
             alice.set("enable", 0)
             alice_written = alice.get("log_written")
+        phases["light"] = time.perf_counter() - t_light
+        if track is not None:
+            t_track = time.perf_counter()
+            track_board(bob, aligner)                   # the light since the last step
+            phases["track_end"] = time.perf_counter() - t_track
+        if setup.align:
+            t_search = time.perf_counter()
+            data_word = _first_data_word(alice, setup, int(alice_written))
+            phases["data_start"] = time.perf_counter() - t_search
         bob.strobe("record_flush")
         expected = bob.get("records_out")
         got = sum(len(p["index"]) for p in parts)
@@ -856,11 +1123,15 @@ def rtl_session(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="
         records = _concat_records(parts, params.channels, S)
         bob_counters = bob.counters()
         bob_link = bob.link_stats()
-        # Distillation over the authenticated channel, into the key stores.
-        inside = records["index"] < np.uint64(setup.symbols)
+        delays = [int(bob.get(f"delay.{c}")) for c in range(params.channels)]
+        # Distillation over the authenticated channel, into the key stores: the key run's
+        # records (not those of Alice's training symbols before it).
+        data_start = data_word * setup.lanes
+        before = records["index"] < np.uint64(data_start)
+        inside = ~before & (records["index"] < np.uint64(data_start + setup.symbols))
         session_records = {name: values[inside] for name, values in records.items()}
         blocks = []
-        for start in range(0, setup.symbols, block_symbols):
+        for start in range(data_start, data_start + setup.symbols, block_symbols):
             sel = (session_records["index"] >= np.uint64(start)) & (
                 session_records["index"] < np.uint64(start + block_symbols))
             blocks.append({name: values[sel] for name, values in session_records.items()})
@@ -906,7 +1177,7 @@ def rtl_session(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="
         "seed": setup.seed, "channel_seed": setup.channel_seed,
         "clicks": int(sum(capture["counters"]["clicks"])),
         "records": [int(len(b["index"])) for b in blocks],
-        "records_beyond": int((~inside).sum()),
+        "records_beyond": int((~inside & ~before).sum()),
         **per,
         "alice_key_bits": [r.key_bits for r in alice_host.results],
         "alice_stored_bits": [r.stored_bits for r in alice_host.results],
@@ -925,12 +1196,24 @@ def rtl_session(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="
         "starved": capture["starved"], "origin_cycle": capture["origin_cycle"],
         "epoch_cycle": capture["epoch_cycle"],
         "light_done_cycle": capture["light_done_cycle"],
-        "alice_overrun_words": int(alice_written) - setup.words,
+        "alice_overrun_words": int(alice_written) - data_start // setup.lanes - setup.words,
         "symbol_depth": setup.symbol_depth,
         "alice": alice_counters, "bob": bob_counters,
         "link_stats": {"alice": alice_link, "bob": bob_link},
         "link_bytes": capture["bytes"],
         "transport": transport if isinstance(transport, str) else list(transport),
+        "aligned": setup.align,
+        "nominal_delays": None if setup.nominal_delays is None else list(setup.nominal_delays),
+        "delays": delays, "data_start": data_start,
+        "training_symbols": capture["training_words"] * setup.lanes,
+        "alignment_cycles": capture["data_cycle"] - capture["enable_cycle"],
+        "host_seconds": phases, "records_training": int(before.sum()),
+        "timeline": [] if aligner is None else aligner.history,
+        "replay": {"enable_cycle": capture["enable_cycle"],
+                   "epoch_cycle": capture["epoch_cycle"],
+                   "training_words": capture["training_words"],
+                   "bob_settings": {name: values.tolist()
+                                    for name, values in capture["bob_settings"].items()}},
     }
     if keep_data:
         summary["data"] = {**capture, "records": records, "session_records": session_records,
@@ -941,27 +1224,42 @@ def rtl_session(*, symbols=RTL_DEFAULTS["symbols"], distance_km=10.0, detector="
 # --- the reference level ----------------------------------------------------------------
 
 
-def alice_model(setup, enable_cycle=None):
+def alice_model(setup, enable_cycle=None, training_words=0):
     """Alice's light and symbol log of a session from the transmitter model: ``(words,
     log)``, ``words`` ``{carver, im, pm}`` ((words, L * S), from her first symbol) and
-    ``log`` ``{index, basis, bit, intensity, valid, dark}`` (the session's symbols).
+    ``log`` ``{index, basis, bit, intensity, valid, dark}`` (the light's symbols).
 
     CSPRNG sessions: :func:`~timebin.sim.tx.run.run_tx` keyed from ``setup.seed`` as her host
-    keys her (the keystream does not depend on when she is enabled). QRNG sessions: the
-    :class:`~timebin.sim.tx.top.TransmitterModel` from reset, enabled from ``enable_cycle``
-    (the RTL run's, :func:`rtl_session` reports it), fed the words
+    keys her (the keystream does not depend on when she is enabled), after
+    ``training_words`` words of the alternating training pattern (an aligning session's;
+    training draws no entropy and its words depend on the symbol index alone, so that the
+    key run's words are those of a run from reset, its indices moved on). QRNG sessions:
+    the :class:`~timebin.sim.tx.top.TransmitterModel` from reset, enabled from
+    ``enable_cycle`` (the RTL run's, :func:`rtl_session` reports it), fed the words
     :class:`~timebin.sim.board.SeededQrng` offers in each cycle
-    (:func:`~timebin.sim.board.seeded_qrng_bits`)."""
+    (:func:`~timebin.sim.board.seeded_qrng_bits`); without training words (the model holds
+    its training mode for the whole run)."""
     tx = setup.transmitter_params
     names = ("index", "basis", "bit", "intensity", "valid", "dark")
+    training_words = _int_arg("training_words", training_words, 0)
     if setup.entropy == "csprng":
-        result, _ = run_tx(lanes=tx["lanes"], uis_per_symbol=tx["uis_per_symbol"],
-                           symbols=setup.symbols, seed=setup.seed, protocol="3",
-                           p_z=setup.p_z, intensities=setup.probabilities,
-                           dac_bits=tx["dac_bits"], pm_bits=tx["pm_bits"],
-                           settings={"im_levels": setup.im_levels})
-        return ({name: result[name] for name in ("carver", "im", "pm")},
-                {name: result[name] for name in names})
+        common = dict(lanes=tx["lanes"], uis_per_symbol=tx["uis_per_symbol"], protocol="3",
+                      p_z=setup.p_z, intensities=setup.probabilities, dac_bits=tx["dac_bits"],
+                      pm_bits=tx["pm_bits"], settings=setup.driver_settings)
+        result, _ = run_tx(symbols=setup.symbols, seed=setup.seed, **common)
+        words = {name: result[name] for name in ("carver", "im", "pm")}
+        log = {name: result[name] for name in names}
+        if training_words:
+            training, _ = run_tx(symbols=training_words * setup.lanes, seed=setup.seed,
+                                 training=TRAINING_PATTERN, **common)
+            words = {name: np.concatenate((training[name], words[name])) for name in words}
+            log["index"] = log["index"] + np.uint64(training_words * setup.lanes)
+            log = {name: np.concatenate((training[name], log[name])) for name in log}
+        return words, log
+    if training_words:
+        raise ValueError("The reference of a QRNG session with training words is not "
+                         "modelled: the transmitter model holds its training mode for the "
+                         "whole run")
     if enable_cycle is None:
         raise ValueError("A QRNG session's reference needs enable_cycle (the cycle the RTL "
                          "session enabled Alice), not None")
@@ -974,7 +1272,7 @@ def alice_model(setup, enable_cycle=None):
     enable = np.zeros(n, bool)
     enable[enable_cycle:] = True
     out = model.run(n, {"source": EntropySelect.QRNG, "protocol": Protocol.THREE_STATE,
-                        "training": TrainingMode.DATA, "im_levels": setup.im_levels},
+                        "training": TrainingMode.DATA, **setup.driver_settings},
                     enable=enable, qrng_valid=np.ones(n, bool),
                     qrng_bits=seeded_qrng_bits(setup.seed, model.entropy.width, n))
     sym = out.symbols
@@ -993,11 +1291,18 @@ def alice_model(setup, enable_cycle=None):
 
 
 def reference_records_of(*, symbols=RTL_DEFAULTS["symbols"], seed=1, channel_seed=None,
-                         setup=None, enable_cycle=None, **setup_options):
+                         setup=None, enable_cycle=None, replay=None, **setup_options):
     """The reference level of an RTL session on the same seeds and settings: Alice's words
     from the transmitter model (:func:`alice_model`; ``enable_cycle`` for a QRNG session),
     the same :class:`ChannelFeed` in the same chunks, and Bob's records from the receiver
     model (:func:`~timebin.sim.board.reference_records`) with his host's settings.
+
+    ``replay``: what the RTL run measured (:func:`rtl_session`'s ``replay``): its
+    ``enable_cycle``, the ``training_words`` before Alice's key run, and Bob's delays and
+    windows as his receiver saw them in each cycle from the epoch's on (``bob_settings``
+    and ``epoch_cycle``: the writes of his host's alignment and tracking, at the cycles
+    they took effect). An aligning session's reference needs it; without it Bob's settings
+    are :meth:`RtlLabSetup.bob_settings` throughout.
 
     Settings as :func:`lab_setup` (or a ready ``setup``). Returns ``{"records": {field:
     array} (index, phase, channel, cls, alarm, cycle), "bob_words": (N, C, W) uint8,
@@ -1011,15 +1316,29 @@ def reference_records_of(*, symbols=RTL_DEFAULTS["symbols"], seed=1, channel_see
     elif setup_options:
         raise ValueError(f"Give the settings in setup or as options, not both "
                          f"({', '.join(sorted(setup_options))})")
-    light, log = alice_model(setup, enable_cycle)
+    training_words = 0
+    if replay is not None:
+        enable_cycle = replay.get("enable_cycle", enable_cycle)
+        training_words = replay.get("training_words", 0)
+    elif setup.align:
+        raise ValueError("An aligning session's reference needs its replay (rtl_session's "
+                         "'replay': Bob's settings as his host wrote them), not None")
+    light, log = alice_model(setup, enable_cycle, training_words)
     feed = ChannelFeed(setup)
     chunk = setup.chunk_cycles
-    for lo in range(0, setup.words, chunk):
+    for lo in range(0, len(light["carver"]), chunk):
         feed.send(light["carver"][lo:lo + chunk], light["im"][lo:lo + chunk],
                   light["pm"][lo:lo + chunk])
     feed.end()
     bob_words = feed.bob_words()
-    records = reference_records(setup.receiver_params, bob_words, 0, **setup.bob_settings())
+    settings = setup.bob_settings()
+    if replay is not None and replay.get("bob_settings") is not None:
+        params = setup.receiver_params
+        n = 1 + len(bob_words) + ReceiverModel.latency \
+            + params.get("fifo_depth", 16) * params["channels"] + 1
+        settings["delay"], settings["windows"] = _settings_from(
+            replay["bob_settings"], replay["epoch_cycle"], n)
+    records = reference_records(setup.receiver_params, bob_words, 0, **settings)
     return {"records": records, "bob_words": bob_words, "alice_words": light,
             "alice_log": log,
             "counters": {k: v.tolist() for k, v in feed.channel.counters.items()},

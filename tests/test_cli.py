@@ -158,7 +158,7 @@ def test_demo_runs_the_whole_chain(tmp_path, capsys):
     assert main([*argv, "--symbols", "1000000"]) == 0
     captured = capsys.readouterr()
     out = captured.out
-    assert "QKD session (reference model): 2 km, gated detectors, ldpc" in out
+    assert "QKD session (reference model): 2 km, gated detectors, cascade" in out
     assert re.search(r"keys equal on both sides\s+│ True", out)
     assert re.search(r"symbols sent\s+│ 1,000,000 in 1 block", out)
     assert "theory for this link" in out

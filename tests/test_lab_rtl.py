@@ -3,17 +3,19 @@ gateware in one Amaranth simulation with the channel model between them, both ho
 over a pseudo-terminal (Alice) and TCP (Bob), distillation over the authenticated channel
 into the key stores. Its records equal the reference level's (transmitter model, the same
 channel path, receiver model) on the same seeds, field by field; the hosts sift what the
-host sifter makes of the captured log and records."""
+host sifter makes of the captured log and records. Bob's auto-alignment: from wrong nominal
+delays, his host finds the right ones on Alice's training light before the key run."""
 
 import numpy as np
 import pytest
 from amaranth.hdl import Signal
 from timebin.host.distill.sift import sift
 from timebin.host.keystore import KeyStore
-from timebin.sim.channel import channel_roles
+from timebin.sim.channel import channel_roles, expected_delays
 from timebin.sim.lab_rtl import (
     ChannelFeed,
     _ChannelPlayer,
+    alice_model,
     lab_setup,
     reference_records_of,
     rtl_session,
@@ -212,3 +214,140 @@ def test_bad_settings_are_named():
         rtl_session(symbols=400, transport="usb", **SHAPE)
     with pytest.raises(ValueError, match="block_symbols must divide symbols \\(400\\), not 300"):
         rtl_session(symbols=400, block_symbols=300, **SHAPE)
+
+
+# --- Bob's auto-alignment (issue 6) -------------------------------------------------------
+
+# The lab's link (S = 8: 4 UIs per bin, 2-UI pulses centred in them); Bob's nominal delays
+# wrong by a few UIs (less than a symbol) on every channel. 2000 symbols of key run after
+# the training: the session takes 40 to 60 s (the start-up histogram's 100 clicks per
+# channel, some 2000 cycles of training light, and its read-out over Bob's link, two round
+# trips for each of 48 bins, some 6000 cycles; a tracking step would read it once more).
+ALIGN_SHAPE = {"lanes": 4, "uis_per_symbol": 8}
+ALIGN_SYMBOLS = 2000
+NOMINAL_ERRORS = (3, -4, 5)
+
+
+def qber(alice_log, records, params):
+    """``(qber_z, qber_x, sifted_z)`` of ``records`` against Alice's log (host sifter)."""
+    _, counts = sift(alice_log, records, channel_roles(params))
+    sifted, errors = counts["sifted"].sum(axis=1), counts["errors"].sum(axis=1)
+    return errors[0] / sifted[0], errors[1] / max(sifted[1], 1), int(sifted[0])
+
+
+def held(replay, delays):
+    """``replay`` with Bob's delays held at ``delays`` from reset on (his windows as set)."""
+    settings = replay["bob_settings"]
+    return {**replay, "bob_settings": {"cycle": [0], "delay": [list(delays)],
+                                       "windows": [settings["windows"][-1]]}}
+
+
+def key_run(records, session):
+    keep = (records["index"] >= session["data_start"]) & (
+        records["index"] < session["data_start"] + session["symbols"])
+    return {name: values[keep] for name, values in records.items()}
+
+
+@pytest.fixture(scope="module")
+def right_delays():
+    return expected_delays(lab_setup(symbols=ALIGN_SYMBOLS, **ALIGN_SHAPE).params).tolist()
+
+
+@pytest.fixture(scope="module")
+def aligned(right_delays):
+    nominal = [d + e for d, e in zip(right_delays, NOMINAL_ERRORS, strict=True)]
+    return rtl_session(symbols=ALIGN_SYMBOLS, seed=SEED, align=True, nominal_delays=nominal,
+                       align_clicks=100, keep_data=True, timeout=400, **ALIGN_SHAPE)
+
+
+def test_alignment_finds_the_right_delays(aligned, right_delays):
+    s, data = aligned, aligned["data"]
+    S = ALIGN_SHAPE["uis_per_symbol"]
+    assert s["aligned"] and s["starved"] == 0
+    nominal = s["nominal_delays"]
+    assert all(0 < abs(n - r) < S for n, r in zip(nominal, right_delays, strict=True))
+    # Bob's delay registers after the start-up are the right ones
+    assert s["delays"] == right_delays
+    startup = s["timeline"][0]
+    assert startup["kind"] == "startup" and startup["delays"] == right_delays
+    assert min(startup["counts"]) >= 100
+    # his receiver binned with the nominal delays from his epoch, then with the right ones,
+    # changed before the key run's light reached him (Bob's word p carries Alice's word p)
+    settings = s["replay"]["bob_settings"]
+    cycles, delays = np.array(settings["cycle"]), np.array(settings["delay"])
+    at_epoch = np.searchsorted(cycles, data["epoch_cycle"], side="right") - 1
+    assert delays[at_epoch].tolist() == nominal and delays[-1].tolist() == right_delays
+    assert cycles[-1] < data["epoch_cycle"] + 1 + data["training_words"]
+    # the key run starts where Alice's symbol source left training, as the host found it
+    assert s["data_start"] == s["training_symbols"] == data["training_words"] * 4 > 0
+    assert s["alignment_cycles"] == data["data_cycle"] - data["enable_cycle"] > 0
+    assert s["records_training"] > 0 and s["records"] == [len(data["session_records"]["index"])]
+    assert len(s["timeline"]) == 1                            # no tracking asked
+
+
+def test_aligned_records_equal_the_reference_level(aligned):
+    """The reference level replays the run (Alice's training words, Bob's delays as his
+    receiver saw them cycle by cycle): the records of the training, across the delay writes
+    and of the key run are the receiver model's."""
+    s, data = aligned, aligned["data"]
+    setup = data["setup"]
+    with pytest.raises(ValueError, match="needs its replay"):
+        reference_records_of(setup=setup)
+    want = reference_records_of(setup=setup, replay=s["replay"])
+    for name in ("carver", "im", "pm"):
+        np.testing.assert_array_equal(data["alice_words"][name], want["alice_words"][name],
+                                      err_msg=name)
+    for name in ("index", "basis", "bit", "intensity", "valid", "dark"):
+        np.testing.assert_array_equal(data["alice_log"][name], want["alice_log"][name],
+                                      err_msg=name)
+    np.testing.assert_array_equal(data["played_words"], want["bob_words"])
+    assert len(want["records"]["index"]) > s["records_training"] > 0
+    for name in FIELDS:
+        np.testing.assert_array_equal(data["records"][name],
+                                      want["records"][name].astype(data["records"][name].dtype),
+                                      err_msg=name)
+
+
+def test_aligned_key_run_has_the_qber_of_a_right_link(aligned, right_delays):
+    """The key run's records are those of a link given the right delays from the start; held
+    at the nominal ones (no alignment), the same light gives a useless QBER."""
+    s, data = aligned, aligned["data"]
+    params, log = data["setup"].params, data["alice_log"]
+    got = data["session_records"]
+    q_z, q_x, n_z = qber(log, got, params)
+    assert n_z > 30 and q_z <= 0.05 and q_x <= 0.1
+    assert s["sifted_z"][0] == n_z and s["qber_x"][0] == pytest.approx(q_x)
+    right = reference_records_of(setup=data["setup"], replay=held(s["replay"], right_delays))
+    right_run = key_run(right["records"], s)
+    for name in FIELDS:
+        np.testing.assert_array_equal(got[name], right_run[name].astype(got[name].dtype),
+                                      err_msg=name)
+    # (the training records differ: the replay of the delay writes is not vacuous)
+    assert len(right["records"]["index"]) != len(data["records"]["index"]) or not all(
+        np.array_equal(right["records"][n], data["records"][n]) for n in FIELDS)
+    wrong = reference_records_of(setup=data["setup"],
+                                 replay=held(s["replay"], s["nominal_delays"]))
+    w_z, _, _ = qber(log, key_run(wrong["records"], s), params)
+    assert w_z > 0.25
+
+
+def test_alignment_options_are_checked():
+    with pytest.raises(ValueError, match="nominal_delays need align=True"):
+        lab_setup(symbols=400, nominal_delays=10, **ALIGN_SHAPE)
+    with pytest.raises(ValueError, match="nominal_delays must be one value or one per channel"):
+        lab_setup(symbols=400, align=True, nominal_delays=[10, 10], **ALIGN_SHAPE)
+    with pytest.raises(ValueError, match="pulse_width must be an integer in 1..4, not 5"):
+        lab_setup(symbols=400, pulse_width=5, **ALIGN_SHAPE)
+    with pytest.raises(ValueError, match="align must be True or False, not 1"):
+        lab_setup(symbols=400, align=1, **ALIGN_SHAPE)
+    with pytest.raises(ValueError, match="track needs align=True"):
+        rtl_session(symbols=400, track="end", **ALIGN_SHAPE)
+    with pytest.raises(ValueError, match="track must be 'end' or a multiple of lanes"):
+        rtl_session(symbols=400, align=True, track=402, **ALIGN_SHAPE)
+    setup = lab_setup(symbols=400, align=True, **ALIGN_SHAPE)
+    assert setup.nominal_delays == tuple(expected_delays(setup.params).tolist())
+    assert setup.receiver_params["histogram_period"] == 2
+    assert setup.alice_registers()["training"] == 3           # alternating
+    qrng = lab_setup(symbols=400, align=True, entropy="qrng", **ALIGN_SHAPE)
+    with pytest.raises(ValueError, match="QRNG session with training words is not modelled"):
+        alice_model(qrng, enable_cycle=10, training_words=5)

@@ -23,8 +23,9 @@ inconsistent answer, a failed verification) aborts the block: no key comes out o
    bits (kept on top of the bound's own ``log2(2/eps_cor)`` term: conservative). ``A: pa`` —
    the Toeplitz seed and the length; Bob checks the length equals his. Both hash
    (:mod:`.privacy`).
-7. Key: the first ``replenish_bytes`` of each block's key refill the authentication pools
-   (half per direction), the rest goes to the key sink. ``A: done``; Bob stores on it. Alice
+7. Key: the first bytes of each block's key refill the authentication pools (the pads its
+   tagged messages took, plus ``replenish_bytes`` for aborted blocks; half per direction),
+   the rest goes to the key sink. ``A: done``; Bob stores on it. Alice
    holds her block's key until Bob's next ``block`` (or ``close``) says he stored it, and
    drops it otherwise, so that a lost ``done`` never leaves a key on one side only.
 """
@@ -73,7 +74,7 @@ class DistillConfig:
     reconciler: str = "cascade"
     reconciler_options: dict = field(default_factory=dict)
     qber_guess: float = 0.01
-    replenish_bytes: int = 512
+    replenish_bytes: int = 64
 
     def as_message(self):
         d = asdict(self)
