@@ -359,3 +359,17 @@ def test_a_resync_drops_what_a_broken_exchange_left(pair):
     alice.recv("ask")
     alice.send("answer", {"y": 1})
     assert bob.recv("answer")[1] in ({"x": 1}, {"y": 1})
+
+
+def test_a_long_exchange_is_tagged_every_max_deferred_messages(pair):
+    alice, bob = pair
+    for end in pair:
+        end.defer(("ask",), max_deferred=4)
+    pads = bob.pools["bob"].available_bits
+    for i in range(10):
+        bob.send("ask", {"i": i})
+        assert alice.recv("ask")[1] == {"i": i}
+    assert bob.deferred_sent == 8 and bob.sent == 2          # messages 4 and 9 tagged
+    assert bob.pools["bob"].available_bits == pads - 2 * 128
+    with pytest.raises(ValueError, match="max_deferred"):
+        bob.defer(("ask",), max_deferred=0)

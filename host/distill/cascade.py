@@ -102,6 +102,11 @@ def _default_confirm(n):
     return 14 if n < 1 << 16 else 16
 
 
+#: Steps of Bob's search and cascade without a new question to Alice after which her parities
+#: are taken as inconsistent (every step opens or settles at least one block; an honest run
+#: needs a handful).
+_MAX_LOCAL_STEPS = 10_000
+
 def _half_words(n, seed, pass_id):
     """The random half of pass ``pass_id``: 64-bit mask words, bit i of word w is key bit
     64 w + i (bits beyond n cleared)."""
@@ -696,7 +701,15 @@ class _BobSession:
         lists = self.lists
         q_pass = q_node = np.zeros(0, np.int64)
         answers = np.zeros(0, np.uint8)
+        local = 0                       # steps since the last question to Alice
         while True:
+            local += 1
+            if local > _MAX_LOCAL_STEPS or self.flips > len(self.key):
+                # Alice's parities contradict each other (a forged reply, not yet
+                # authenticated): an honest exchange never gets here
+                raise ValueError(f"Cascade does not converge ({self.flips} flips, {local} "
+                                 f"steps without a question): Alice's parities are "
+                                 f"inconsistent")
             act_pass, act_node, q_pass, q_node, opened, flips = _engine(
                 self.key, lists["tree"], lists["inv"], lists["order"], self.depth, self.built,
                 act_pass, act_node, self.half_pass, self.half_words, self.half_alice,
@@ -717,6 +730,7 @@ class _BobSession:
                 continue
             if not len(q_node):
                 return
+            local = 0
             answers = self._ask(q_pass, q_node)
 
 

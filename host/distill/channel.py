@@ -28,7 +28,10 @@ aborts before its key exists; what the receiver did with an unauthenticated mess
 meantime (answer a parity question) only concerns a block that then gives nothing. This is
 the "one tag per post-processing round" of E. O. Kiktenko et al., "Lightweight
 authentication for quantum key distribution", IEEE JSAC 38, 1 (2020), arXiv:1903.10237,
-applied to the error-correction exchange. A message that opens a block (``resync``) covers
+applied to the error-correction exchange, with a tag at least every ``max_deferred``
+messages of a sender so that a forgery is caught within a bounded exchange (and the
+reconcilers refuse replies that contradict each other). A message that opens a block
+(``resync``) covers
 no deferred message: both ends drop those of a block that broke off. Deferred messages must
 not cross a tagged one in flight (the session's exchanges are strict request and reply).
 
@@ -174,14 +177,21 @@ class AuthenticatedChannel:
         self.sent = self.received = self.rejected = self.burnt_pads = 0
         self.deferred_sent = self.deferred_received = 0
         self.deferred = frozenset()
+        self.max_deferred = 64
         self._dsend = self._drecv = 0
         self._transcript = {r: [] for r in _ROLES}
         self._buffer = bytearray()
 
-    def defer(self, kinds):
+    def defer(self, kinds, max_deferred=64):
         """Send and take messages of ``kinds`` without a tag of their own; the next tagged
-        message covers them (module docstring). Both ends must defer the same kinds."""
+        message covers them (module docstring). Both ends must defer the same kinds. After
+        ``max_deferred`` of its own deferred messages in a row, an end tags the next one
+        anyway: a forgery is found within that many messages, whatever the protocol does
+        with it in the meantime."""
+        if not isinstance(max_deferred, int) or max_deferred < 1:
+            raise ValueError(f"max_deferred must be a positive integer, not {max_deferred!r}")
         self.deferred = frozenset(kinds)
+        self.max_deferred = max_deferred
 
     def _covered(self):
         """The transcript of the deferred messages a tagged message now covers."""
@@ -202,7 +212,8 @@ class AuthenticatedChannel:
         kind_bytes = kind.encode("ascii")
         if not 0 < len(kind_bytes) < 256:
             raise ValueError(f"Message kind must be 1..255 ASCII bytes, not {kind!r}")
-        if kind in self.deferred and not resync:
+        if kind in self.deferred and not resync and \
+                len(self._transcript[self.role]) < self.max_deferred:
             fixed = _FIXED.pack(MAGIC, VERSION, _ROLES.index(self.role), _DEFERRED, self._dsend,
                                 len(kind_bytes))
             message = fixed + kind_bytes + encode_body(body or {})
