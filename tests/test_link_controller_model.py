@@ -134,27 +134,28 @@ def test_controller_matches_model(seed, lookups, bus):
 
 
 def test_model_timing():
-    """With nothing waiting, a read of two items: the header is taken in cycle 0, the start
-    shown in cycle 1; each item takes its 2 bytes, aligns, shows ``re`` (cycles 5 and 14),
-    takes ``rdata`` in the next cycle and sends its 4 bytes; the header of the next request
-    is taken the cycle after the last byte."""
+    """With nothing waiting, a read of two items: the header is taken in cycle 0, its length
+    divided by the item size in cycles 1 to 16 and the request accepted in cycle 17, the
+    start shown in cycle 18; each item takes its 2 bytes, aligns, shows ``re`` (cycles 22
+    and 31), takes ``rdata`` in the next cycle and sends its 4 bytes; the header of the next
+    request is taken the cycle after the last byte."""
     model = LinkControllerModel(description=b"x")
     payload = [0x34, 0x12, 0x78, 0x56]
     header = pack_header(FrameType.REG_READ_REQ, 0, len(payload))
     trace = []
-    for cycle in range(24):
+    for cycle in range(56):
         out = model.step(header__valid=1, header__payload=header, payload__valid=1,
                          payload__payload=payload[0] if payload else 0, start__ready=1,
                          response__ready=1, bus__rdata=0xA0B0C0D0 + cycle)
         if out["payload__ready"] and payload:
             payload.pop(0)
         trace.append(out)
-    assert [c for c, o in enumerate(trace) if o["header__ready"]] == [0, 20]
-    assert [c for c, o in enumerate(trace) if o["start__valid"]] == [1, 21]
+    assert [c for c, o in enumerate(trace) if o["header__ready"]] == [0, 37]
+    assert [c for c, o in enumerate(trace) if o["start__valid"]] == [18, 55]
     assert [(c, o["bus__addr"]) for c, o in enumerate(trace) if o["bus__re"]] == \
-        [(5, 0x1234), (14, 0x5678)]
-    assert [o["response__payload"] for o in trace[7:11] + trace[16:19]] == \
-        [0xD6, 0xC0, 0xB0, 0xA0, 0xDF, 0xC0, 0xB0]
+        [(22, 0x1234), (31, 0x5678)]
+    assert [o["response__payload"] for o in trace[24:28] + trace[33:37]] == \
+        [0xE7, 0xC0, 0xB0, 0xA0, 0xF0, 0xC0, 0xB0, 0xA0]
     assert trace[-1]["requests"] == 2 and trace[-1]["bad_requests"] == 0
 
 
@@ -173,10 +174,10 @@ class LateBusModel(LinkControllerModel):
 
 
 class EarlyCountModel(LinkControllerModel):
-    """Counts a refused request as its header is taken, not as its payload is drained."""
+    """Counts a refused request as it is decided, not as its payload is drained."""
 
-    def _idle(self, v):
-        super()._idle(v)
+    def _decided(self, accepted):
+        super()._decided(accepted)
         if self.state == "drain":
             self.bad_requests += 1
 
@@ -210,13 +211,10 @@ class RomOffByOneModel(LinkControllerModel):
 class StrictLengthModel(LinkControllerModel):
     """Refuses a request whose answer fills a frame exactly."""
 
-    def _idle(self, v):
-        header = v["header__payload"]
-        kind, length = header & 0xFF, header >> 24
-        if v["header__valid"] and kind in ITEM_BYTES and length and \
-                length // ITEM_BYTES[kind][0] * ITEM_BYTES[kind][1] == MAX_PAYLOAD:
-            v = {**v, "header__payload": header + (1 << 24)}
-        super()._idle(v)
+    def _decide(self, v):
+        super()._decide(v)
+        if self.state == "start" and self.reply_length == MAX_PAYLOAD:
+            self._decided(False)
 
 
 @pytest.mark.parametrize("mutant", [LateBusModel, EarlyCountModel, GreedyDrainModel,

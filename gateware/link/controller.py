@@ -53,7 +53,10 @@ class LinkController(wiring.Component):
     Takes a delivered frame's header from ``header`` and its payload from ``payload`` (a
     :class:`~timebin.gateware.link.framer.Deframer`'s outputs) and, for a request of
     :mod:`timebin.gateware.protocol`, offers the response's start on ``start`` (type and
-    length known from the request's length) and then its payload on ``response``. Items are
+    length known from the request's length) and then its payload on ``response``. After an
+    item request's header is taken, its length is divided by the item size, a quotient bit a
+    cycle (16 cycles), and the request accepted or refused in the next cycle: a latency that
+    is nothing beside the link's byte time and keeps the check off the critical path. Items are
     executed one at a time, in order: the item's bytes are collected (one a cycle while
     ``payload`` offers them), then
 
@@ -137,6 +140,9 @@ class LinkController(wiring.Component):
         reply = Signal(8)                       # response type of the request
         reply_length = Signal(length_shape)
         answer = Signal()                       # a refused request is answered empty
+        remainder = Signal(range(_ITEM_IN_MAX))  # of the length divided by the item size
+        step = Signal(range(len(items)))        # quotient bits left to find, less one
+        frame_fits = Signal()                   # the length is not 0, its answers fit a frame
 
         rom = Memory(shape=8, depth=len(self.description), init=self.description)
         m.submodules.rom = rom
@@ -161,21 +167,15 @@ class LinkController(wiring.Component):
                                  answer.eq(0)]
                     with m.Switch(header.payload.type):
                         for request in served:
-                            size = in_size[request]
-                            n = Signal(length_shape, name=f"n_{request.name.lower()}")
-                            m.d.comb += n.eq(length // size)
-                            ok = (length != 0) & (length % size == 0) & \
-                                (n * out_size[request] <= MAX_PAYLOAD)
                             with m.Case(request):
+                                # The item count and the checks take the next cycles: a
+                                # divide in one cycle would be the board's critical path.
                                 m.d.sync += [reply.eq(RESPONSE_OF[request]),
-                                             items.eq(n),
-                                             reply_length.eq(n * out_size[request]),
-                                             in_bytes.eq(size), out_bytes.eq(out_size[request])]
-                                with m.If(ok):
-                                    m.next = "START"
-                                with m.Else():
-                                    m.d.sync += [answer.eq(1), reply_length.eq(0)]
-                                    m.next = "DRAIN"
+                                             in_bytes.eq(in_size[request]),
+                                             out_bytes.eq(out_size[request]),
+                                             items.eq(length), remainder.eq(0),
+                                             reply_length.eq(0), step.eq(len(items) - 1)]
+                                m.next = "DIVIDE"
                         with m.Case(FrameType.DESCRIBE_REQ):
                             m.d.sync += [reply.eq(FrameType.DESCRIBE_RESP),
                                          reply_length.eq(len(self.description)),
@@ -192,6 +192,36 @@ class LinkController(wiring.Component):
                                 m.next = "DRAIN"
                         with m.Default():
                             m.next = "DRAIN"
+
+            with m.State("DIVIDE"):
+                # Restoring division of the length by the item size, a quotient bit a cycle,
+                # MSB first: ``items`` shifts the length's bits out at the top and the
+                # quotient's in at the bottom; the response length (quotient times the
+                # answer's size) accumulates alongside, by Horner's rule.
+                trial = Cat(items[-1], remainder)
+                subtract = trial >= in_bytes
+                m.d.sync += [items.eq(Cat(subtract, items[:-1])),
+                             remainder.eq(Mux(subtract, trial - in_bytes, trial)),
+                             reply_length.eq((reply_length << 1) + Mux(subtract, out_bytes, 0)),
+                             step.eq(step - 1)]
+                # n = length // size answers fit one frame while n <= MAX_PAYLOAD // out,
+                # that is while length < (MAX_PAYLOAD // out + 1) * size: checked on the
+                # length (held in ``count``), off the path of the decision.
+                with m.Switch(kind):
+                    for request in served:
+                        with m.Case(request):
+                            bound = (MAX_PAYLOAD // out_size[request] + 1) * in_size[request]
+                            m.d.sync += frame_fits.eq((count != 0) & (count < bound))
+                with m.If(step == 0):
+                    m.next = "DECIDE"
+
+            with m.State("DECIDE"):
+                # A whole number n >= 1 of items whose n answers fit one frame.
+                with m.If(frame_fits & (remainder == 0)):
+                    m.next = "START"
+                with m.Else():
+                    m.d.sync += [answer.eq(1), reply_length.eq(0)]
+                    m.next = "DRAIN"
 
             with m.State("DRAIN"):
                 m.d.comb += payload.ready.eq(count != 0)

@@ -58,7 +58,8 @@ __all__ = ["SyncFIFOBufferedModel", "FrameGathererModel", "FrameMuxModel",
            "LinkControllerBench"]
 
 _TOP = (1 << COUNTER_BITS) - 1
-_LENGTH_MASK = 0xFFFF           # FrameStart.length: 16 bits
+_LENGTH_BITS = 16               # FrameStart.length, FrameHeader.length
+_LENGTH_MASK = (1 << _LENGTH_BITS) - 1
 _TIMEOUT_MASK = 0xFFFF          # the timeout register: 16 bits
 
 
@@ -818,13 +819,16 @@ class LinkControllerModel(_Model):
     ``bus__wdata``, ``bus__we``, ``bus__re``, ``requests``, ``bad_requests``; with
     ``lookups`` also ``lookup__valid``, ``lookup__payload``, ``result__ready``.
 
-    States, as the gateware's FSM: ``idle`` takes a header (``header__ready``), counts it in
-    ``requests`` and decides (:func:`request_accepted`): an executed request goes to
-    ``start``; a refused one to ``drain`` and then, answered empty, to ``start``; a frame of
-    another type to ``drain`` and back to ``idle``. ``drain`` takes the payload's bytes
-    (``payload__ready`` while any are left) and counts the request in ``bad_requests`` in
-    the cycle it leaves (at once for an empty payload). ``start`` offers the response's start
-    (type and length, 0 elsewhere). ``describe`` offers the description bytes.
+    States, as the gateware's FSM: ``idle`` takes a header (``header__ready``) and counts it
+    in ``requests``; an item request (read, write, lookup with a symbol memory) spends 16
+    cycles in ``divide`` (the gateware's division of its length by the item size) and one
+    in ``decide``, other frames are decided at once (:func:`request_accepted`): an executed
+    request goes to ``start``; a refused one to ``drain`` and then, answered empty, to
+    ``start``; a frame of another type to ``drain`` and back to ``idle``. ``drain`` takes
+    the payload's bytes (``payload__ready`` while any are left) and counts the request in
+    ``bad_requests`` in the cycle it leaves (at once for an empty payload). ``start`` offers
+    the response's start (type and length, 0 elsewhere). ``describe`` offers the description
+    bytes.
     Per item: ``collect`` takes its bytes, each shifted in at the top of the 64-bit item
     register; ``align`` shifts it down to bit 0; ``act`` shows ``re`` or ``we`` one cycle, or
     the index on ``lookup`` until taken; ``wait`` (one cycle for the bus) latches ``rdata``,
@@ -872,6 +876,7 @@ class LinkControllerModel(_Model):
         self.reply_length = 0
         self.answer = 0             # a refused request is answered empty
         self.rom_address = 0
+        self.steps = 0              # cycles of the item count's division left
         self.requests = 0
         self.bad_requests = 0
         self.events = collections.Counter()
@@ -923,21 +928,35 @@ class LinkControllerModel(_Model):
         header = v["header__payload"]
         kind, length = header & 0xFF, (header >> 24) & _LENGTH_MASK
         self.kind, self.count, self.answer = kind, length, 0
+        if kind in ITEM_BYTES and (kind != _LOOKUP or self.lookups):
+            self.reply = RESPONSE_OF[kind]
+            self.in_bytes, self.out_bytes = ITEM_BYTES[kind]
+            self.steps = _LENGTH_BITS
+            self.state = "divide"
+            return
         accepted = request_accepted(kind, length, lookups=self.lookups)
         if kind == _DESCRIBE:
             self.reply, self.reply_length = FrameType.DESCRIBE_RESP, len(self.description)
             self.rom_address = 0
-        elif kind in ITEM_BYTES and (kind != _LOOKUP or self.lookups):
-            size, out = ITEM_BYTES[kind]
-            n = length // size
-            self.reply, self.items = RESPONSE_OF[kind], n
-            self.reply_length = (n * out) & _LENGTH_MASK
-            self.in_bytes, self.out_bytes = size, out
         elif kind == _LOOKUP:
             self.reply = FrameType.SYMBOL_LOOKUP_RESP
+        self._decided(accepted)
+
+    def _divide(self, v):
+        self.steps -= 1
+        if self.steps == 0:
+            self.state = "decide"
+
+    def _decide(self, v):
+        n = self.count // self.in_bytes
+        self.items, self.reply_length = n, (n * self.out_bytes) & _LENGTH_MASK
+        self._decided(request_accepted(self.kind, self.count, lookups=self.lookups))
+
+    def _decided(self, accepted):
+        """Leave for ``start`` or ``drain`` as :func:`request_accepted` said."""
         if accepted:
             self.state = "start"
-            self.events[_EVENT_OF[kind]] += 1
+            self.events[_EVENT_OF[self.kind]] += 1
         elif accepted is None:
             self.state = "drain"
             self.events["not_request"] += 1
