@@ -201,3 +201,29 @@ def test_confirmation_catches_what_the_passes_left(monkeypatch):
                                                                                  0.03)
     assert not stats["success"]
     assert cascade_module.HALF == -1
+
+
+def test_contradictory_parities_are_refused_not_searched_for_ever():
+    """Alice's replies arrive unauthenticated until the next tag (deferred messages): random
+    parities in place of hers must end Bob's search (ValueError, or a failed run), never
+    loop for ever."""
+    from timebin.host.distill.reconcile import get_reconciler
+
+    rng = np.random.default_rng(7)
+    key = rng.integers(0, 2, 20_000, dtype=np.uint8)
+    alice = get_reconciler("cascade").alice(key)
+
+    def forged(message):
+        out = dict(alice.respond(message))
+        for name, value in out.items():
+            if isinstance(value, np.ndarray) and len(value):
+                out[name] = rng.integers(0, 2, len(value)).astype(value.dtype)
+        return out
+
+    bob_key = key.copy()
+    bob_key[rng.choice(len(key), 200, replace=False)] ^= 1
+    try:
+        corrected, stats = get_reconciler("cascade", seed=3).bob(bob_key, 0.01, forged)
+    except ValueError:
+        return
+    assert not stats["success"] or not np.array_equal(corrected, key)

@@ -336,6 +336,10 @@ def _engine(key, trees, invs, orders, depth, built, act_pass, act_node, half_pas
                     if (half_words[j, x >> 6] >> np.uint64(x & 63)) & 1:
                         half_bob[j] ^= 1
         flips += len(xs)
+        if flips > n:
+            # an honest exchange flips each wrong bit once: Alice's parities (a forged reply,
+            # not yet authenticated) contradict each other
+            raise ValueError("Alice's parities are inconsistent: more flips than key bits")
         # Per built pass: flip the bits' paths; keep the open searches that stay odd; add the
         # deepest odd known node on each flipped path.
         a_pass = np.empty(n_wait + len(xs) * len(trees), np.int64)
