@@ -42,7 +42,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,72 +284,15 @@ def synthesise(rtl, top=TOPLEVEL):
 def run_verilog(text, *, toplevel=TOPLEVEL, test_module, params=None, timeout_s=None,
                 build_args=BUILD_ARGS, ports_only=True):
     """Build the Verilog ``text`` (module ``toplevel``) with Verilator and run the cocotb
-    ``test_module`` on it: :func:`~timebin.sim.cocotb.runner.run_cocotb` for text instead of
-    a component, with the same cache (one build per text, simulator and options), run
-    folders and errors. ``ports_only`` appends :func:`public_ports` (needed with the default
-    ``build_args``) unless the text has a ``verilator_config`` block."""
-    import cocotb
-    from cocotb_tools.runner import get_runner
-
+    ``test_module`` on it (:func:`~timebin.sim.cocotb.runner.run_cocotb_verilog`: the same
+    cache, run folders and errors as for a component). ``ports_only`` appends
+    :func:`public_ports` (needed with the default ``build_args``) unless the text has a
+    ``verilator_config`` block."""
     if ports_only and "`verilator_config" not in text:
         text += public_ports(text, toplevel)
-    sim_env, build_args, tool_id = runner._simulator_setup("verilator", build_args,
-                                                           runner.CXX_OPT)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    identity = json.dumps([digest, tool_id, cocotb.__version__, build_args, False])
-    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    build_dir = cache_dir("cocotb", "verilator", f"{toplevel}-{key}")
-    runs_dir = build_dir / "runs"
-    runs_dir.mkdir(exist_ok=True)
-    runner._prune_runs(runs_dir)
-    run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=runs_dir))
-    results_xml, log = run_dir / "results.xml", run_dir / "sim.log"
-
-    run_env = dict(sim_env)
-    run_env[runner.PARAMS_ENV] = json.dumps(params or {})
-    if "COCOTB_REWRITE_ASSERTION_FILES" not in os.environ:
-        name = test_module.rpartition(".")[2]
-        run_env["COCOTB_REWRITE_ASSERTION_FILES"] = f"{name}.py"
-    if timeout_s is not None:
-        prefix = f"timeout --kill-after=10 {float(timeout_s)}"
-        run_env["SIM_CMD_PREFIX"] = f"{prefix} {os.environ.get('SIM_CMD_PREFIX', '')}".strip()
-    with runner._environ(run_env, unset=["PYTEST_CURRENT_TEST"]):
-        sim = get_runner("verilator")
-        t0 = time.monotonic()
-        compiled = runner._build(sim, build_dir, build_dir / f"{toplevel}.v", text, toplevel,
-                                 build_args, False)
-        t1 = time.monotonic()
-        exit_code = 0
-        try:
-            sim.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                     test_module=test_module, build_dir=build_dir, test_dir=run_dir,
-                     results_xml=str(results_xml), log_file=log)
-        except SystemExit as exc:
-            exit_code = exc.code
-        except RuntimeError as exc:
-            code = str(exc).rpartition(":")[2].strip()
-            exit_code = int(code) if code.lstrip("-").isdigit() else str(exc)
-        t2 = time.monotonic()
-
-    where = f"{test_module} on {toplevel} (verilator, build {build_dir.name})"
-    if not results_xml.is_file():
-        reason = ("timed out" if timeout_s is not None and exit_code in (124, 137)
-                  else f"ended abnormally (exit code {exit_code})")
-        raise runner.CocotbFailure(f"simulation of {where} {reason} without results; "
-                                   f"log {log}, last lines:\n{runner._tail(log)}")
-    failed = runner._failed_tests(results_xml)
-    if failed or exit_code:
-        summary = "\n".join(f"  {f}" for f in failed) or "  (no test failed)"
-        raise runner.CocotbFailure(
-            f"{len(failed)} cocotb tests failed in {where}"
-            + (f", simulator exit code {exit_code}" if exit_code else "")
-            + f":\n{summary}\nlog {log}, last lines:\n{runner._tail(log)}")
-    from xml.etree import ElementTree
-
-    total = sum(1 for _ in ElementTree.parse(results_xml).getroot().iter("testcase"))
-    return runner.CocotbResult(results_xml=results_xml, log=log, build_dir=build_dir,
-                               tests=total, compiled=compiled, build_s=t1 - t0,
-                               test_s=t2 - t1)
+    return runner.run_cocotb_verilog(text, toplevel=toplevel, test_module=test_module,
+                                     params=params, timeout_s=timeout_s,
+                                     build_args=build_args)
 
 
 # --- Stimulus ----------------------------------------------------------------------------------

@@ -222,10 +222,22 @@ def run_cocotb(component, *, toplevel, test_module, params=None, simulator="veri
     :class:`CocotbBuildError` when the build fails and :class:`CocotbFailure` when a test
     failed, none ran, or the simulator ended abnormally, quoting the tail of its log.
     """
+    text, _ = write_verilog(component, toplevel)
+    return run_cocotb_verilog(text, toplevel=toplevel, test_module=test_module, params=params,
+                              simulator=simulator, testcase=testcase, waves=waves,
+                              timeout_s=timeout_s, build_args=build_args, seed=seed,
+                              cxx_opt=cxx_opt)
+
+
+def run_cocotb_verilog(text, *, toplevel, test_module, params=None, simulator="verilator",
+                       testcase=None, waves=False, timeout_s=None, build_args=(), seed=None,
+                       cxx_opt=CXX_OPT):
+    """:func:`run_cocotb` for Verilog ``text`` (module ``toplevel``) instead of a component
+    (e.g. a synthesised netlist): the same build cache, run folders and errors."""
     from cocotb_tools.runner import get_runner
 
     sim_env, build_args, tool_id = _simulator_setup(simulator, build_args, cxx_opt)
-    text, digest = write_verilog(component, toplevel)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     import cocotb
 
     identity = json.dumps([digest, tool_id, cocotb.__version__, build_args, bool(waves)])
