@@ -6,7 +6,8 @@ Ref: Amaranth 0.5 simulator API (``Simulator``, ``add_testbench``, ``ctx.tick().
 from amaranth.hdl import ClockDomain, Module, Value
 from amaranth.sim import Simulator
 
-__all__ = ["SYS_PERIOD", "stream_put", "stream_get", "simulate", "run_per_cycle"]
+__all__ = ["SYS_PERIOD", "stream_put", "stream_get", "simulate", "run_per_cycle", "port_signal",
+           "run_bench"]
 
 #: The fabric clock period of the reference design, 156.25 MHz (DESIGN.md section 3).
 SYS_PERIOD = 1 / 156.25e6
@@ -79,3 +80,46 @@ def run_per_cycle(dut, inputs, outputs, n, *, reset_at=None):
 def _as_list(value):
     """``value`` as a list: an int or an iterable of ints."""
     return list(value) if hasattr(value, "__iter__") else [value]
+
+
+def port_signal(component, name):
+    """The signal of ``component`` for a model port name: ``start_0__valid`` is
+    ``component.start_0.valid``."""
+    target = component
+    for part in name.split("__"):
+        target = getattr(target, part)
+    return Value.cast(target)
+
+
+def run_bench(dut, bench, model, max_cycles, *, preset=None, tail_cycles=40):
+    """Drive ``dut`` from ``bench`` (``drive``/``advance``) until ``bench.done`` and
+    ``tail_cycles`` more, at most ``max_cycles``; ``preset`` gives registers (by port
+    name) a value before the first cycle. Returns ``(inputs, outputs)``, per cycle, named as
+    the ``model``'s ports."""
+    ins = {name: port_signal(dut, name) for name in model.INPUTS}
+    outs = {name: port_signal(dut, name) for name in model.OUTPUTS}
+    rec_in = {name: [] for name in ins}
+    rec_out = {name: [] for name in outs}
+
+    async def testbench(ctx):
+        for name, value in (preset or {}).items():
+            ctx.set(port_signal(dut, name), value)
+        held, tail = {}, tail_cycles
+        for _ in range(max_cycles):
+            for name, value in bench.drive().items():
+                if held.get(name) != value:
+                    ctx.set(ins[name], value)
+                    held[name] = value
+                rec_in[name].append(value)
+            outputs = {name: ctx.get(port) for name, port in outs.items()}
+            for name, value in outputs.items():
+                rec_out[name].append(value)
+            bench.advance(outputs)
+            await ctx.tick()
+            tail -= bench.done
+            if tail == 0:
+                return
+        raise AssertionError(f"bench not done after {max_cycles} cycles")
+
+    simulate(dut, testbench)
+    return rec_in, rec_out

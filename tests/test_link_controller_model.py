@@ -12,11 +12,10 @@ import functools
 import random
 
 import pytest
-from amaranth.hdl import Value
 from timebin.gateware.frames import MAX_PAYLOAD, FrameType
 from timebin.gateware.link.controller import LinkController
 from timebin.gateware.protocol import ITEM_BYTES, RESPONSE_OF
-from timebin.sim.amaranth_helpers import simulate
+from timebin.sim.amaranth_helpers import run_bench
 from timebin.sim.link.controller import (
     LinkControllerBench,
     LinkControllerModel,
@@ -29,49 +28,8 @@ from timebin.sim.link.controller import (
 from timebin.sim.link.framer import pack_header
 from timebin.sim.link.uart import compare_cycles
 
-TAIL_CYCLES = 40
 #: Bytes from 0x00 to 0xFC, then text.
 DESCRIPTION = bytes(range(0, 256, 7)) + b'{"role":"alice"}'
-
-
-def port_signal(component, name):
-    """The signal of ``component`` for a model port name: ``bus__rdata`` is
-    ``component.bus.rdata``."""
-    target = component
-    for part in name.split("__"):
-        target = getattr(target, part)
-    return Value.cast(target)
-
-
-def run_bench(dut, bench, model, max_cycles):
-    """Drive ``dut`` from ``bench`` until ``bench.done`` and :data:`TAIL_CYCLES` more, at most
-    ``max_cycles``. Returns ``(inputs, outputs)``, per cycle, named as the ``model``'s
-    ports."""
-    ins = {name: port_signal(dut, name) for name in model.INPUTS}
-    outs = {name: port_signal(dut, name) for name in model.OUTPUTS}
-    rec_in = {name: [] for name in ins}
-    rec_out = {name: [] for name in outs}
-
-    async def testbench(ctx):
-        held, tail = {}, TAIL_CYCLES
-        for _ in range(max_cycles):
-            for name, value in bench.drive().items():
-                if held.get(name) != value:
-                    ctx.set(ins[name], value)
-                    held[name] = value
-                rec_in[name].append(value)
-            outputs = {name: ctx.get(port) for name, port in outs.items()}
-            for name, value in outputs.items():
-                rec_out[name].append(value)
-            bench.advance(outputs)
-            await ctx.tick()
-            tail -= bench.done
-            if tail == 0:
-                return
-        raise AssertionError(f"bench not done after {max_cycles} cycles")
-
-    simulate(dut, testbench)
-    return rec_in, rec_out
 
 
 # (seed, lookups, bus): the bus answered by a bank model or by noise.

@@ -10,7 +10,6 @@ import functools
 import random
 
 import pytest
-from amaranth.hdl import Value
 from amaranth.lib import fifo
 from timebin.gateware.frames import FrameType
 from timebin.gateware.link.controller import (
@@ -22,7 +21,7 @@ from timebin.gateware.link.controller import (
 )
 from timebin.gateware.link.framer import COUNTER_BITS
 from timebin.gateware.protocol import ALARM_BYTES, NO_BLOCK_START, POINTER_BYTES
-from timebin.sim.amaranth_helpers import run_per_cycle, simulate
+from timebin.sim.amaranth_helpers import run_bench, run_per_cycle
 from timebin.sim.link.controller import (
     AlarmBench,
     AlarmReporterModel,
@@ -36,52 +35,6 @@ from timebin.sim.link.controller import (
     frame_pointers,
 )
 from timebin.sim.link.uart import compare_cycles
-
-TAIL_CYCLES = 40
-
-
-def port_signal(component, name):
-    """The signal of ``component`` for a model port name: ``start_0__valid`` is
-    ``component.start_0.valid``."""
-    target = component
-    for part in name.split("__"):
-        target = getattr(target, part)
-    return Value.cast(target)
-
-
-def run_bench(dut, bench, model, max_cycles, *, preset=None):
-    """Drive ``dut`` from ``bench`` (``drive``/``advance``) until ``bench.done`` and
-    :data:`TAIL_CYCLES` more, at most ``max_cycles``; ``preset`` gives registers (by port
-    name) a value before the first cycle. Returns ``(inputs, outputs)``, per cycle, named as
-    the ``model``'s ports."""
-    ins = {name: port_signal(dut, name) for name in model.INPUTS}
-    outs = {name: port_signal(dut, name) for name in model.OUTPUTS}
-    rec_in = {name: [] for name in ins}
-    rec_out = {name: [] for name in outs}
-
-    async def testbench(ctx):
-        for name, value in (preset or {}).items():
-            ctx.set(port_signal(dut, name), value)
-        held, tail = {}, TAIL_CYCLES
-        for _ in range(max_cycles):
-            for name, value in bench.drive().items():
-                if held.get(name) != value:
-                    ctx.set(ins[name], value)
-                    held[name] = value
-                rec_in[name].append(value)
-            outputs = {name: ctx.get(port) for name, port in outs.items()}
-            for name, value in outputs.items():
-                rec_out[name].append(value)
-            bench.advance(outputs)
-            await ctx.tick()
-            tail -= bench.done
-            if tail == 0:
-                return
-        raise AssertionError(f"bench not done after {max_cycles} cycles")
-
-    simulate(dut, testbench)
-    return rec_in, rec_out
-
 
 # --- the FIFO the packetizers are built on ---------------------------------------------------
 
