@@ -2,11 +2,12 @@
 
 import functools
 
-from amaranth.hdl import Mux, Signal
+from amaranth.hdl import Const, Instance, Mux, Signal
 
 from .checks import check_int
 
-__all__ = ["check_int", "count_saturating", "refuses_quietly", "accepted_setting"]
+__all__ = ["check_int", "count_saturating", "refuses_quietly", "accepted_setting",
+           "registered_setting", "global_buffer"]
 
 
 def refuses_quietly(init):
@@ -35,7 +36,29 @@ def accepted_setting(m, name, value, ok, init):
     """The value of a setting port in use: ``value`` while ``ok``, else the last value that
     was ``ok`` (``init`` after reset). Refused register values never take effect and never
     wrap; the caller flags ``~ok`` on its ``settings_error``."""
+    applied = registered_setting(m, name, value, ok, init)
+    return Mux(ok, value, applied)
+
+
+def registered_setting(m, name, value, ok, init):
+    """The register behind :func:`accepted_setting`: the last value of a setting port that
+    was ``ok`` up to the cycle before (``init`` in the first cycle after reset). Logic that
+    uses it starts at a flip-flop, at the price of the setting acting one cycle later."""
     applied = Signal.like(value, name=f"applied_{name}", init=init)
     with m.If(ok):
         m.d.sync += applied.eq(value)
-    return Mux(ok, value, applied)
+    return applied
+
+
+def global_buffer(m, platform, value, *, name):
+    """``value`` as seen by thousands of loads: on an ECP5 through a DCCA onto a global
+    network (nextpnr promotes only clocks by itself, and a control net of a few thousand
+    loads on general routing takes longer than a 156.25 MHz cycle); elsewhere (simulation,
+    other FPGAs) ``value`` itself. Same value in the same cycle: only the routing differs.
+    ECP5 has eight global networks that reach the fabric: keep this for the few nets that
+    need it."""
+    if getattr(platform, "family", None) != "ecp5":
+        return value
+    out = Signal(name=f"{name}_global")
+    m.submodules[f"{name}_dcca"] = Instance("DCCA", i_CLKI=value, i_CE=Const(1), o_CLKO=out)
+    return out

@@ -147,14 +147,19 @@ def test_rtl_matches_model_defaults():
 
 # --- directed ---
 
+#: The cycle of the one valid word in these tests: settings written in cycle 0 act from
+#: cycle 1 (the driver's registered settings hold their reset values in cycle 0).
+AT = 1
+
+
 def _one_word(lanes, n, **lane_fields):
-    """``n`` cycles, cycle 0 valid with the given per-lane fields, all others invalid."""
+    """``n`` cycles, cycle ``AT`` valid with the given per-lane fields, all others invalid."""
     valid = np.zeros(n, bool)
-    valid[0] = True
+    valid[AT] = True
     fields = {}
     for name, values in lane_fields.items():
         fields[name] = np.zeros((n, lanes), np.int64)
-        fields[name][0] = values
+        fields[name][AT] = values
     return valid, fields
 
 
@@ -166,9 +171,10 @@ def _states(states):
 def test_state_patterns():
     dut = TimeBinDriver(lanes=4, uis_per_symbol=4)
     latency = dut.latency
-    valid, fields = _one_word(4, latency + 1, **_states([Z0, Z1, XP, XM]))
+    valid, fields = _one_word(4, AT + latency + 1, **_states([Z0, Z1, XP, XM]))
     carver, im, pm, o_valid, _ = run_rtl(dut, valid, pack_symbol_words(4, fields), [])
-    assert list(o_valid) == [False] + [True] * latency
+    assert list(o_valid) == [False] + [True] * (AT + latency)
+    latency += AT
     assert list(carver[latency]) == [1, 1, 0, 0,  0, 0, 1, 1,  1, 1, 1, 1,  1, 1, 1, 1]
     assert list(im[latency]) == [200, 200, 0, 0,  0, 0, 200, 200] + [200] * 8
     # 4-state table: X- alone gets a phase of pi, on its late bin.
@@ -183,8 +189,10 @@ def test_pulse_window_and_levels():
     im_levels = list(range(100, 132))
     settings = {"pulse_offset": 1, "pulse_width": 1, "im_levels": im_levels, "im_idle": 9,
                 "pm_levels": [0, 0, 0, 0, 0, 0, 3, 2]}
-    valid, fields = _one_word(4, latency + 1, intensity=[0, 1, 2, 3], **_states([Z0, Z1, XP, XM]))
+    valid, fields = _one_word(4, AT + latency + 1, intensity=[0, 1, 2, 3],
+                              **_states([Z0, Z1, XP, XM]))
     carver, im, pm, _, _ = run_rtl(dut, valid, pack_symbol_words(4, fields), [(0, settings)])
+    latency += AT
     assert list(carver[latency]) == [0, 1, 0, 0, 0, 0,  0, 0, 0, 0, 1, 0,
                                      0, 1, 0, 0, 1, 0,  0, 1, 0, 0, 1, 0]
     for lane, (state, intensity) in enumerate([(Z0, 0), (Z1, 1), (XP, 2), (XM, 3)]):
@@ -217,7 +225,7 @@ def test_delays(lanes, span, max_delay):
     """An impulse moves by exactly the delay: 0, 1, one word, max_delay; outputs separately."""
     top = max_delay if max_delay is not None else 2 * span
     uis, k, latency = lanes * span, span // 2, TimeBinDriver.latency
-    n = latency + -(-(top + span) // uis) + 1
+    n = AT + latency + -(-(top + span) // uis) + 1
     valid, fields = _one_word(lanes, n, **_states([Z0] * lanes))
     payloads = pack_symbol_words(lanes, fields)
     base = {"pulse_width": 1, "pm_levels": [1] + [0] * 7}
@@ -228,7 +236,7 @@ def test_delays(lanes, span, max_delay):
         carver, im, pm, _, error = run_rtl(dut, valid, payloads, [(0, settings)])
         assert not error.any()
         # Every lane carries Z0 with a 1-UI pulse: lane i's pulse is at UI i * span.
-        pulses = latency * uis + np.arange(lanes) * span
+        pulses = (AT + latency) * uis + np.arange(lanes) * span
         expect_carver = np.zeros(n * uis, np.int64)
         expect_carver[pulses + d_carver] = 1
         expect_im = np.zeros(n * uis, np.int64)
@@ -292,11 +300,14 @@ def test_refused_settings_keep_last_accepted():
         "1+2": [0, 1, 1, 0, 0, 0],
         "0+1": [1, 0, 0, 0, 0, 0],
         "0+1, delayed 1": [0, 1, 0, 0, 0, 0],
+        "reset": [1, 1, 1, 0, 0, 0],
     }
-    # Pulse settings apply to the symbols taken in the same cycle, delays to the next output.
-    for cycles, pattern in ((range(latency, 30 + latency), "1+2"),
-                            (range(30 + latency, 40 + UIDelay.latency), "0+1"),
-                            (range(40 + UIDelay.latency, n), "0+1, delayed 1")):
+    # An accepted pulse window applies to the symbols of the next cycle, an accepted delay to
+    # the output after next (registered settings); cycle 0 uses the reset values.
+    for cycles, pattern in ((range(latency, latency + 1), "reset"),
+                            (range(latency + 1, 31 + latency), "1+2"),
+                            (range(31 + latency, 41 + UIDelay.latency), "0+1"),
+                            (range(41 + UIDelay.latency, n), "0+1, delayed 1")):
         for cycle in cycles:
             assert list(carver[cycle]) == lane[pattern] * lanes, (cycle, pattern)
     # The refused im/pm delays leave those outputs where they were: im follows the window.

@@ -185,6 +185,8 @@ def test_refused_setting_keeps_last_accepted():
                          ctx.get(dut.settings_error)))
 
     simulate(dut, testbench)
+    # The word of cycle 0 (shown after the first tick, with the reset p_z 8: 14 -> X) is not
+    # read; the accepted 15 acts from cycle 1 and stays when 17 is refused.
     assert [Basis(basis) for basis, _ in seen] == [Basis.Z] * 3
     assert all(error for _, error in seen)
 

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from scipy import stats
 from timebin.gateware.tx.entropy import EntropySelect
-from timebin.gateware.tx.symbols import Protocol, TrainingMode, probability_settings
+from timebin.gateware.tx.driver import TimeBinDriver
+from timebin.gateware.tx.symbols import Protocol, SymbolSource, TrainingMode, probability_settings
 from timebin.gateware.tx.top import Transmitter
+from timebin.sim.tx.entropy import KEYSTREAM_FIRST_CYCLE
 from timebin.sim.tx.rtl import compare_transmitter, run_transmitter
 from timebin.sim.tx.top import TransmitterModel
 
@@ -80,11 +82,12 @@ def test_qrng_alarm_blanks_until_cleared():
     assert cleared == 900
     # The symbols of the alarm cycles are dark and not key, and their pulses never leave.
     sym = want.symbols
-    alarm_words = slice(first + 1, cleared + 1)          # symbol register: one cycle later
+    to_symbols = SymbolSource.latency
+    alarm_words = slice(first + to_symbols, cleared + to_symbols)
     assert sym.dark[alarm_words].all() and not sym.sym_valid[alarm_words].any()
-    latency = 2                                          # driver, at zero delay
-    assert not want.carver[first + 1 + latency:cleared + 1 + latency].any()
-    assert want.carver[cleared + 1 + latency:].any()
+    latency = to_symbols + TimeBinDriver.latency         # driver at zero delay
+    assert not want.carver[first + latency:cleared + latency].any()
+    assert want.carver[cleared + latency:].any()
     assert want.blanked[-1] == cleared - first
 
 
@@ -108,7 +111,7 @@ def test_health_trips_within_cutoff(bias):
         assert first == (41 - 1) // width
     else:
         assert first * width < 1024
-    latency = 3
+    latency = SymbolSource.latency + TimeBinDriver.latency
     assert not want.carver[first + latency:].any()
     # The gateware agrees.
     got = run_transmitter(Transmitter(**params), n, {"source": EntropySelect.QRNG},
@@ -122,7 +125,7 @@ def test_symbol_statistics():
     lanes, prob_bits, p_z, probs = 8, 12, 0.85, (0.6, 0.3, 0.1)
     model = TransmitterModel(lanes=lanes, uis_per_symbol=2, prob_bits=prob_bits, p_z=p_z,
                              intensity_probs=probs)
-    n = 1_000_000 // lanes + 20
+    n = 1_000_000 // lanes + KEYSTREAM_FIRST_CYCLE + SymbolSource.latency
     want = model.run(n, {"key": KEY, "iv": IV, "protocol": Protocol.FOUR_STATE})
     sym = want.symbols
     ok = sym.sym_valid.astype(bool)
@@ -186,9 +189,10 @@ def test_log_overflow_counted():
     params = {"lanes": 2, "uis_per_symbol": 2, "log_depth": 4}
     n = 50
     want = both(params, n, {}, enable=True, log_ready=False)
-    # Words arrive in cycles 1 .. n-1; the counter shows the drops of the cycles before the
-    # last: 48 words, four fit, the rest are dropped and counted.
-    assert want.log_dropped[-1] == (n - 2) - 4
+    # Words arrive in cycles 2 .. n-1; the counter shows the drops of the cycles before the
+    # last: 47 words, four fit, the rest are dropped and counted.
+    words = n - SymbolSource.latency - 1
+    assert want.log_dropped[-1] == words - 4
     model = TransmitterModel(**params)
     ready = np.zeros(n, bool)
     ready[30:] = True

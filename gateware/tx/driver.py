@@ -10,7 +10,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import accepted_setting, refuses_quietly
+from ..common import registered_setting, refuses_quietly
 from .layouts import SerializerWord, SymbolWord
 
 __all__ = ["MAX_DELAY_WORDS", "IM_LEVELS", "PM_LEVELS", "im_level_index", "pm_level_index",
@@ -203,8 +203,10 @@ class TimeBinDriver(wiring.Component):
     history fill, the UIs that hold no symbol yet are all zero (carver 0, im 0, pm 0), not
     ``im_idle``.
 
-    Settings are read every cycle and act at once: pulse and level settings on the symbols
-    taken in the same cycle, delays on the next output word. An out-of-range value
+    Settings are read every cycle. Levels (``im_levels``, ``im_idle``, ``pm_levels``) act
+    on the symbols taken in the same cycle; an accepted pulse window acts on the symbols of
+    the next cycle, an accepted delay on the output word after next (the reset values are in
+    use in the first cycle after reset). An out-of-range value
     (``pulse_width`` 0, ``pulse_offset + pulse_width > k``, a delay above ``max_delay``) is
     refused: the driver keeps using the last value it accepted (the default after reset), and
     ``settings_error`` is high while any refused value is present. ``pulse_offset`` and
@@ -282,14 +284,17 @@ class TimeBinDriver(wiring.Component):
         uis = lanes * span
 
         # Settings: refuse out-of-range values instead of wrapping them.
+        # The pulse window and the delays act from the registers of the accepted values (a
+        # cycle after they appear on the ports), so that no acceptance check sits in front of
+        # the per-UI pulse compares or the delay multiplexers.
         window_ok = (self.pulse_width != 0) & (self.pulse_offset + self.pulse_width <= k)
-        offset = accepted_setting(m, "pulse_offset", self.pulse_offset, window_ok, 0)
-        width = accepted_setting(m, "pulse_width", self.pulse_width, window_ok, k)
+        offset = registered_setting(m, "pulse_offset", self.pulse_offset, window_ok, 0)
+        width = registered_setting(m, "pulse_width", self.pulse_width, window_ok, k)
         delays, errors = {}, [~window_ok]
         for output in ("carver", "im", "pm"):
             port = getattr(self, f"delay_{output}")
             ok = port <= self.max_delay
-            delays[output] = accepted_setting(m, f"delay_{output}", port, ok, 0)
+            delays[output] = registered_setting(m, f"delay_{output}", port, ok, 0)
             errors.append(~ok)
         m.d.comb += self.settings_error.eq(Cat(errors).any())
 

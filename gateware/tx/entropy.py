@@ -8,7 +8,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_int, count_saturating, refuses_quietly
+from ..common import check_int, count_saturating, global_buffer, refuses_quietly
 from .health import HealthTests
 from .layouts import EntropyWord
 from .trivium import Trivium
@@ -37,8 +37,9 @@ class EntropySource(wiring.Component):
     **CSPRNG.** ``ceil(width / 64)`` Trivium cores run in lockstep; core ``c`` uses ``key``
     and IV ``iv ^ c``, and bits ``[64 c, 64 c + 64)`` of a word are its 64 keystream bits
     (the last core's surplus bits are dropped). The cores load in the first cycle after reset
-    and again on ``reseed``; the keystream is valid ``1 + 1152 / 64`` = 19 cycles after the
-    load cycle. Every word is ``healthy``.
+    and again in the cycle after ``reseed``; the keystream is valid ``1 + 1152 / 64`` = 19
+    cycles after the load cycle. Words are taken in keystream order, none skipped: the
+    ``k``-th word taken is keystream word ``k``. Every word is ``healthy``.
 
     **QRNG.** ``qrng`` words pass straight through (``qrng.ready`` is ``entropy.ready``). Bits
     ``[64 c, 64 c + 64)`` of each taken word go through health-test instance ``c``, a serial
@@ -103,10 +104,13 @@ class EntropySource(wiring.Component):
         m = Module()
         width = self._width
 
-        # CSPRNG: Trivium cores in lockstep, loaded together.
-        started = Signal()
-        m.d.sync += started.eq(1)
-        load = ~started | self.reseed
+        # CSPRNG: Trivium cores in lockstep, loaded together from a register (set after
+        # reset, then a copy of `reseed`) on a global network: `load` reaches every state
+        # flip-flop of every core.
+        load = Signal(init=1)
+        m.d.sync += load.eq(self.reseed)
+        load = global_buffer(m, platform, load, name="trivium_load")
+        use_csprng = self.source == EntropySelect.CSPRNG
         cores = []
         for c in range(self._cores):
             core = m.submodules[f"trivium{c}"] = Trivium(CORE_BITS)
@@ -114,7 +118,6 @@ class EntropySource(wiring.Component):
             cores.append(core)
         keystream = Cat(core.keystream.payload for core in cores)[:width]
         keystream_valid = Cat(core.keystream.valid for core in cores).all()
-        use_csprng = self.source == EntropySelect.CSPRNG
         for core in cores:
             m.d.comb += core.keystream.ready.eq(use_csprng & keystream_valid & self.entropy.ready)
 

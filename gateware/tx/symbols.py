@@ -55,13 +55,18 @@ class SymbolSource(wiring.Component):
     in every mode; data-mode entropy is still consumed, so the health tests keep running.
 
     Settings out of range (``p_z`` above one, thresholds not non-decreasing or above one) are
-    refused: the last accepted value stays in use and ``settings_error`` is high.
+    refused: the last accepted value stays in use and ``settings_error`` is high. An accepted
+    ``p_z`` or ``thresholds`` acts from the cycle after it appears on the port (the reset
+    values are in use in the first cycle after reset).
 
     Members
     -------
     entropy : In(stream.Signature(EntropyWord(lanes * B)))
     symbols : Out(stream.Signature(SymbolWord(lanes), always_ready=True))
     """
+
+    #: Cycles from ``entropy`` (and ``enable``) to ``symbols``.
+    latency = 1
 
     @refuses_quietly
     def __init__(self, *, lanes, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3)):
@@ -103,20 +108,22 @@ class SymbolSource(wiring.Component):
         m = Module()
         L, p, B, one = self._lanes, self._prob_bits, self._bits_per_lane, self._one
 
-        # Settings: take the port value when valid, otherwise keep the last accepted one.
+        # Settings: the port value when valid, otherwise the last accepted one, registered:
+        # the draws of a cycle use the values accepted up to the cycle before (the reset
+        # values in the first cycle), so that the 3 * L threshold compares start at
+        # flip-flops, not behind the acceptance checks.
         p_z_ok = self.p_z <= one
         th = self.thresholds
         th_ok = (th[0] <= th[1]) & (th[1] <= th[2]) & (th[2] <= one)
         th_layout = self.thresholds.shape()
         p_z = Signal(len(self.p_z), init=self._init["p_z"])
         thresholds = Signal(th_layout, init=self._init["thresholds"])
-        p_z_eff = Mux(p_z_ok, self.p_z, p_z)
-        th_eff = Signal(th_layout)
-        m.d.comb += [
-            th_eff.eq(Mux(th_ok, self.thresholds.as_value(), thresholds.as_value())),
-            self.settings_error.eq(~p_z_ok | ~th_ok),
-        ]
-        m.d.sync += [p_z.eq(p_z_eff), thresholds.eq(th_eff)]
+        m.d.comb += self.settings_error.eq(~p_z_ok | ~th_ok)
+        with m.If(p_z_ok):
+            m.d.sync += p_z.eq(self.p_z)
+        with m.If(th_ok):
+            m.d.sync += thresholds.eq(self.thresholds)
+        p_z_eff, th_eff = p_z, thresholds
 
         mode = self.training
         data_mode = mode == TrainingMode.DATA

@@ -6,10 +6,11 @@ issue drives these ports.
 """
 
 from amaranth.hdl import Cat, Module
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common import check_int, count_saturating, refuses_quietly
+from ..fifo import FlagFIFO
 from .driver import (
     IM_LEVELS,
     PM_LEVELS,
@@ -137,7 +138,7 @@ class Transmitter(wiring.Component):
         ent = m.submodules.entropy = self.entropy_source
         src = m.submodules.symbols = self.symbol_source
         drv = m.submodules.driver = self.driver
-        log = m.submodules.log_fifo = fifo.SyncFIFO(
+        log = m.submodules.log_fifo = FlagFIFO(
             width=len(self.log.payload.as_value()), depth=self.log_depth)
 
         for name in ("source", "key", "iv", "reseed", "rct_cutoff", "apt_cutoff",

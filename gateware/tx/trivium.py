@@ -50,6 +50,7 @@ class Trivium(wiring.Component):
         Load key and IV and restart the warm-up; ``keystream`` is not valid until it ends.
     keystream : Out(stream.Signature(width))
         Bit ``i`` of a payload is keystream bit ``z_{n+i}``.
+
     """
 
     @refuses_quietly
@@ -75,39 +76,58 @@ class Trivium(wiring.Component):
         # (s_66 and beyond in each register, spec section 2.1) still holds a bit of the
         # current state, since w <= 64: in round r, s_k reads the current s_(k - r), which is
         # bit r of the slice taps(k) below.
-        state = Signal(288)
+        # No reset of their own for the state and the word: they mean nothing until a load
+        # writes them all (`loaded` and `warmup` say when), and a reset would be ORed with
+        # `load` in front of every one of these flip-flops.
+        state = Signal(288, reset_less=True)
         warmup = Signal(range(WARMUP_ROUNDS // w + 1))
         loaded = Signal()
 
-        def taps(k):
-            return state[288 - k:288 - k + w]
+        def taps_of(x, k):
+            return x[288 - k:288 - k + w]
 
-        z = taps(66) ^ taps(93) ^ taps(162) ^ taps(177) ^ taps(243) ^ taps(288)
+        def taps(k):
+            return taps_of(state, k)
+
+        def keystream_of(x):
+            return (taps_of(x, 66) ^ taps_of(x, 93) ^ taps_of(x, 162) ^ taps_of(x, 177)
+                    ^ taps_of(x, 243) ^ taps_of(x, 288))
+
         t1 = taps(66) ^ taps(93) ^ (taps(91) & taps(92)) ^ taps(171)
         t2 = taps(162) ^ taps(177) ^ (taps(175) & taps(176)) ^ taps(264)
         t3 = taps(243) ^ taps(288) ^ (taps(286) & taps(287)) ^ taps(69)
         # Each register shifts by w; round r's new bit lands at the w - 1 - r-th place from
         # the register's start, i.e. the new bits fill the top of its reversed slice in order.
-        next_state = Cat(state[w:111], t2,           # s_178 .. s_288 (t2 enters at s_178)
-                         state[111 + w:195], t1,     # s_94 .. s_177 (t1 enters at s_94)
-                         state[195 + w:288], t3)     # s_1 .. s_93 (t3 enters at s_1)
+        next_state = Signal(288)
+        m.d.comb += next_state.eq(Cat(state[w:111], t2,        # s_178 .. s_288 (t2 at s_178)
+                                      state[111 + w:195], t1,  # s_94 .. s_177 (t1 at s_94)
+                                      state[195 + w:288], t3))  # s_1 .. s_93 (t3 at s_1)
 
         # Key into s_1 .. s_80, IV into s_94 .. s_173, ones into s_286 .. s_288; with the
         # port bit order (s_i = key[80 - i]) both land as contiguous slices.
         initial = Cat(Const(0b111, 3), Const(0, 112), self.iv, Const(0, 13), self.key)
 
+        # Timing: the keystream word and its valid are registers of their own, written with
+        # the state (the word is the output function of the state written beside it), so the
+        # consumers' logic starts at a flip-flop instead of behind six XORs and a counter
+        # compare. Same values, cycle by cycle, as computing them from the state.
+        z = Signal(w, reset_less=True)
+        valid = Signal()
         m.d.comb += [
             self.keystream.payload.eq(z),
-            self.keystream.valid.eq(loaded & (warmup == 0)),
+            self.keystream.valid.eq(valid),
         ]
         with m.If(self.load):
             m.d.sync += [
                 state.eq(initial),
+                z.eq(keystream_of(initial)),
                 warmup.eq(WARMUP_ROUNDS // w),
                 loaded.eq(1),
+                valid.eq(0),
             ]
         with m.Elif(loaded & (warmup != 0)):
-            m.d.sync += [state.eq(next_state), warmup.eq(warmup - 1)]
-        with m.Elif(self.keystream.valid & self.keystream.ready):
-            m.d.sync += state.eq(next_state)
+            m.d.sync += [state.eq(next_state), z.eq(keystream_of(next_state)),
+                         warmup.eq(warmup - 1), valid.eq(warmup == 1)]
+        with m.Elif(valid & self.keystream.ready):
+            m.d.sync += [state.eq(next_state), z.eq(keystream_of(next_state))]
         return m

@@ -74,7 +74,9 @@ class SymbolSourceModel:
     """Reference model of :class:`~timebin.gateware.tx.symbols.SymbolSource`.
 
     Same parameters and checks. Settings (``protocol``, ``p_z``, ``thresholds``,
-    ``training``, ``training_intensity``) hold from reset over a whole :meth:`run`.
+    ``training``, ``training_intensity``) hold from reset over a whole :meth:`run`; as in
+    the gateware, ``p_z`` and ``thresholds`` act from the cycle after reset (the first
+    cycle's draws use the construction defaults).
     """
 
     def __init__(self, lanes, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3)):
@@ -161,8 +163,13 @@ class SymbolSourceModel:
         data_mode = training == TrainingMode.DATA
         if data_mode:
             good = entropy_valid & entropy_healthy
-            b, t, i = self.draw(entropy_chunks[good], p_z, thresholds, protocol)
-            basis[good], bit[good], intensity[good], sym_valid[good] = b, t, i, 1
+            first = np.zeros(n, bool)
+            first[:1] = True                    # the reset values of p_z and thresholds
+            for rows, (pz, th) in (
+                    (good & ~first, (p_z, thresholds)),
+                    (good & first, (self.init_p_z, self.init_thresholds))):
+                b, t, i = self.draw(entropy_chunks[rows], pz, th, protocol)
+                basis[rows], bit[rows], intensity[rows], sym_valid[rows] = b, t, i, 1
             dark[~good] = 1
         else:
             intensity[:] = training_intensity

@@ -1,0 +1,69 @@
+"""A first-word-fall-through FIFO whose flags are flip-flops.
+
+Same ports and the same behaviour, cycle by cycle, as :class:`amaranth.lib.fifo.SyncFIFO`
+(``w_rdy`` is ``level != depth``, ``r_rdy`` is ``level != 0``, ``r_data`` shows the oldest
+word combinationally); only the implementation differs: ``full`` and ``empty`` are registers
+written with ``level``, from its next value, so that the write enable of the storage (which
+reaches every LUT-RAM cell of a wide word) is one gate behind flip-flops, not a compare of
+``level`` and the reader's ``r_en``. On the 130-bit symbol log of a 16-lane transmitter
+that path was the slowest of the transmitter at 156.25 MHz (10.3 ns).
+"""
+
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
+from amaranth.lib.memory import Memory
+
+from .common import check_int, refuses_quietly
+
+__all__ = ["FlagFIFO"]
+
+
+class FlagFIFO(Elaboratable):
+    """``depth`` words of ``width`` bits; ports as :class:`amaranth.lib.fifo.SyncFIFO`
+    (``w_data``, ``w_en``, ``w_rdy``, ``r_data``, ``r_en``, ``r_rdy``, ``level``)."""
+
+    @refuses_quietly
+    def __init__(self, *, width, depth):
+        check_int("FIFO width", width, minimum=1)
+        check_int("FIFO depth", depth, minimum=1)
+        self.width = width
+        self.depth = depth
+        self.w_data = Signal(width)
+        self.w_en = Signal()
+        self.w_rdy = Signal()
+        self.r_data = Signal(width)
+        self.r_en = Signal()
+        self.r_rdy = Signal()
+        self.level = Signal(range(depth + 1))
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self.depth
+        full = Signal()
+        empty = Signal(init=1)
+        m.d.comb += [self.w_rdy.eq(~full), self.r_rdy.eq(~empty)]
+
+        do_write = self.w_en & ~full
+        do_read = self.r_en & ~empty
+        m.submodules.storage = storage = Memory(shape=self.width, depth=depth, init=[])
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="comb")
+        produce = Signal(range(depth))
+        consume = Signal(range(depth))
+        m.d.comb += [
+            w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
+            r_port.addr.eq(consume), self.r_data.eq(r_port.data),
+        ]
+        with m.If(do_write):
+            m.d.sync += produce.eq(Mux(produce == depth - 1, 0, produce + 1))
+        with m.If(do_read):
+            m.d.sync += consume.eq(Mux(consume == depth - 1, 0, consume + 1))
+
+        # The next level decides the flags of the next cycle.
+        up = do_write & ~do_read
+        down = do_read & ~do_write
+        with m.If(up):
+            m.d.sync += [self.level.eq(self.level + 1), full.eq(self.level == depth - 1),
+                         empty.eq(0)]
+        with m.If(down):
+            m.d.sync += [self.level.eq(self.level - 1), empty.eq(self.level == 1), full.eq(0)]
+        return m
