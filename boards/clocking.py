@@ -18,8 +18,7 @@ CLKDIVF, so the gearboxes' SCLK and ECLK are phase related.
 
 from dataclasses import dataclass
 
-from amaranth.hdl import (ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal,
-                          Signal)
+from amaranth.hdl import ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal, Signal
 from amaranth.lib import cdc, io
 
 __all__ = ["PLLSettings", "ecp5_pll_settings", "ice40_pll_settings", "ECP5ClockGenerator",

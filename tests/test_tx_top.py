@@ -4,8 +4,8 @@ statistics of the symbols, the QRNG health alarm and the symbol log."""
 import numpy as np
 import pytest
 from scipy import stats
-from timebin.gateware.tx.entropy import EntropySelect
 from timebin.gateware.tx.driver import TimeBinDriver
+from timebin.gateware.tx.entropy import EntropySelect
 from timebin.gateware.tx.symbols import Protocol, SymbolSource, TrainingMode, probability_settings
 from timebin.gateware.tx.top import Transmitter
 from timebin.sim.tx.entropy import KEYSTREAM_FIRST_CYCLE

@@ -10,7 +10,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import registered_setting, refuses_quietly
+from ..common import refuses_quietly, registered_setting
 from .layouts import SerializerWord, SymbolWord
 
 __all__ = ["MAX_DELAY_WORDS", "IM_LEVELS", "PM_LEVELS", "im_level_index", "pm_level_index",

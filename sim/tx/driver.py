@@ -142,8 +142,9 @@ class TimeBinDriverModel:
         ``valid`` (N,) is ``i_symbols.valid``; ``basis``, ``bit``, ``intensity``, ``dark``
         (N, L) are the symbol fields of each lane. ``settings`` (see :meth:`applied_settings`)
         hold from reset to the end of the run (the pulse window acts from the second cycle,
-        as the gateware's registered settings do; a delay's first cycle is invisible). Returns a :class:`TimeBinDriverOutput`: what
-        the driver offers on ``o_ser`` in each of the ``N`` cycles.
+        as the gateware's registered settings do; a delay's first cycle is invisible).
+        Returns a :class:`TimeBinDriverOutput`: what the driver offers on ``o_ser`` in each
+        of the ``N`` cycles.
         """
         valid, basis, bit, intensity, dark = self._check_symbols(
             valid, basis, bit, intensity, dark)
