@@ -266,11 +266,13 @@ def _symbol_patterns(calibration, uis_per_symbol, settings):
                          f"{settings.get('pulse_width')!r}); it would keep its defaults")
     cats = np.arange(_CATEGORIES)
     state = np.where(cats < 16, cats % 4, 0)
-    rows = lambda a: np.stack([a, a, a])                                     # noqa: E731
-    out = driver.run(np.array([True, False, False]), rows(state >> 1), rows(state & 1),
+    # The symbols in cycle 1: the driver's registered pulse window holds its reset value in
+    # cycle 0 and the settings from cycle 1 on.
+    rows = lambda a: np.stack([a, a, a, a])                                  # noqa: E731
+    out = driver.run(np.array([False, True, False, False]), rows(state >> 1), rows(state & 1),
                      rows(np.where(cats < 16, cats // 4, 0)), rows((cats == 16).astype(int)),
                      settings)
-    lat = driver.latency
+    lat = 1 + driver.latency
     carver = out.carver[lat].reshape(_CATEGORIES, uis_per_symbol)
     im = out.im[lat].reshape(_CATEGORIES, uis_per_symbol).astype(np.int64)
     pm = out.pm[lat].reshape(_CATEGORIES, uis_per_symbol).astype(np.int64)
