@@ -175,7 +175,7 @@ def assert_idle_slots_zero(out):
 
 def shown_counts(times, n, uis):
     """Per cycle, how many of the edges at ``times`` are counted: the word of cycle ``c``
-    counts from cycle ``c + 2``."""
+    counts from cycle ``c + latency``."""
     words = np.asarray(times, np.int64) // uis
     return np.array([(words + ClickFrontEnd.latency <= c).sum() for c in range(n)])
 
@@ -212,11 +212,13 @@ def test_edges_on_word_boundaries(mode):
         [(0, None)],    # high for the whole run: one edge at 0
     ])
     out = run_both(frontend(2, **W8), samples, dead_mode=mode)
-    # (cycle shown = word + 2, time, symbol = 2 * word + u // 4, ui = u % 4)
-    assert hits_on(out, 0) == [(2, 0, 0, 0), (4, 16, 4, 0), (5, 31, 7, 3), (7, 43, 10, 3)]
-    assert hits_on(out, 1) == [(2, 0, 0, 0)]
-    assert out.clicks[:, 0].tolist() == [0, 0, 1, 1, 2, 3, 3, 4, 4, 4]
-    assert out.clicks[:, 1].tolist() == [0, 0] + [1] * 8
+    # (cycle shown = word + latency, time, symbol = 2 * word + u // 4, ui = u % 4)
+    lat = ClickFrontEnd.latency
+    assert hits_on(out, 0) == [(lat, 0, 0, 0), (2 + lat, 16, 4, 0), (3 + lat, 31, 7, 3),
+                               (5 + lat, 43, 10, 3)]
+    assert hits_on(out, 1) == [(lat, 0, 0, 0)]
+    assert out.clicks[:, 0].tolist() == shown_counts([0, 16, 31, 43], n, W).tolist()
+    assert out.clicks[:, 1].tolist() == [0] * lat + [1] * (n - lat)
     assert not out.dead_discards.any()
     assert_idle_slots_zero(out)
 
@@ -250,30 +252,32 @@ def test_clicks_at_the_same_ui(mode, accepted):
     for k in range(4):
         assert accepted_times(out, k) == accepted[k], k
         assert out.dead_discards[-1, k] == len(SAME_UI_CLICKS[k]) - len(accepted[k]), k
-    # UI 10 is UI 2 of word 1: symbol 2, ui 2, shown in cycle 3 on all three channels.
+    # UI 10 is UI 2 of word 1: symbol 2, ui 2, shown in cycle 1 + latency on all three
+    # channels.
     for k in range(3):
-        assert hits_on(out, k)[0] == (3, 10, 2, 2)
+        assert hits_on(out, k)[0] == (1 + ClickFrontEnd.latency, 10, 2, 2)
     assert_idle_slots_zero(out)
 
 
 def test_dead_time_over_many_cycles():
     """D = 37 W + 5 = 301 UIs against regular click trains (per detector): a click at
-    exactly t_a + D is accepted, one at t_a + D - 1 is not."""
+    exactly t_a + D is accepted, one at t_a + D - 1 is not. The dead time set in cycle 0
+    acts from cycle 1, so the trains start in word 1."""
     n, W = 400, 8
     D = 37 * W + 5
-    last = 3150                                   # word 393: all counted by cycle 395
-    trains = [np.arange(5, last, 43),             # 7 * 43 = D: every 7th click at t_a + D
-              np.arange(7, last, D - 1),          # every other click at t_a + D - 1
-              np.arange(0, last, 2)]              # an edge every other UI, from reset
+    last = 3150                                   # word 393: all counted by cycle 396
+    trains = [np.arange(W + 5, last, 43),         # 7 * 43 = D: every 7th click at t_a + D
+              np.arange(W + 7, last, D - 1),      # every other click at t_a + D - 1
+              np.arange(W, last, 2)]              # an edge every other UI, from word 1
     samples = single_clicks(n, W, trains)
     out = run_both(frontend(3, **W8), samples, dead_time=D, dead_mode=PER_DETECTOR)
-    accepted = [trains[0][::7], trains[1][::2], np.arange(0, last, D + 1)]
+    accepted = [trains[0][::7], trains[1][::2], np.arange(W, last, D + 1)]
     for k in range(3):
         assert accepted_times(out, k) == accepted[k].tolist(), k
         assert out.clicks[-1, k] == len(trains[k])
         assert out.dead_discards[-1, k] == len(trains[k]) - len(accepted[k])
-    assert [len(t) for t in trains] == [74, 11, 1575]
-    assert out.dead_discards[-1].tolist() == [74 - 11, 11 - 6, 1575 - 11]
+    assert [len(t) for t in trains] == [73, 11, 1571]
+    assert out.dead_discards[-1].tolist() == [73 - 11, 11 - 6, 1571 - 11]
 
 
 # D = 3 W = 24 UIs: accepted sets in time order over both channels (common) or per channel.
@@ -306,16 +310,19 @@ def test_burst_of_one_click_per_channel_per_cycle(extra):
     samples = single_clicks(n, W, times)
     out = run_both(frontend(4, lanes, S), samples, dead_time=W + extra,
                    dead_mode=PER_DETECTOR)
-    words = np.arange(n - 2)[::1 + extra]         # the words whose click is accepted
-    assert (out.clicks[-1] == n - 2).all()
-    assert (out.dead_discards[-1] == (n - 2) - len(words)).all()
-    assert out.dead_discards[-1, 0] == (0 if extra == 0 else 4999)
+    lat = ClickFrontEnd.latency
+    # The words whose click is accepted: the dead time set in cycle 0 acts from word 1, so
+    # word 0 is under the reset value D = W.
+    words = np.concatenate(([0], np.arange(1, n - lat)[::1 + extra]))
+    assert (out.clicks[-1] == n - lat).all()
+    assert (out.dead_discards[-1] == (n - lat) - len(words)).all()
+    assert out.dead_discards[-1, 0] == (0 if extra == 0 else 4998)
     for k, u in enumerate(uis):
         assert out.valid[:, k].sum() == len(words)
-        assert out.valid[words + 2, k].all()
-        assert (out.time[words + 2, k] == words * W + u).all()
-        assert (out.symbol[words + 2, k] == words * lanes + u // S).all()
-        assert (out.ui[words + 2, k] == u % S).all()
+        assert out.valid[words + lat, k].all()
+        assert (out.time[words + lat, k] == words * W + u).all()
+        assert (out.symbol[words + lat, k] == words * lanes + u // S).all()
+        assert (out.ui[words + lat, k] == u % S).all()
 
 
 def test_symbol_index_wraps():
@@ -374,9 +381,10 @@ def test_reset_mid_stream():
     compare(after_rtl, model.run(samples[after], **cycles(after)), "after the reset: ")
     after = ClickFrontEndOutput(**after_rtl)
     assert rtl["clicks"][r].any()                 # counted before the reset
-    assert not after.clicks[:2].any() and not after.valid[:2].any()
-    assert hits_on(after, 0)[0] == (2, 0, 0, 0)
-    assert hits_on(after, 1)[0] == (3, 11, 2, 3)
+    lat = ClickFrontEnd.latency
+    assert not after.clicks[:lat].any() and not after.valid[:lat].any()
+    assert hits_on(after, 0)[0] == (lat, 0, 0, 0)
+    assert hits_on(after, 1)[0] == (1 + lat, 11, 2, 3)
     assert rtl["gates"][r].any()
     assert not after.gates[:F].any() and after.gates[F:].any()
 
@@ -385,14 +393,15 @@ def test_refused_dead_time():
     """``dead_time`` below W, above ``max_dead_time`` or 0 is refused while present: the
     last accepted value (W from reset) stays in use, seen in the spacing of accepted
     clicks of a train of one click every 10 UIs."""
-    n, W = 102, 8
+    n, W = 103, 8                               # word 99 is counted in cycle 102
     dead_time = one_per_cycle(n, [(0, 7), (20, 30), (40, 7), (60, 101), (80, 0), (100, 30)])
     train = np.arange(3, 800, 10)
     samples = single_clicks(n, W, [train])
     out = run_both(frontend(1, **W8, max_dead_time=100), samples, dead_time=dead_time,
                    dead_mode=PER_DETECTOR)
-    # words 0..19 (UIs < 160): D = W, every click; then D = 30 to the end.
-    accepted = train[train < 160].tolist() + list(range(163, 800, 30))
+    # words 0..20 (UIs < 168): D = W, every click (the 30 set in cycle 20 acts from word
+    # 21); then D = 30 to the end.
+    accepted = train[train < 168].tolist() + list(range(173, 800, 30))
     assert accepted_times(out, 0) == accepted
     assert out.dead_discards[-1, 0] == len(train) - len(accepted) == 42
     error = np.zeros(n, bool)

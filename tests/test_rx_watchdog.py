@@ -143,7 +143,7 @@ def test_blinded_detector_trips_fill_check_within_one_window():
     assert first(model.alarm) == end + Watchdog.fill_latency
     assert first(model.alarm) - onset < window
     assert model.alarm_channels[first(model.alarm)].tolist() == [0, 0, 1, 0]
-    assert model.alarm[end + 2:].all()
+    assert model.alarm[end + Watchdog.fill_latency:].all()
     # One trip per window from then on: the windows ending in 299, 399, 499 (599 is too late).
     assert model.trips[-1] == 3
 
@@ -155,7 +155,8 @@ def test_fill_needs_gates_and_256_disables():
     gates[:, 1] = 1                                     # channel 0 free-running: no gates
     model = run_both({"channels": 2}, clicks, gates, window=50, max_fill=255)
     assert model.alarm_channels[:, 0].sum() == 0        # no gates: no fill check
-    assert first(model.alarm_channels[:, 1]) == 51      # 50 clicks * 256 > 255 * 50 gates
+    # 50 clicks * 256 > 255 * 50 gates: the window ending in 49 trips.
+    assert first(model.alarm_channels[:, 1]) == 49 + Watchdog.fill_latency
     clicks[:, 1] = 0
     clicks[::2, 1] = 1
     gates[:, 1] = 2
@@ -217,19 +218,20 @@ def test_clear_drops_the_alarm_and_restarts_the_window():
     assert first(model.alarm[101:]) + 101 == 211
     assert model.trips[-1] == 2                         # clear does not reset the counter
 
-    # Fill, channel 0 clicking every gate: windows of 50 from cycle 0 trip at 49 (seen in 51).
-    # A clear at 75 starts a window [75, 125); a clear at 125 cancels that window's check and
-    # starts [125, 175), which trips in 176.
+    # Fill, channel 0 clicking every gate: windows of 50 from cycle 0 trip at 49 (seen in
+    # 49 + F). A clear at 75 starts a window [75, 125); a clear at 125 cancels that window's
+    # check and starts [125, 175), which trips at 174 (seen in 174 + F).
+    F = Watchdog.fill_latency
     clicks = np.zeros((n, 2), np.uint8)
     clicks[:, 0] = 1
     gates = np.ones((n, 2), np.int64)
     clear = np.zeros(n, bool)
     clear[[75, 125]] = True
     model = run_both({"channels": 2}, clicks, gates, clear=clear, window=50, max_fill=128)
-    assert first(model.alarm) == 51
-    assert model.alarm[51:76].all() and not model.alarm[76:176].any()
-    assert model.alarm[176:].all()
-    assert model.trips[-1] == 1 + (n - 176 + 49) // 50
+    assert first(model.alarm) == 49 + F
+    assert model.alarm[49 + F:76].all() and not model.alarm[76:174 + F].any()
+    assert model.alarm[174 + F:].all()
+    assert model.trips[-1] == 1 + (n - (174 + F) + 49) // 50
 
 
 def test_trip_in_the_clear_cycle_wins():

@@ -94,6 +94,13 @@ def _popcount(bits, width):
     return terms[0]
 
 
+def _sum_tree(values):
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def _below(x, width):
     """The ``width`` bits ``u`` with ``u < x`` set, for a signed ``x`` of any value."""
     ones = Const((1 << width) - 1, width)
@@ -128,9 +135,11 @@ class ClickFrontEnd(wiring.Component):
     for ``D`` UIs counting the click's own, so accepted clicks are at least ``D`` apart),
     on its own channel in ``PER_DETECTOR`` mode and on every channel in ``COMMON`` mode,
     replacing the interval there was. ``D`` is the ``dead_time`` in use in the cycle the
-    click's word is taken. A click is accepted iff it is outside its channel's dead interval;
-    in ``COMMON`` mode clicks at the same UI on several channels are taken together, so all
-    of them are accepted. Every other click is a dead-time discard: counted in
+    click's word is taken: the last accepted value up to the cycle before (the dead time
+    acts from the cycle after the one it is presented in; ``W`` in the first cycle). A click
+    is accepted iff it is outside its channel's dead interval; in ``COMMON`` mode clicks at
+    the same UI on several channels are taken together, so all of them are accepted. Every
+    other click is a dead-time discard: counted in
     ``dead_discards``, never passed on. There is no dead interval after reset. With ``D >= W``
     a channel accepts at most one click per word: the first one outside its interval (in
     ``COMMON`` mode, the earliest such UI over all channels, on each channel with a click
@@ -139,9 +148,9 @@ class ClickFrontEnd(wiring.Component):
     **Hits.** For each accepted click, the channel's slot of ``hits`` is valid with ``time``
     (the UI of the edge), ``symbol`` (the symbol counter of the word plus the lane of the
     edge, modulo 2**64) and ``ui`` (the UI within that symbol, ``u mod S``). Slots without a
-    click are all zero. The word taken in cycle ``c`` shows on ``hits`` in cycle ``c + 2``
+    click are all zero. The word taken in cycle ``c`` shows on ``hits`` in cycle ``c + 3``
     (:attr:`latency`), and is counted in ``clicks`` and ``dead_discards`` from cycle
-    ``c + 2`` on (both saturate at 2**32 - 1).
+    ``c + 3`` on (both saturate at 2**32 - 1).
 
     **Gates.** For gated detectors each channel has a periodic gate, on ``gates``: UI ``t``
     (Bob's time, as above) is gated iff ``gate_enable`` and ``(t - gate_offset) mod P <
@@ -164,6 +173,7 @@ class ClickFrontEnd(wiring.Component):
     ``gate_width`` 0 or above ``P``, or ``gate_offset`` of ``P`` or more (the triple is
     accepted or refused as a whole, per channel): the last accepted value stays in use (the
     port's init after reset) and ``settings_error`` is high while a refused value is present.
+    An accepted ``dead_time`` acts from the next cycle (see **Dead time**).
 
     Parameters
     ----------
@@ -209,7 +219,7 @@ class ClickFrontEnd(wiring.Component):
     """
 
     #: Cycles from the word on ``samples`` to its ``hits``, and until it is counted.
-    latency = 2
+    latency = 3
 
     @refuses_quietly
     def __init__(self, *, channels, lanes, uis_per_symbol,
@@ -256,13 +266,28 @@ class ClickFrontEnd(wiring.Component):
         C, L, S, W = self.channels, self.lanes, self.uis_per_symbol, self.uis_per_word
         u_bits = bits_for(W - 1)
 
+        # The dead time in use is a register: an accepted value acts from the next cycle.
+        # It is kept as `D - W = q * W + r` (0 <= r < W), and as the threshold rows of the
+        # alive masks below, all registers.
         ok = (self.dead_time >= W) & (self.dead_time <= self.max_dead_time)
-        dead_time = Signal.like(self.dead_time, name="dead_time_in_use")
-        extra = Signal.like(self.dead_time, name="dead_extra")   # D - W
-        m.d.comb += [
-            dead_time.eq(accepted_setting(m, "dead_time", self.dead_time, ok, W)),
-            extra.eq(dead_time - W),
-        ]
+        extra_port = (self.dead_time - W)[:len(self.dead_time)]
+        q_max = (self.max_dead_time - W) // W
+        q = Signal(range(q_max + 1), name="dead_q")
+        q_zero = Signal(name="dead_q_zero", init=1)
+        q_one = Signal(name="dead_q_one")
+        # m_lo[d]: d >= r (d = 0..W-1); m_hi[d]: d + W >= r (d = -(W-1)..W-1, index d + W - 1)
+        m_lo = Signal(W, name="dead_m_lo", init=(1 << W) - 1)
+        m_hi = Signal(2 * W - 1, name="dead_m_hi", init=(1 << (2 * W - 1)) - 1)
+        with m.If(ok):
+            r_port = extra_port % W
+            q_port = extra_port // W
+            m.d.sync += [
+                q.eq(q_port),
+                q_zero.eq(q_port == 0),
+                q_one.eq(q_port == 1),
+                m_lo.eq(Cat(Const(d, u_bits + 1) >= r_port for d in range(W))),
+                m_hi.eq(Cat(Const(d + W, u_bits + 2) >= r_port for d in range(-(W - 1), W))),
+            ]
         common = self.dead_mode == DeadTimeMode.COMMON
 
         # Bob's time and symbol counter of the word on `samples`.
@@ -273,85 +298,130 @@ class ClickFrontEnd(wiring.Component):
             symbol.eq(Mux(self.epoch_load, self.epoch, symbol + L)),
         ]
 
-        # Stage 1, on the word on `samples`: edges, and the dead-time loop. `dead_left[k]`
-        # is the number of leading UIs of this word inside channel k's dead interval.
-        edges, cands, firsts, dead_lefts = [], [], [], []
+        # Stage 1, on the word on `samples`: edges, and the dead-time loop. `alive[k]` marks
+        # the UIs of this word outside channel k's dead interval. After an accepted click at
+        # UI p (earliest candidate of the channel, or of all channels in COMMON mode) the
+        # next q words are dead, then come `lo` (UIs u >= p + r), `hi` (u >= p + r - W) and
+        # all alive: each a mask of "some candidate v <= u - threshold", an AND-OR of the
+        # candidates with the threshold rows, of bounded depth.
+        edges, cands = [], []
         for k in range(C):
             word = self.samples[k]
             last = Signal(name=f"last_ui_{k}")
             edge = Signal(W, name=f"edges_{k}")
-            dead_left = Signal(bits_for(self.max_dead_time), name=f"dead_left_{k}")
-            alive = Signal(W, name=f"alive_{k}")
-            cand = Signal(W, name=f"candidates_{k}")
-            first = Signal(W, name=f"first_{k}")
             m.d.sync += last.eq(word[W - 1])
-            ones = Const((1 << W) - 1, W)
-            m.d.comb += [
-                edge.eq(word & ~Cat(last, word[:W - 1])),
-                alive.eq(Mux(dead_left >= W, 0, (ones << dead_left[:u_bits])[:W])),
-                cand.eq(edge & alive),
-                first.eq(_lowest(cand, W)),
-            ]
+            m.d.comb += edge.eq(word & ~Cat(last, word[:W - 1]))
             edges.append(edge)
+        alives = [Signal(W, name=f"alive_{k}", init=(1 << W) - 1) for k in range(C)]
+        for k in range(C):
+            cand = Signal(W, name=f"candidates_{k}")
+            m.d.comb += cand.eq(edges[k] & alives[k])
             cands.append(cand)
-            firsts.append(first)
-            dead_lefts.append(dead_left)
+        any_cand = Signal(W, name="candidates_any")
+        m.d.comb += any_cand.eq(_or_all(cands, W))
+
+        for k in range(C):
+            sel = Signal(W, name=f"dead_sel_{k}")
+            m.d.comb += sel.eq(Mux(common, any_cand, cands[k]))
+            picked = Signal(name=f"picked_{k}")
+            m.d.comb += picked.eq(sel.any())
+            lo_new = Cat(Cat(sel[v] & m_lo[u - v] for v in range(u + 1)).any()
+                         for u in range(W))
+            hi_new = Cat(Cat(sel[v] & m_hi[u - v + W - 1] for v in range(W)).any()
+                         for u in range(W))
+            # After the pick: the state of the word after next. `step` counts the words
+            # to the `lo` one from the next word: > 0 dead, 0 lo, -1 hi, -2 all alive.
+            lo = Signal(W, name=f"dead_lo_{k}")
+            hi = Signal(W, name=f"dead_hi_{k}")
+            step = Signal(range(-2, q_max + 1), name=f"dead_step_{k}", init=-2)
+            f_dead = Signal(name=f"dead_next_dead_{k}")
+            f_lo = Signal(name=f"dead_next_lo_{k}")
+            f_hi = Signal(name=f"dead_next_hi_{k}")
+            f_ones = Signal(name=f"dead_next_ones_{k}", init=1)
+            following = Signal(W, name=f"dead_following_{k}")    # next word, no pick now
+            m.d.comb += following.eq(
+                (lo & f_lo.replicate(W)) | (hi & f_hi.replicate(W)) | f_ones.replicate(W))
+            alive = alives[k]
+            with m.If(picked):
+                m.d.sync += [
+                    alive.eq(lo_new & q_zero.replicate(W)),
+                    lo.eq(lo_new), hi.eq(hi_new),
+                    step.eq(q - 1),
+                    # The word after next: dead if q >= 2, lo if q == 1, hi if q == 0.
+                    f_dead.eq(~q_zero & ~q_one), f_lo.eq(q_one), f_hi.eq(q_zero),
+                    f_ones.eq(0),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    alive.eq(following),
+                    step.eq(Mux(step == -2, -2, step - 1)),
+                    f_dead.eq(step > 1), f_lo.eq(step == 1), f_hi.eq(step == 0),
+                    f_ones.eq(step < 0),
+                ]
+
+        # Stage 1 registers: the candidates (and the mode they were taken in), partial edge
+        # counts per group of 8 UIs.
+        groups = [(g, min(g + 8, W)) for g in range(0, W, 8)]
+        time_1 = Signal(TIME_BITS)
+        symbol_1 = Signal(INDEX_BITS)
+        common_1 = Signal()
+        m.d.sync += [time_1.eq(time), symbol_1.eq(symbol), common_1.eq(common)]
+        cands_1, parts_1 = [], []
+        for k in range(C):
+            cand_1 = Signal(W, name=f"candidates_1_{k}")
+            m.d.sync += cand_1.eq(cands[k])
+            cands_1.append(cand_1)
+            parts = []
+            for i, (a, b) in enumerate(groups):
+                part = Signal(bits_for(b - a), name=f"edge_part_{k}_{i}")
+                m.d.sync += part.eq(_popcount(edges[k][a:b], b - a))
+                parts.append(part)
+            parts_1.append(parts)
+
+        # Stage 2: the earliest candidate of each channel, or of all of them in COMMON mode.
         first_common = Signal(W)
-        m.d.comb += first_common.eq(_lowest(_or_all(cands, W), W))
+        m.d.comb += first_common.eq(_lowest(_or_all(cands_1, W), W))
 
         def encodings(onehot):
             return (_encode(onehot, W, lambda u: u), _encode(onehot, W, lambda u: u // S),
                     _encode(onehot, W, lambda u: u % S))
 
         common_u, common_lane, common_ui = encodings(first_common)
-
-        # Stage 1 registers.
-        time_1 = Signal(TIME_BITS)
-        symbol_1 = Signal(INDEX_BITS)
-        m.d.sync += [time_1.eq(time), symbol_1.eq(symbol)]
+        time_2 = Signal(TIME_BITS)
+        symbol_2 = Signal(INDEX_BITS)
+        m.d.sync += [time_2.eq(time_1), symbol_2.eq(symbol_1)]
         stage = []
         for k in range(C):
-            own_u, own_lane, own_ui = encodings(firsts[k])
-            picked = Signal(name=f"picked_{k}")
-            pick_u = Signal(u_bits, name=f"pick_u_{k}")
-            m.d.comb += [
-                picked.eq(Mux(common, first_common.any(), firsts[k].any())),
-                pick_u.eq(Mux(common, common_u, own_u)),
-            ]
-            dead_left = dead_lefts[k]
-            with m.If(picked):
-                m.d.sync += dead_left.eq(pick_u + extra)
-            with m.Elif(dead_left >= W):
-                m.d.sync += dead_left.eq(dead_left - W)
-            with m.Else():
-                m.d.sync += dead_left.eq(0)
-
+            first = Signal(W, name=f"first_{k}")
+            m.d.comb += first.eq(_lowest(cands_1[k], W))
+            own_u, own_lane, own_ui = encodings(first)
             accepted = Signal(name=f"accepted_{k}")
             u = Signal(u_bits, name=f"hit_u_{k}")
             lane = Signal(bits_for(L - 1), name=f"hit_lane_{k}")
             ui = Signal(bits_for(S - 1), name=f"hit_ui_{k}")
             count = Signal(bits_for(W), name=f"edge_count_{k}")
+            parts = parts_1[k]
             m.d.sync += [
-                accepted.eq(Mux(common, (cands[k] & first_common).any(), firsts[k].any())),
-                u.eq(pick_u),
-                lane.eq(Mux(common, common_lane, own_lane)),
-                ui.eq(Mux(common, common_ui, own_ui)),
-                count.eq(_popcount(edges[k], W)),
+                accepted.eq(Mux(common_1, (cands_1[k] & first_common).any(), first.any())),
+                u.eq(Mux(common_1, common_u, own_u)),
+                lane.eq(Mux(common_1, common_lane, own_lane)),
+                ui.eq(Mux(common_1, common_ui, own_ui)),
+                count.eq(_sum_tree(parts)),
             ]
             stage.append((accepted, u, lane, ui, count))
 
-        # Stage 2: the registered hits and counters.
+        # Stage 3: the registered hits and counters.
         power_of_two = W & (W - 1) == 0
         for k, (accepted, u, lane, ui, count) in enumerate(stage):
             hit = self.hits[k]
             if power_of_two:
-                hit_time = Cat(u, time_1[u_bits if W > 1 else 0:])
+                hit_time = Cat(u, time_2[u_bits if W > 1 else 0:])
             else:
-                hit_time = (time_1 + u)[:TIME_BITS]
+                hit_time = (time_2 + u)[:TIME_BITS]
             with m.If(accepted):
                 m.d.sync += [
                     hit.time.eq(hit_time),
-                    hit.symbol.eq((symbol_1 + lane)[:INDEX_BITS]),
+                    hit.symbol.eq((symbol_2 + lane)[:INDEX_BITS]),
                     hit.ui.eq(ui),
                 ]
             with m.Else():

@@ -9,12 +9,18 @@ under bright light): Z. L. Yuan, J. F. Dynes, A. J. Shields, "Avoiding the blind
 QKD", Nature Photonics 4, 800 (2010).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import check_int, count_saturating, refuses_quietly
+from ..common import (
+    accepted_setting,
+    check_int,
+    count_saturating,
+    refuses_quietly,
+    registered_setting,
+)
 from ..records import MAX_CHANNELS
 
 __all__ = ["FILL_SCALE", "MAX_WINDOW", "MAX_GATE_COUNT_BITS", "TRIP_COUNTER_BITS",
@@ -63,7 +69,8 @@ class Watchdog(wiring.Component):
       trips if the window had gates and ``clicks * 256 > max_fill * gates``. ``max_fill`` is
       the one in force in the window's last cycle; ``max_fill = 256`` disables the check.
       The check is made in the cycle after the window's last cycle (a ``clear`` in that cycle
-      cancels it).
+      cancels it) and, pipelined, trips 3 cycles later: the fill check of a window ending in
+      cycle ``e`` trips in cycle ``e + 4``.
 
     A trip latches the channel's bit of ``alarm_channels`` and ``alarm`` (their OR) until a
     cycle with ``clear`` high and no trip; ``trips`` counts the cycles in which at least one
@@ -71,12 +78,15 @@ class Watchdog(wiring.Component):
 
     Timing: all outputs are registered. The click of cycle ``c`` that trips the rate check
     shows on ``alarm`` from cycle ``c + 1`` (:attr:`rate_latency`); the fill check of a window
-    ending in cycle ``e`` shows from cycle ``e + 2`` (:attr:`fill_latency`). A ``clear`` in
+    ending in cycle ``e`` shows from cycle ``e + 5`` (:attr:`fill_latency`). A ``clear`` in
     cycle ``c`` drops the alarms from cycle ``c + 1`` unless a check trips in cycle ``c``
-    (only the rate check can, with ``max_clicks = 0``).
+    (the rate check with ``max_clicks = 0``, or the fill check of a window that ended in
+    cycle ``c - 4``).
 
-    Settings are read every cycle. A refused value (``window`` 0 or above ``max_window``,
-    ``max_fill`` above 256) leaves the last accepted one in use (the default after reset), and
+    Settings are read every cycle; ``window`` acts from the cycle after the one it is
+    presented in (the window in use is a register), ``max_clicks`` and ``max_fill`` in the
+    same cycle. A refused value (``window`` 0 or above ``max_window``, ``max_fill`` above
+    256) leaves the last accepted one in use (the default after reset), and
     ``settings_error`` is high while a refused value is present. The defaults (``window =
     max_window``, ``max_clicks = max_window``, ``max_fill = 256``) trip on nothing: what is
     anomalous depends on the lab's detectors, gate rate and mean photon number, so the host
@@ -119,7 +129,7 @@ class Watchdog(wiring.Component):
     #: Cycles from the click that trips the rate check to ``alarm``.
     rate_latency = 1
     #: Cycles from the last cycle of a window that trips the fill check to ``alarm``.
-    fill_latency = 2
+    fill_latency = 5
 
     @refuses_quietly
     def __init__(self, *, channels, gate_count_bits=6, max_window=1 << 24):
@@ -145,42 +155,35 @@ class Watchdog(wiring.Component):
             "settings_error": Out(1),
         })
 
-    @staticmethod
-    def _accepted(m, name, value, ok, init):
-        """``value`` while ``ok``, else the last accepted one (``init`` after reset)."""
-        applied = Signal.like(value, name=f"applied_{name}", init=init)
-        with m.If(ok):
-            m.d.sync += applied.eq(value)
-        return Mux(ok, value, applied)
-
     def elaborate(self, platform):
         m = Module()
         clear = self.clear
 
         # Settings: refuse a window that is empty or longer than the counters hold, and a fill
-        # bound above one.
+        # bound above one. The window in use is a register (an accepted value acts from the
+        # next cycle), so that the end-of-window logic starts at flip-flops.
         window_ok = (self.window != 0) & (self.window <= self.max_window)
         fill_ok = self.max_fill <= FILL_SCALE
-        window = Signal.like(self.window, name="window_in_use")
+        window = registered_setting(m, "window", self.window, window_ok, self.max_window)
+        window_is_one = Signal(init=self.max_window == 1)
+        m.d.sync += window_is_one.eq(Mux(window_ok, self.window == 1, window_is_one))
         max_fill = Signal.like(self.max_fill, name="max_fill_in_use")
         m.d.comb += [
-            window.eq(self._accepted(m, "window", self.window, window_ok, self.max_window)),
-            max_fill.eq(self._accepted(m, "max_fill", self.max_fill, fill_ok, FILL_SCALE)),
+            max_fill.eq(accepted_setting(m, "max_fill", self.max_fill, fill_ok, FILL_SCALE)),
             self.settings_error.eq(~window_ok | ~fill_ok),
         ]
 
-        # Window: `elapsed` counts the cycles of the window before this one.
-        elapsed = Signal(range(self.max_window))
-        position = Signal.like(elapsed)
+        # Window: `count` is the cycles of the window so far, counting this one (unless
+        # `clear` starts a new window in this cycle).
+        count = Signal(range(self.max_window + 2), init=1)
         last = Signal()                         # this cycle ends the window
-        m.d.comb += [
-            position.eq(Mux(clear, 0, elapsed)),
-            last.eq(position + 1 >= window),
-        ]
-        m.d.sync += elapsed.eq(Mux(last, 0, position + 1))
+        m.d.comb += last.eq(Mux(clear, window_is_one, count >= window))
+        m.d.sync += count.eq(Mux(last, 1, Mux(clear, 2, count + 1)))
 
         # The fill check runs on the totals of a window in the cycle after it ends, from
-        # registers: the multiplier sees no adder in front of it.
+        # registers, as a pipeline: `fill_limit * total_gates` in three adder stages (the
+        # limit is below 256 when the check is on: 8 shifted partial products), then the
+        # compare. Its trip shows in `trip` FILL_STAGES cycles after that cycle.
         pending = Signal()
         fill_limit = Signal.like(max_fill)
         m.d.sync += pending.eq(last)
@@ -204,9 +207,9 @@ class Watchdog(wiring.Component):
                 new_gates.eq(Mux(clear, 0, gates) + self.gate_starts[k]),
                 tripped.eq(rate_tripped & ~clear),
             ]
-            rate_trip = click & ~tripped & (new_clicks > self.max_clicks)
-            fill_trip = fill_due & (total_gates != 0) & (
-                total_clicks * FILL_SCALE > fill_limit * total_gates)
+            # new_clicks > max_clicks, for a click: (clear ? 0 : clicks) + 1 > max_clicks.
+            above = Mux(clear, self.max_clicks == 0, clicks >= self.max_clicks)
+            rate_trip = click & ~tripped & above
             with m.If(last):
                 m.d.sync += [
                     clicks.eq(0), gates.eq(0), rate_tripped.eq(0),
@@ -217,6 +220,24 @@ class Watchdog(wiring.Component):
                     clicks.eq(new_clicks), gates.eq(new_gates),
                     rate_tripped.eq(tripped | rate_trip),
                 ]
+
+            # Fill pipeline: stage 1 pairs of partial products, 2 and 3 their sums, then the
+            # compare `total_clicks * 256 > fill_limit * total_gates`.
+            product_bits = self.gate_total_bits + 8
+            due = fill_due & (total_gates != 0)
+            terms = [Mux(fill_limit[b], total_gates << b, 0) for b in range(8)]
+            sums = [terms[i] + terms[i + 1] for i in range(0, 8, 2)]
+            fill_clicks = total_clicks
+            for stage in range(3):
+                regs = [Signal(product_bits, name=f"fill_sum{stage}_{k}_{i}")
+                        for i in range(len(sums))]
+                due_r = Signal(name=f"fill_due{stage}_{k}")
+                clicks_r = Signal(self.count_bits, name=f"fill_clicks{stage}_{k}")
+                m.d.sync += [r.eq(v) for r, v in zip(regs, sums, strict=True)]
+                m.d.sync += [due_r.eq(due), clicks_r.eq(fill_clicks)]
+                sums = [regs[i] + regs[i + 1] for i in range(0, len(regs) - 1, 2)] or regs
+                due, fill_clicks = due_r, clicks_r
+            fill_trip = due & (Cat(Const(0, 8), fill_clicks) > sums[0])
             trip = Signal(name=f"trip_{k}")
             m.d.comb += trip.eq(rate_trip | fill_trip)
             trips.append(trip)

@@ -216,13 +216,15 @@ class ClickFrontEndModel:
 
         # Settings: refused values leave the last accepted one in use.
         dead_ok = (dead_time >= W) & (dead_time <= self.max_dead_time)
-        dead_in_use = _last_accepted(dead_time, dead_ok, W)
+        # An accepted dead time acts from the next cycle (the gateware keeps it in registers).
+        dead_in_use = np.concatenate(([W], _last_accepted(dead_time, dead_ok, W)[:-1])) \
+            if n else dead_time
         period_uis = gate_period * S
         gate_ok = ((gate_period >= 1) & (gate_period <= self.max_gate_period)
                    & (gate_width >= 1) & (gate_width <= period_uis) & (gate_offset < period_uis))
         settings_error = ~dead_ok | ~gate_ok.all(axis=1)
 
-        # Edges and dead time, then the two-cycle pipeline.
+        # Edges and dead time, then the pipeline.
         accepted = np.zeros((n, C), np.bool_)
         first_ui = np.zeros((n, C), np.int64)
         edge_count = np.zeros((n, C), np.int64)

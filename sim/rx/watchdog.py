@@ -19,6 +19,8 @@ from ...gateware.rx.watchdog import (
 __all__ = ["WatchdogOutput", "WatchdogModel"]
 
 _TRIPS_TOP = (1 << TRIP_COUNTER_BITS) - 1
+#: Cycles from the fill check (the cycle after a window ends) to its trip.
+_FILL_DELAY = Watchdog.fill_latency - 2
 
 
 class WatchdogOutput(NamedTuple):
@@ -49,9 +51,13 @@ def _run(clicks, gate_starts, clear, window, max_clicks, max_fill, max_window,
     pending, fill_limit = False, FILL_SCALE
     latched = np.zeros(channels, np.bool_)
     trip = np.zeros(channels, np.bool_)
+    # Fill checks made but not yet tripped: row j trips FILL_DELAY - j cycles from now.
+    fill_pipe = np.zeros((_FILL_DELAY, channels), np.bool_)
     trip_count = 0
     for c in range(n):
-        # Settings: a refused value leaves the last accepted one in use.
+        # Settings: a refused value leaves the last accepted one in use; an accepted
+        # `window` acts from the next cycle, the others at once.
+        window_in_use = applied_window
         window_ok = 1 <= window[c] <= max_window
         fill_ok = max_fill[c] <= FILL_SCALE
         if window_ok:
@@ -64,12 +70,18 @@ def _run(clicks, gate_starts, clear, window, max_clicks, max_fill, max_window,
         trips[c] = trip_count
 
         position = 0 if clear[c] else elapsed
-        last = position + 1 >= applied_window
-        # The fill check of the window that ended in the previous cycle.
+        last = position + 1 >= window_in_use
+        # The fill check of the window that ended in the previous cycle trips FILL_DELAY
+        # cycles later (the pipeline of the gateware).
         fill_due = pending and not clear[c] and fill_limit != FILL_SCALE
         for k in range(channels):
-            trip[k] = (fill_due and total_gates[k] != 0
-                       and total_clicks[k] * FILL_SCALE > fill_limit * total_gates[k])
+            trip[k] = fill_pipe[0, k]
+        for j in range(_FILL_DELAY - 1):
+            fill_pipe[j] = fill_pipe[j + 1]
+        for k in range(channels):
+            fill_pipe[_FILL_DELAY - 1, k] = (
+                fill_due and total_gates[k] != 0
+                and total_clicks[k] * FILL_SCALE > fill_limit * total_gates[k])
         pending = last
         if last:
             fill_limit = applied_fill
