@@ -373,15 +373,17 @@ def loopback_requests(config=None, *, key_seed=9, emu_seed=77, emulator=None, re
               "tx_p_z": 1 << 11})
     emulator = {**EMULATOR_SETTINGS, "emu_seed": emu_seed, **(emulator or {})}
     write(0, {**emulator, "emu_reseed": 1})
-    # Alice's symbol 0 leaves 3 cycles after her enable and reaches Bob's samples
-    # ChannelEmulator.latency cycles later, margin + emu_delay UIs into the word; Bob's word
+    # Alice's symbol 0 leaves Transmitter.latency cycles after her enable and reaches Bob's
+    # samples ChannelEmulator.latency cycles later, margin + emu_delay UIs into the word; Bob's word
     # after the epoch strobe is his symbol 0 (tests/test_emulator.py).
     from ..gateware.emulator import ChannelEmulator, EmulatorGeometry
 
     margin = EmulatorGeometry.of(lanes=L, uis_per_symbol=S, channels=C,
                                  max_delay=config["emulator"]["max_delay"],
                                  max_jitter=config["emulator"]["max_jitter"]).margin
-    cycles = EPOCH_TO_ENABLE + 3 + ChannelEmulator.latency - 1
+    from ..gateware.tx.top import Transmitter
+
+    cycles = EPOCH_TO_ENABLE + Transmitter.latency + ChannelEmulator.latency - 1
     rx_delay = cycles * W + margin + emulator["emu_delay"]
     window = _windows_packed(x_windows(S))
     write(0, {**{f"sift_roles.{k}": min(k, 2) for k in range(C)},

@@ -1280,7 +1280,7 @@ def alice_model(setup, enable_cycle=None, training_words=0):
     if len(rows) < words:
         raise ValueError(f"The transmitter model emitted {len(rows)} symbol words, not "
                          f"{words}")
-    first = rows[0] + ENTROPY_TO_SER - 1                # as run_tx: the symbols' first word
+    first = rows[0] + TimeBinDriver.latency             # as run_tx: the symbols' first word
     ser = slice(first, first + words)
     log = {"index": (sym.index[rows][:, None]
                      + np.arange(setup.lanes, dtype=np.uint64)).ravel()}

@@ -32,6 +32,7 @@ from timebin.gateware.regmap import (
 from timebin.gateware.rx.binning import x_windows
 from timebin.gateware.system import LoopbackBoard
 from timebin.gateware.tx.driver import default_im_levels, im_level_index
+from timebin.gateware.tx.top import Transmitter
 from timebin.host.board import Board
 from timebin.sim.amaranth_helpers import SYS_PERIOD
 from timebin.sim.board import LinkEndpoints, LinkPump, SeededQrng
@@ -489,10 +490,10 @@ def test_loopback_board_with_emulator_sifts_the_set_qber():
             deadline = time.monotonic() + 30
             while "enable" not in seen and time.monotonic() < deadline:
                 time.sleep(0.01)
-            # Alice's symbol 0 leaves in cycle enable + 3 and reaches Bob's samples
+            # Alice's symbol 0 leaves in cycle enable + Transmitter.latency and reaches Bob's
             # ChannelEmulator.latency cycles later, margin + emu_delay UIs into the word;
             # Bob's word after the strobe is his symbol 0.
-            arrival = seen["enable"] + 3 + ChannelEmulator.latency
+            arrival = seen["enable"] + Transmitter.latency + ChannelEmulator.latency
             rx_delay = (arrival - seen["epoch"] - 1) * W + margin + emu_delay
             board.write({f"rx_delay.{k}": rx_delay for k in range(3)})
             board.strobe("sift_clear")

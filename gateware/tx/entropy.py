@@ -105,21 +105,26 @@ class EntropySource(wiring.Component):
         width = self._width
 
         # CSPRNG: Trivium cores in lockstep, loaded together from a register (set after
-        # reset, then a copy of `reseed`) on a global network: `load` reaches every state
-        # flip-flop of every core.
-        load = Signal(init=1)
-        m.d.sync += load.eq(self.reseed)
-        load = global_buffer(m, platform, load, name="trivium_load")
+        # reset, then a copy of `reseed`). The cores' state and word flip-flops (2,000 and
+        # more at 16 lanes) see two control nets, both on global networks: `load` (select)
+        # and one shared clock enable, `advance` (the cores' own formula, the same in every
+        # core: they load together and count their warm-up together).
+        load_r = Signal(init=1)
+        m.d.sync += load_r.eq(self.reseed)
+        load = global_buffer(m, platform, load_r, name="trivium_load")
         use_csprng = self.source == EntropySelect.CSPRNG
         cores = []
         for c in range(self._cores):
-            core = m.submodules[f"trivium{c}"] = Trivium(CORE_BITS)
+            core = m.submodules[f"trivium{c}"] = Trivium(CORE_BITS, external_advance=True)
             m.d.comb += [core.key.eq(self.key), core.iv.eq(self.iv ^ c), core.load.eq(load)]
             cores.append(core)
         keystream = Cat(core.keystream.payload for core in cores)[:width]
         keystream_valid = Cat(core.keystream.valid for core in cores).all()
+        ready = use_csprng & keystream_valid & self.entropy.ready
+        advance = global_buffer(m, platform, load_r | cores[0].warming | ready,
+                                name="trivium_advance")
         for core in cores:
-            m.d.comb += core.keystream.ready.eq(use_csprng & keystream_valid & self.entropy.ready)
+            m.d.comb += [core.keystream.ready.eq(ready), core.advance.eq(advance)]
 
         # QRNG: health tests on every word taken.
         taken = ~use_csprng & self.qrng.valid & self.entropy.ready

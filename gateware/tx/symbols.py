@@ -44,9 +44,11 @@ class SymbolSource(wiring.Component):
     high ``prob_bits`` draw the intensity class against the cumulative ``thresholds``. In
     3-state mode the X basis sends only X+ (bit 0).
 
-    While ``enable`` is high a symbol word leaves every cycle (one register stage); the
-    global ``index`` advances by ``lanes`` per word. A data-mode cycle whose entropy is
-    missing, or unhealthy, yields dark symbols that are not valid for key, and is counted
+    While ``enable`` is high a symbol word leaves every cycle: the entropy (and the
+    settings) of cycle ``c`` make the symbol word of cycle ``c + 2`` (two register stages:
+    the draws, then the word); the global ``index`` advances by ``lanes`` per word. A
+    data-mode cycle whose entropy is missing, or unhealthy, yields dark symbols that are not
+    valid for key, and is counted
     (``underflow``; ``blanked`` counts the cycles darkened by unhealthy entropy or
     ``blank``). Training modes consume no entropy; their symbols are lit
     Z-basis symbols of class ``training_intensity``, never valid for key.
@@ -66,7 +68,7 @@ class SymbolSource(wiring.Component):
     """
 
     #: Cycles from ``entropy`` (and ``enable``) to ``symbols``.
-    latency = 1
+    latency = 2
 
     @refuses_quietly
     def __init__(self, *, lanes, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3)):
@@ -128,7 +130,6 @@ class SymbolSource(wiring.Component):
         mode = self.training
         data_mode = mode == TrainingMode.DATA
         index = Signal(len(self.symbols.payload.index))
-        word = Signal.like(self.symbols.payload)
 
         # Training patterns: PRBS generators advance `lanes` steps per word while selected.
         prbs_bits = {}
@@ -147,43 +148,68 @@ class SymbolSource(wiring.Component):
             with m.If(self.enable & (mode == mode_value)):
                 m.d.sync += state.eq(s)
 
+        # Stage 1 (every cycle): each lane's draws from the entropy (or its training bit),
+        # and the cycle's controls, registered. The compares start at the registered
+        # settings and end at a flip-flop; the controls (entropy valid and healthy, which
+        # the QRNG health tests decide in the same cycle, and `blank`) reach one flip-flop
+        # each instead of every field of every lane.
         entropy = self.entropy.payload
         m.d.comb += self.entropy.ready.eq(self.enable & data_mode)
-        healthy = self.entropy.valid & entropy.healthy
+        draws = Signal(data.ArrayLayout(data.StructLayout({
+            "is_x": 1, "bit": 1, "intensity": 2, "train_bit": 1}), L))
+        s1 = Signal(data.StructLayout({
+            "enable": 1, "data_mode": 1, "healthy": 1, "blank": 1, "intensity": 2,
+            "index": len(index)}))
+        m.d.sync += s1.eq(Cat(self.enable, data_mode,
+                              self.entropy.valid & entropy.healthy, self.blank,
+                              self.training_intensity, index))
         for i in range(L):
-            out = word.symbols[i]
             chunk = entropy.bits[i * B:(i + 1) * B]
             r_basis, r_bit, r_int = chunk[:p], chunk[p], chunk[p + 1:]
             is_x = r_basis >= p_z_eff
-            with m.If(data_mode):
-                with m.If(healthy):
+            train_bit = Signal(name=f"train_bit{i}")
+            with m.Switch(mode):
+                with m.Case(TrainingMode.ALL_LATE):
+                    m.d.comb += train_bit.eq(1)
+                with m.Case(TrainingMode.ALTERNATING):
+                    m.d.comb += train_bit.eq(index[0] ^ (i & 1))
+                for mode_value, bits in prbs_bits.items():
+                    with m.Case(mode_value):
+                        m.d.comb += train_bit.eq(bits[i])
+            m.d.sync += [
+                draws[i].is_x.eq(is_x),
+                draws[i].bit.eq(Mux(is_x & (self.protocol == Protocol.THREE_STATE), 0, r_bit)),
+                draws[i].intensity.eq((r_int >= th_eff[0]) + (r_int >= th_eff[1])
+                                      + (r_int >= th_eff[2])),
+                draws[i].train_bit.eq(train_bit),
+            ]
+        with m.If(self.enable):
+            m.d.sync += index.eq(index + L)
+
+        # Stage 2: the symbol word of the cycle before, from registers only.
+        word = Signal.like(self.symbols.payload)
+        for i in range(L):
+            out, d = word.symbols[i], draws[i]
+            with m.If(s1.data_mode):
+                with m.If(s1.healthy):
                     m.d.comb += [
-                        out.basis.eq(Mux(is_x, Basis.X, Basis.Z)),
-                        out.bit.eq(Mux(is_x & (self.protocol == Protocol.THREE_STATE),
-                                       0, r_bit)),
-                        out.intensity.eq((r_int >= th_eff[0]) + (r_int >= th_eff[1])
-                                         + (r_int >= th_eff[2])),
+                        out.basis.eq(Mux(d.is_x, Basis.X, Basis.Z)),
+                        out.bit.eq(d.bit),
+                        out.intensity.eq(d.intensity),
                         out.valid.eq(1),
                     ]
                 with m.Else():
                     m.d.comb += out.dark.eq(1)
             with m.Else():
-                with m.Switch(mode):
-                    with m.Case(TrainingMode.ALL_LATE):
-                        m.d.comb += out.bit.eq(1)
-                    with m.Case(TrainingMode.ALTERNATING):
-                        m.d.comb += out.bit.eq(index[0] ^ (i & 1))
-                    for mode_value, bits in prbs_bits.items():
-                        with m.Case(mode_value):
-                            m.d.comb += out.bit.eq(bits[i])
-                m.d.comb += [out.basis.eq(Basis.Z), out.intensity.eq(self.training_intensity)]
-            with m.If(self.blank):
+                m.d.comb += [out.basis.eq(Basis.Z), out.bit.eq(d.train_bit),
+                             out.intensity.eq(s1.intensity)]
+            with m.If(s1.blank):
                 m.d.comb += [out.as_value().eq(0), out.dark.eq(1)]
-        m.d.comb += word.index.eq(index)
+        m.d.comb += word.index.eq(s1.index)
 
-        m.d.sync += self.symbols.valid.eq(self.enable)
-        with m.If(self.enable):
-            m.d.sync += [self.symbols.payload.eq(word), index.eq(index + L)]
+        m.d.sync += self.symbols.valid.eq(s1.enable)
+        with m.If(s1.enable):
+            m.d.sync += self.symbols.payload.eq(word)
         count_saturating(m, self.underflow, self.enable & data_mode & ~self.entropy.valid)
         count_saturating(m, self.blanked, self.enable & (
             self.blank | (data_mode & self.entropy.valid & ~entropy.healthy)))

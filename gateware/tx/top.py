@@ -34,9 +34,9 @@ class Transmitter(wiring.Component):
     on ``ser``) and, through a FIFO of ``log_depth`` words, to the symbol ``log`` stream for
     the sifting memory.
 
-    Timing: the entropy of cycle ``c`` becomes the symbol word of cycle ``c + 1`` and the
-    serializer word of cycle ``c + 3`` (plus each output's fine delay); the symbol word
-    enters the log FIFO in cycle ``c + 1``.
+    Timing: the entropy of cycle ``c`` becomes the symbol word of cycle ``c + 2`` and the
+    serializer word of cycle ``c + 4`` (plus each output's fine delay); the symbol word
+    enters the log FIFO in cycle ``c + 2`` (:attr:`latency` = 4: entropy to serializer).
 
     The QRNG health alarm (``alarm``) blanks every symbol, in data and training modes and
     whichever source is selected, from the cycle of the failing word until ``alarm_clear``:
@@ -59,6 +59,9 @@ class Transmitter(wiring.Component):
     log_depth : int
         Words of the symbol log FIFO.
     """
+
+    #: Cycles from ``entropy`` (and ``enable``) to ``ser`` at zero fine delay.
+    latency = SymbolSource.latency + TimeBinDriver.latency
 
     @refuses_quietly
     def __init__(self, *, lanes, uis_per_symbol, prob_bits=12, p_z=0.9,

@@ -51,18 +51,28 @@ class Trivium(wiring.Component):
     keystream : Out(stream.Signature(width))
         Bit ``i`` of a payload is keystream bit ``z_{n+i}``.
 
+    With ``external_advance``, the core takes its clock enable from outside (for cores in
+    lockstep that share one enable on a global network): two more ports, ``warming`` (out:
+    a warm-up round is due) and ``advance`` (in), which must be
+    ``load | warming | (keystream.valid & keystream.ready)``; the state and the word then
+    change only when ``advance`` is high. Same behaviour, cycle by cycle, as the core that
+    computes it itself.
     """
 
     @refuses_quietly
-    def __init__(self, width=64):
+    def __init__(self, width=64, *, external_advance=False):
         _check_width(width)
         self._width = width
-        super().__init__({
+        self._external = bool(external_advance)
+        members = {
             "key": In(80),
             "iv": In(80),
             "load": In(1),
             "keystream": Out(stream.Signature(width)),
-        })
+        }
+        if self._external:
+            members.update({"warming": Out(1), "advance": In(1)})
+        super().__init__(members)
 
     @property
     def width(self):
@@ -117,17 +127,33 @@ class Trivium(wiring.Component):
             self.keystream.payload.eq(z),
             self.keystream.valid.eq(valid),
         ]
+        warming = loaded & (warmup != 0)
         with m.If(self.load):
-            m.d.sync += [
-                state.eq(initial),
-                z.eq(keystream_of(initial)),
-                warmup.eq(WARMUP_ROUNDS // w),
-                loaded.eq(1),
-                valid.eq(0),
-            ]
-        with m.Elif(loaded & (warmup != 0)):
-            m.d.sync += [state.eq(next_state), z.eq(keystream_of(next_state)),
-                         warmup.eq(warmup - 1), valid.eq(warmup == 1)]
-        with m.Elif(valid & self.keystream.ready):
-            m.d.sync += [state.eq(next_state), z.eq(keystream_of(next_state))]
+            m.d.sync += [warmup.eq(WARMUP_ROUNDS // w), loaded.eq(1), valid.eq(0)]
+        with m.Elif(warming):
+            m.d.sync += [warmup.eq(warmup - 1), valid.eq(warmup == 1)]
+        if self._external:
+            m.d.comb += self.warming.eq(warming)
+            advance = self.advance
+        else:
+            advance = self.load | warming | (valid & self.keystream.ready)
+        # The 288 + w flip-flops of the state and the word see `advance` as their enable and
+        # `load` as a select; the state bits a load sets to constants (s_94..s_93 apart from
+        # key and IV) take `load` as their synchronous set/reset over the enable, so that
+        # no gate sits between either control and the flip-flops. (`advance` includes
+        # `load`: both forms load on `load` and step on `advance`.)
+        data_bits = ((115, 195), (208, 288))            # IV, key (see `initial`)
+        const_bits = ((0, 115), (195, 208))
+        for lo, hi in const_bits:
+            with m.If(self.load):
+                m.d.sync += state[lo:hi].eq(initial[lo:hi])
+            with m.Elif(advance):
+                m.d.sync += state[lo:hi].eq(next_state[lo:hi])
+        with m.If(advance):
+            with m.If(self.load):
+                m.d.sync += [state[lo:hi].eq(initial[lo:hi]) for lo, hi in data_bits]
+                m.d.sync += z.eq(keystream_of(initial))
+            with m.Else():
+                m.d.sync += [state[lo:hi].eq(next_state[lo:hi]) for lo, hi in data_bits]
+                m.d.sync += z.eq(keystream_of(next_state))
         return m

@@ -10,8 +10,10 @@ import time
 import numpy as np
 
 from ...gateware.records import STATES
+from ...gateware.tx.driver import TimeBinDriver
 from ...gateware.tx.entropy import EntropySelect
 from ...gateware.tx.symbols import Protocol, TrainingMode
+from ...gateware.tx.top import Transmitter
 from .entropy import KEYSTREAM_FIRST_CYCLE
 from .top import TransmitterModel
 
@@ -21,7 +23,7 @@ __all__ = ["FABRIC_CLOCK_HZ", "seed_key_iv", "run_tx", "summarise", "save_npz", 
 FABRIC_CLOCK_HZ = 156.25e6
 
 #: Cycles from a symbol word's entropy to its serializer word, at zero fine delay.
-ENTROPY_TO_SER = 3
+ENTROPY_TO_SER = Transmitter.latency
 
 
 def seed_key_iv(seed):
@@ -80,7 +82,7 @@ def run_tx(*, lanes, uis_per_symbol, symbols, seed, protocol="3", p_z=0.9,
 
     sym = out.symbols
     rows = np.flatnonzero(sym.valid)
-    first_ser = rows[0] + ENTROPY_TO_SER - 1
+    first_ser = rows[0] + TimeBinDriver.latency          # the symbol word's serializer word
     ser = slice(first_ser, first_ser + words)
     index = (sym.index[rows][:, None] + np.arange(lanes, dtype=np.uint64)).ravel()
     result = {

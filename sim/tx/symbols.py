@@ -10,7 +10,7 @@ import numpy as np
 
 from ...gateware.common import check_int
 from ...gateware.records import MAX_INTENSITY_CLASSES, PRBS_POLYNOMIALS, entropy_bits_per_lane
-from ...gateware.tx.symbols import Protocol, TrainingMode, probability_settings
+from ...gateware.tx.symbols import Protocol, SymbolSource, TrainingMode, probability_settings
 
 __all__ = ["prbs_sequence", "lane_chunks", "SymbolSourceOutput", "SymbolSourceModel"]
 
@@ -188,12 +188,13 @@ class SymbolSourceModel:
             array[blank] = 0
         dark[blank] = 1
 
-        # The output register: cycle k shows what the last enabled cycle before k latched.
+        # Two register stages (SymbolSource.latency): cycle k shows what the last enabled
+        # cycle before k - 1 drew.
+        lat = SymbolSource.latency
         last = np.where(enable, np.arange(n), -1)
         last = np.maximum.accumulate(last)
-        held = np.empty(n, np.int64)
-        held[0] = -1
-        held[1:] = last[:-1]
+        held = np.full(n, -1, np.int64)
+        held[lat:] = last[:n - lat]
         present = held >= 0
         src = np.maximum(held, 0)
 
@@ -203,7 +204,7 @@ class SymbolSourceModel:
             return result
 
         valid = np.zeros(n, bool)
-        valid[1:] = enable[:-1]
+        valid[lat:] = enable[:n - lat]
         ready = enable & data_mode
         under = enable & data_mode & ~entropy_valid
         blanked = enable & (blank | (data_mode & entropy_valid & ~entropy_healthy))
