@@ -228,15 +228,26 @@ def _tail(build_dir, name, lines=30):
     return "\n".join(text[-lines:])
 
 
+#: Place-and-route attempts with the next seeds after nextpnr fails to route.
+ROUTE_RETRIES = 2
+
 #: Yosys commands that finish ``synth_ecp5 -run :map_luts`` with the classic ABC LUT mapper.
 _CLASSIC_ABC = ("techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; clean; "
                 "synth_ecp5 -run map_cells:")
+
+
+#: Yosys commands after reading the design: the flip-flops of every signal named
+#: ``*_replica*`` (:func:`timebin.gateware.common.replicated_setting`) are kept apart.
+#: Copies of a register that share their inputs are otherwise merged into one by
+#: ``opt_merge``, which would undo a replication made to cut the fanout of a register.
+KEEP_REPLICAS = "setattr -set keep 1 w:*_replica* %ci1 t:$*dff* %i"
 
 
 def _run_flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides):
     """Prepare ``top`` for a new platform instance and run the build script in ``build_dir``
     (output to ``build.log``); ``(CompletedProcess, platform)``."""
     platform = spec.platform()
+    overrides.setdefault("script_after_read", KEEP_REPLICAS)
     plan = platform.build(top, name=name, do_build=False, nextpnr_opts=nextpnr_opts,
                           **overrides)
     plan.extract(build_dir)
@@ -256,10 +267,11 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
 
     The report holds the board, role, parameters and pin plan (:meth:`BoardTop.summary`),
     ``resources`` / ``utilization`` / ``clocks`` / ``timing_met`` / ``critical_paths``
-    (:func:`parse_nextpnr_report`), ``tools`` (versions), ``seed`` (nextpnr's) and
-    ``build_seconds``. Raises ``ValueError`` for a bad board, role or parameter,
-    :class:`ToolchainError` for a missing tool and :class:`BuildError` when a tool fails (not
-    when timing fails: see ``timing_met``).
+    (:func:`parse_nextpnr_report`), ``tools`` (versions), ``seed`` (nextpnr's: the next
+    seeds are tried, up to :data:`ROUTE_RETRIES` times, when routing fails; the failed ones
+    are ``route_failed_seeds``) and ``build_seconds``. Raises ``ValueError`` for a bad
+    board, role or parameter, :class:`ToolchainError` for a missing tool and
+    :class:`BuildError` when a tool fails (not when timing fails: see ``timing_met``).
     """
     spec = board_spec(board)
     if role not in ROLES + PIPELINE_ROLES:
@@ -278,21 +290,34 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     build_dir = out / "build"
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    # router2: router1 stalls for many minutes on the large ECP5 designs.
-    nextpnr_opts = (f"--report {name}.report.json --timing-allow-fail --seed {int(seed)} "
-                    f"--router router2")
-    synthesis = "abc9"
-    result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts)
+    def nextpnr_opts(seed):
+        # router2: router1 stalls for many minutes on the large ECP5 designs.
+        return (f"--report {name}.report.json --timing-allow-fail --seed {int(seed)} "
+                f"--router router2")
+
+    synthesis, synth_overrides = "abc9", {}
+    result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts(seed))
     rpt = build_dir / f"{name}.rpt"
     if (result.returncode != 0 and spec.family == "ecp5" and rpt.exists()
             and "ERROR: Assert" in rpt.read_text(errors="replace")):
         # Yosys 0.70's ABC9 asserts on some large designs (ABC_OPS_REINTEGRATE: "GetSize(
         # conn.first) == GetSize(conn.second)"); map the LUTs with the classic ABC instead.
         synthesis = "abc (abc9 failed with an internal Yosys assertion)"
+        synth_overrides = {"synth_opts": "-run :map_luts", "script_after_synth": _CLASSIC_ABC}
         top = make_top()
-        result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts,
-                                     synth_opts="-run :map_luts",
-                                     script_after_synth=_CLASSIC_ABC)
+        result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts(seed),
+                                     **synth_overrides)
+    route_failures = []
+    tim = build_dir / f"{name}.tim"
+    while (result.returncode != 0 and len(route_failures) < ROUTE_RETRIES and tim.exists()
+           and "Failed to route" in tim.read_text(errors="replace")):
+        # A placement from which router2 cannot reach a global buffer's input (seen for the
+        # reset's DCCA) is a matter of the seed: place again with the next one.
+        route_failures.append(int(seed))
+        seed = int(seed) + 1
+        top = make_top()
+        result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts(seed),
+                                     **synth_overrides)
     seconds = time.monotonic() - start
     if result.returncode != 0:
         raise BuildError(f"The {spec.family} build of {board} {role} failed (exit "
@@ -315,6 +340,7 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
         "bitstream": str(bitstream),
         "tools": tool_versions(spec.family),
         "seed": int(seed),
+        "route_failed_seeds": route_failures,
         "synthesis": synthesis,
         "build_seconds": round(seconds, 1),
     }

@@ -7,7 +7,7 @@ from amaranth.hdl import Const, Instance, Mux, Signal
 from .checks import check_int
 
 __all__ = ["check_int", "count_saturating", "refuses_quietly", "accepted_setting",
-           "registered_setting", "global_buffer"]
+           "registered_setting", "replicated_setting", "global_buffer"]
 
 
 def refuses_quietly(init):
@@ -48,6 +48,23 @@ def registered_setting(m, name, value, ok, init):
     with m.If(ok):
         m.d.sync += applied.eq(value)
     return applied
+
+
+def replicated_setting(m, name, value, ok, init, copies):
+    """``copies`` copies of :func:`registered_setting`'s register, one cycle behind it, for
+    logic spread over the chip (one copy per lane): each copy's loads sit near it instead of
+    all of them waiting on one flip-flop's long nets, and the acceptance check reaches one
+    register, not every copy. The setting thus acts two cycles after it appears on the port
+    (the reset value is in use in the first two cycles). The copies are named
+    ``<name>_replica<k>``; the board build keeps them apart
+    (``timebin.boards.build.KEEP_REPLICAS``); elsewhere they are just equal registers."""
+    accepted = registered_setting(m, name, value, ok, init)
+    replicas = []
+    for k in range(copies):
+        replica = Signal.like(accepted, name=f"{name}_replica{k}", init=init)
+        m.d.sync += replica.eq(accepted)
+        replicas.append(replica)
+    return replicas
 
 
 def global_buffer(m, platform, value, *, name):

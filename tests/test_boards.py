@@ -5,7 +5,6 @@ program commands; and one real build (ULX3S loopback, marked ``synthesis``)."""
 import argparse
 import gc
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -307,3 +306,26 @@ def test_build_ulx3s_loopback_meets_timing(loopback_build):
           f"fmax {report['clocks'][0]['achieved_mhz']} MHz")
     assert report["timing_met"], report["critical_paths"][:1]
     assert code == 0
+
+
+def test_build_retries_the_next_seeds_when_routing_fails(tmp_path, monkeypatch):
+    """A placement that nextpnr cannot route is placed again with the next seeds (up to
+    ROUTE_RETRIES times); a failure that persists is still a BuildError."""
+    from timebin.boards import build as build_module
+
+    seeds = []
+
+    def fake_flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides):
+        seeds.append(int(nextpnr_opts.split("--seed ")[1].split()[0]))
+        Path(build_dir).mkdir(parents=True, exist_ok=True)
+        (Path(build_dir) / f"{name}.tim").write_text(
+            "ERROR: Failed to route arc 0.0 of net 'clocking.rst_gbuf_CLKI'\n")
+        return argparse.Namespace(returncode=1), spec.platform()
+
+    monkeypatch.setattr(build_module, "_run_flow", fake_flow)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)    # the tops are never built
+        with pytest.raises(build_module.BuildError, match="Failed to route"):
+            build_module.build("ulx3s", "alice-pipeline", out=tmp_path, lanes=1, seed=7)
+        gc.collect()
+    assert seeds == [7 + k for k in range(build_module.ROUTE_RETRIES + 1)]

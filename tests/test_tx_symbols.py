@@ -179,15 +179,15 @@ def test_refused_setting_keeps_last_accepted():
         ctx.set(dut.p_z, 15)                                  # accepted: 14 < 15 -> Z
         await ctx.tick()
         ctx.set(dut.p_z, 17)                                  # refused (> 16)
-        for _ in range(4):
+        for _ in range(5):
             await ctx.tick()
             seen.append((ctx.get(dut.symbols.payload.symbols[0].basis),
                          ctx.get(dut.settings_error)))
 
     simulate(dut, testbench)
-    # The first word out was drawn in cycle 0, with the reset p_z (8: 14 -> X); the accepted
-    # 15 acts from cycle 1 and stays when 17 is refused.
-    assert [Basis(basis) for basis, _ in seen] == [Basis.X] + [Basis.Z] * 3
+    # The words out were drawn in cycles 0, 1, ...: the first two with the reset p_z (8:
+    # 14 -> X); the accepted 15 acts from cycle 2 and stays when 17 is refused.
+    assert [Basis(basis) for basis, _ in seen] == [Basis.X] * 2 + [Basis.Z] * 3
     assert all(error for _, error in seen)
 
 

@@ -112,7 +112,9 @@ class EntropySource(wiring.Component):
         load_r = Signal(init=1)
         m.d.sync += load_r.eq(self.reseed)
         load = global_buffer(m, platform, load_r, name="trivium_load")
-        use_csprng = self.source == EntropySelect.CSPRNG
+        # The source select reaches every bit of the entropy word (hundreds of loads).
+        use_csprng = global_buffer(m, platform, self.source == EntropySelect.CSPRNG,
+                                   name="entropy_source")
         cores = []
         for c in range(self._cores):
             core = m.submodules[f"trivium{c}"] = Trivium(CORE_BITS, external_advance=True)

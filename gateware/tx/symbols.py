@@ -10,7 +10,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_int, count_saturating, refuses_quietly
+from ..common import check_int, count_saturating, refuses_quietly, replicated_setting
 from ..formulas import probability_settings
 from ..records import MAX_INTENSITY_CLASSES, PRBS_POLYNOMIALS, entropy_bits_per_lane
 from .layouts import Basis, EntropyWord, SymbolWord
@@ -58,8 +58,9 @@ class SymbolSource(wiring.Component):
 
     Settings out of range (``p_z`` above one, thresholds not non-decreasing or above one) are
     refused: the last accepted value stays in use and ``settings_error`` is high. An accepted
-    ``p_z`` or ``thresholds`` acts from the cycle after it appears on the port (the reset
-    values are in use in the first cycle after reset).
+    ``p_z`` or ``thresholds`` acts from the second cycle after it appears on the port (the
+    reset values are in use in the first two cycles after reset): it is registered, then
+    copied to each lane.
 
     Members
     -------
@@ -118,14 +119,13 @@ class SymbolSource(wiring.Component):
         th = self.thresholds
         th_ok = (th[0] <= th[1]) & (th[1] <= th[2]) & (th[2] <= one)
         th_layout = self.thresholds.shape()
-        p_z = Signal(len(self.p_z), init=self._init["p_z"])
-        thresholds = Signal(th_layout, init=self._init["thresholds"])
+        # One copy of the registers per lane: each lane's 4 compares sit next to their copy.
         m.d.comb += self.settings_error.eq(~p_z_ok | ~th_ok)
-        with m.If(p_z_ok):
-            m.d.sync += p_z.eq(self.p_z)
-        with m.If(th_ok):
-            m.d.sync += thresholds.eq(self.thresholds)
-        p_z_eff, th_eff = p_z, thresholds
+        p_z_lanes = replicated_setting(m, "p_z", self.p_z, p_z_ok, self._init["p_z"], L)
+        th_lanes = [
+            data.View(th_layout, copy) for copy in replicated_setting(
+                m, "thresholds", self.thresholds.as_value(), th_ok,
+                th_layout.const(self._init["thresholds"]).as_value().value, L)]
 
         mode = self.training
         data_mode = mode == TrainingMode.DATA
@@ -166,6 +166,7 @@ class SymbolSource(wiring.Component):
         for i in range(L):
             chunk = entropy.bits[i * B:(i + 1) * B]
             r_basis, r_bit, r_int = chunk[:p], chunk[p], chunk[p + 1:]
+            p_z_eff, th_eff = p_z_lanes[i], th_lanes[i]
             is_x = r_basis >= p_z_eff
             train_bit = Signal(name=f"train_bit{i}")
             with m.Switch(mode):

@@ -75,8 +75,8 @@ class SymbolSourceModel:
 
     Same parameters and checks. Settings (``protocol``, ``p_z``, ``thresholds``,
     ``training``, ``training_intensity``) hold from reset over a whole :meth:`run`; as in
-    the gateware, ``p_z`` and ``thresholds`` act from the cycle after reset (the first
-    cycle's draws use the construction defaults).
+    the gateware, ``p_z`` and ``thresholds`` act from the second cycle after reset (the
+    first two cycles' draws use the construction defaults).
     """
 
     def __init__(self, lanes, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3)):
@@ -164,7 +164,7 @@ class SymbolSourceModel:
         if data_mode:
             good = entropy_valid & entropy_healthy
             first = np.zeros(n, bool)
-            first[:1] = True                    # the reset values of p_z and thresholds
+            first[:2] = True                    # the reset values of p_z and thresholds
             for rows, (pz, th) in (
                     (good & ~first, (p_z, thresholds)),
                     (good & first, (self.init_p_z, self.init_thresholds))):
