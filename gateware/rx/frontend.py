@@ -64,11 +64,6 @@ def check_frontend_parameters(channels, lanes, uis_per_symbol, max_dead_time, ma
     check_int("Maximum gate period", max_gate_period, minimum=1, maximum=MAX_GATE_PERIOD)
 
 
-def _lowest(bits, width):
-    """The lowest set bit of ``bits`` alone (zero if none): one carry chain."""
-    return bits & (~bits + 1)[:width]
-
-
 def _encode(onehot, width, of):
     """``of(u)`` for the one set bit ``u`` of ``onehot`` (0 if none): an OR per result bit."""
     top = max(of(u) for u in range(width))
@@ -303,7 +298,10 @@ class ClickFrontEnd(wiring.Component):
         # UI p (earliest candidate of the channel, or of all channels in COMMON mode) the
         # next q words are dead, then come `lo` (UIs u >= p + r), `hi` (u >= p + r - W) and
         # all alive: each a mask of "some candidate v <= u - threshold", an AND-OR of the
-        # candidates with the threshold rows, of bounded depth.
+        # candidates with the threshold rows, of bounded depth. The pick selects nothing at
+        # the end of the loop: `alive` is `alive_picked | (alive_else & ~picked_1)`, the
+        # masks after a pick (zero without one) and without one, both taken every cycle;
+        # `lo` and `hi` likewise are the last pick's masks or the ones held before it.
         edges, cands = [], []
         for k in range(C):
             word = self.samples[k]
@@ -312,7 +310,15 @@ class ClickFrontEnd(wiring.Component):
             m.d.sync += last.eq(word[W - 1])
             m.d.comb += edge.eq(word & ~Cat(last, word[:W - 1]))
             edges.append(edge)
-        alives = [Signal(W, name=f"alive_{k}", init=(1 << W) - 1) for k in range(C)]
+        alives, alive_regs = [], []
+        for k in range(C):
+            regs = (Signal(W, name=f"alive_picked_{k}"),
+                    Signal(W, name=f"alive_else_{k}", init=(1 << W) - 1),
+                    Signal(name=f"picked_1_{k}"))
+            alive = Signal(W, name=f"alive_{k}")
+            m.d.comb += alive.eq(regs[0] | (regs[1] & ~regs[2].replicate(W)))
+            alives.append(alive)
+            alive_regs.append(regs)
         for k in range(C):
             cand = Signal(W, name=f"candidates_{k}")
             m.d.comb += cand.eq(edges[k] & alives[k])
@@ -331,8 +337,15 @@ class ClickFrontEnd(wiring.Component):
                          for u in range(W))
             # After the pick: the state of the word after next. `step` counts the words
             # to the `lo` one from the next word: > 0 dead, 0 lo, -1 hi, -2 all alive.
+            alive_picked, alive_else, picked_1 = alive_regs[k]
+            lo_picked = Signal(W, name=f"dead_lo_picked_{k}")
+            hi_picked = Signal(W, name=f"dead_hi_picked_{k}")
+            lo_held = Signal(W, name=f"dead_lo_held_{k}")
+            hi_held = Signal(W, name=f"dead_hi_held_{k}")
             lo = Signal(W, name=f"dead_lo_{k}")
             hi = Signal(W, name=f"dead_hi_{k}")
+            m.d.comb += [lo.eq(Mux(picked_1, lo_picked, lo_held)),
+                         hi.eq(Mux(picked_1, hi_picked, hi_held))]
             step = Signal(range(-2, q_max + 1), name=f"dead_step_{k}", init=-2)
             f_dead = Signal(name=f"dead_next_dead_{k}")
             f_lo = Signal(name=f"dead_next_lo_{k}")
@@ -341,11 +354,15 @@ class ClickFrontEnd(wiring.Component):
             following = Signal(W, name=f"dead_following_{k}")    # next word, no pick now
             m.d.comb += following.eq(
                 (lo & f_lo.replicate(W)) | (hi & f_hi.replicate(W)) | f_ones.replicate(W))
-            alive = alives[k]
+            m.d.sync += [
+                alive_picked.eq(lo_new & q_zero.replicate(W)),
+                alive_else.eq(following),
+                picked_1.eq(picked),
+                lo_picked.eq(lo_new), hi_picked.eq(hi_new),
+                lo_held.eq(lo), hi_held.eq(hi),
+            ]
             with m.If(picked):
                 m.d.sync += [
-                    alive.eq(lo_new & q_zero.replicate(W)),
-                    lo.eq(lo_new), hi.eq(hi_new),
                     step.eq(q - 1),
                     # The word after next: dead if q >= 2, lo if q == 1, hi if q == 0.
                     f_dead.eq(~q_zero & ~q_one), f_lo.eq(q_one), f_hi.eq(q_zero),
@@ -353,7 +370,6 @@ class ClickFrontEnd(wiring.Component):
                 ]
             with m.Else():
                 m.d.sync += [
-                    alive.eq(following),
                     step.eq(Mux(step == -2, -2, step - 1)),
                     f_dead.eq(step > 1), f_lo.eq(step == 1), f_hi.eq(step == 0),
                     f_ones.eq(step < 0),
@@ -378,23 +394,52 @@ class ClickFrontEnd(wiring.Component):
                 parts.append(part)
             parts_1.append(parts)
 
+        # Stage 2, per group of 8 UIs: whether it holds a candidate and the encodings of its
+        # earliest one (of each channel, and of all channels for COMMON mode, with the
+        # channels that have a candidate there); then those of the earliest group.
+        def group_first(bits):
+            """(any, u, lane, ui) of the earliest set bit of each group, and its one-hot."""
+            out, onehots = [], []
+            for a, b in groups:
+                part = bits[a:b]
+                onehot = Cat(part[j] & ~part[:j].any() if j else part[0]
+                             for j in range(b - a))
+                out.append((part.any(),
+                            _encode(onehot, b - a, lambda j, a=a: a + j),
+                            _encode(onehot, b - a, lambda j, a=a: (a + j) // S),
+                            _encode(onehot, b - a, lambda j, a=a: (a + j) % S)))
+                onehots.append(onehot)
+            return out, onehots
+
+        common_groups, common_onehots = group_first(_or_all(cands_1, W))
+        own_groups, at_common_1 = [], []
+        for k in range(C):
+            own_groups.append(group_first(cands_1[k])[0])
+            at_common_1.append([(cands_1[k][a:b] & common_onehots[i]).any()
+                                for i, (a, b) in enumerate(groups)])
+
+        def pick(group_regs, values):
+            """The values of the earliest group with a candidate (0 if none): an AND-OR."""
+            anys = [regs[0] for regs in group_regs]
+            out = 0
+            for i, value in enumerate(values):
+                first = anys[i] & ~Cat(anys[:i]).any() if i else anys[0]
+                out = out | (value & first.replicate(len(value)))
+            return out
+
+        def picks(group_regs):
+            return [pick(group_regs, [regs[j] for regs in group_regs]) for j in (1, 2, 3)]
+
         # Stage 2: the earliest candidate of each channel, or of all of them in COMMON mode.
-        first_common = Signal(W)
-        m.d.comb += first_common.eq(_lowest(_or_all(cands_1, W), W))
-
-        def encodings(onehot):
-            return (_encode(onehot, W, lambda u: u), _encode(onehot, W, lambda u: u // S),
-                    _encode(onehot, W, lambda u: u % S))
-
-        common_u, common_lane, common_ui = encodings(first_common)
+        common_u, common_lane, common_ui = picks(common_groups)
         time_2 = Signal(TIME_BITS)
         symbol_2 = Signal(INDEX_BITS)
         m.d.sync += [time_2.eq(time_1), symbol_2.eq(symbol_1)]
         stage = []
         for k in range(C):
-            first = Signal(W, name=f"first_{k}")
-            m.d.comb += first.eq(_lowest(cands_1[k], W))
-            own_u, own_lane, own_ui = encodings(first)
+            own_u, own_lane, own_ui = picks(own_groups[k])
+            own_any = Cat(regs[0] for regs in own_groups[k]).any()
+            common_hit = pick(common_groups, [Cat(hit) for hit in at_common_1[k]])
             accepted = Signal(name=f"accepted_{k}")
             u = Signal(u_bits, name=f"hit_u_{k}")
             lane = Signal(bits_for(L - 1), name=f"hit_lane_{k}")
@@ -402,7 +447,7 @@ class ClickFrontEnd(wiring.Component):
             count = Signal(bits_for(W), name=f"edge_count_{k}")
             parts = parts_1[k]
             m.d.sync += [
-                accepted.eq(Mux(common_1, (cands_1[k] & first_common).any(), first.any())),
+                accepted.eq(Mux(common_1, common_hit, own_any)),
                 u.eq(Mux(common_1, common_u, own_u)),
                 lane.eq(Mux(common_1, common_lane, own_lane)),
                 ui.eq(Mux(common_1, common_ui, own_ui)),
@@ -439,19 +484,19 @@ class ClickFrontEnd(wiring.Component):
 
         # Frame schedule (step = cycle mod F): step 0 samples the settings in use and the
         # symbol time of the frame's commit word (cycle F later); steps 1..64 divide it by
-        # the period, MSB first; steps 1..2W build the short-period pattern; then the phase;
-        # step F - 2 commits, so that the word of cycle F (shown then) is the first under
-        # the new settings.
+        # the period, MSB first; steps 2..2W+1 build the short-period pattern; then the phase;
+        # step F - 3 commits, so that the word of cycle F (shown then, through two register
+        # stages) is the first under the new settings. F >= max(64, 2W) + 8 leaves room.
         step = Signal(range(F))
         m.d.sync += step.eq(step + 1)
         start = step == 0
         dividing = (step >= 1) & (step <= GATE_DIVIDEND_BITS)
-        building = (step >= 1) & (step <= 2 * W)
-        counting = (step >= 1) & (step <= W)
-        at_delta = step == W + 1
+        building = (step >= 2) & (step <= 2 * W + 1)
+        counting = (step >= 2) & (step <= W + 1)
+        at_delta = step == W + 2
         at_x = step == max(GATE_DIVIDEND_BITS, 2 * W) + 1
         at_phase = step == max(GATE_DIVIDEND_BITS, 2 * W) + 2
-        commit = step == F - 2
+        commit = step == F - 3
 
         mask64 = (1 << GATE_DIVIDEND_BITS) - 1
         commit_symbols = Signal(GATE_DIVIDEND_BITS, init=(F * L) & mask64)
@@ -488,6 +533,7 @@ class ClickFrontEnd(wiring.Component):
             st_width = reg("st_width", period_uis)
             rem = reg("rem", len(n_port))                    # symbol time mod n
             count = reg("count", period_uis)                 # UI index mod P
+            left = reg("left", period_uis, S)                # P - count
             wraps = reg("wraps", bits_for(W))
             st_delta = reg("st_delta", period_uis)           # W mod P
             st_quotient = reg("st_quotient", bits_for(W))    # W // P
@@ -505,13 +551,16 @@ class ClickFrontEnd(wiring.Component):
                     count.eq(0),
                     wraps.eq(0),
                 ]
+            with m.If(step == 1):
+                m.d.sync += left.eq(st_period)
             twice = Cat(dividend_bit, rem)
             with m.If(dividing):
                 m.d.sync += rem.eq(Mux(twice >= st_n, twice - st_n, twice))
-            wrap = count + 1 == st_period
+            wrap = left == 1
             with m.If(building):
                 m.d.sync += [
                     count.eq(Mux(wrap, 0, count + 1)),
+                    left.eq(Mux(wrap, st_period, left - 1)),
                     st_pattern.eq(Cat(st_pattern[1:], count < st_width)),
                 ]
             with m.If(counting & wrap):
@@ -523,43 +572,61 @@ class ClickFrontEnd(wiring.Component):
             with m.If(at_phase):
                 m.d.sync += st_phase.eq(Mux(x < 0, x + st_period, x))
 
-            # In use: `phase` is (t - offset) mod P of the word whose gates are computed this
-            # cycle (shown in the next).
+            # In use, stage A: `phase` is (t - offset) mod P of the word shown on `gates` two
+            # cycles later, with x1 = width - phase, x2 = width + P - phase, x3 = P - phase
+            # (the bounds of the gate in that word) kept alongside. Stage B: the masks of the
+            # word; then the registered gate word.
             enable = reg("enable", 1)
-            period = reg("period", period_uis, S)
-            width = reg("width", period_uis)
             delta = reg("delta", period_uis)
             quotient = reg("quotient", bits_for(W))
             period_less_delta = reg("period_less_delta", period_uis, S)
             long = reg("long", 1)
             pattern = reg("pattern", 2 * W)
             phase = reg("phase", period_uis)
-            advanced = phase + delta
+            x1 = reg("x1", signed(period_uis.width + 1), S // 2)
+            x2 = reg("x2", signed(period_uis.width + 2), S // 2 + S)
+            x3 = reg("x3", period_uis, S)
+            # phase + delta wraps iff phase - (P - delta) >= 0: both sums side by side.
+            wrapped = Signal(signed(period_uis.width + 1), name=f"gate_wrapped_{k}")
+            m.d.comb += wrapped.eq(phase - period_less_delta)
+            wraps_now = ~wrapped[-1]
             with m.If(commit):
                 m.d.sync += [
                     enable.eq(st_enable),
-                    period.eq(st_period),
-                    width.eq(st_width),
                     delta.eq(st_delta),
                     quotient.eq(st_quotient),
                     period_less_delta.eq(st_period - st_delta),
                     long.eq(st_period > W),
                     pattern.eq(st_pattern),
                     phase.eq(st_phase),
+                    x1.eq(st_width - st_phase),
+                    x2.eq(st_width + st_period - st_phase),
+                    x3.eq(st_period - st_phase),
                 ]
             with m.Else():
-                m.d.sync += phase.eq(Mux(advanced >= period, advanced - period, advanced))
+                m.d.sync += phase.eq(Mux(wraps_now, wrapped, phase + delta))
+                for x in (x1, x2, x3):
+                    m.d.sync += x.eq(Mux(wraps_now, x + period_less_delta, x - delta))
 
-            # P <= W: a window of the pattern. P > W: at most one wrap in the word.
-            short_word = (pattern >> phase[:bits_for(W - 1)])[:W]
-            long_word = (_below(width - phase, W)
-                         | (_below(width + period - phase, W) & ~_below(period - phase, W)))
+            # Stage B. P <= W: a window of the pattern. P > W: at most one wrap in the word.
+            enable_b = reg("enable_b", 1)
+            long_b = reg("long_b", 1)
+            quotient_b = reg("quotient_b", bits_for(W))
+            starts_b = reg("starts_b", 1)
+            short_b = reg("short_b", W)
+            below = [reg(f"below{i}_b", W) for i in (1, 2, 3)]
+            m.d.sync += [
+                enable_b.eq(enable), long_b.eq(long), quotient_b.eq(quotient),
+                starts_b.eq(Mux(phase == 0, delta != 0, phase > period_less_delta)),
+                short_b.eq((pattern >> phase[:bits_for(W - 1)])[:W]),
+            ]
+            m.d.sync += [b.eq(_below(x, W)) for b, x in zip(below, (x1, x2, x3), strict=True)]
+            long_word = below[0] | (below[1] & ~below[2])
             word = Signal(W, name=f"gate_word_{k}")
-            m.d.comb += word.eq(Mux(long, long_word, short_word))
-            starts = Mux(phase == 0, delta != 0, phase > period_less_delta)
-            with m.If(enable):
+            m.d.comb += word.eq(Mux(long_b, long_word, short_b))
+            with m.If(enable_b):
                 m.d.sync += [self.gates[k].eq(word),
-                             self.gate_starts[k].eq(quotient + starts)]
+                             self.gate_starts[k].eq(quotient_b + starts_b)]
             with m.Else():
                 m.d.sync += [self.gates[k].eq(0), self.gate_starts[k].eq(0)]
         return errors
