@@ -100,6 +100,7 @@ from ..gateware.system import AliceBoard, BobBoard
 from ..gateware.tx.driver import TimeBinDriver
 from ..gateware.tx.entropy import EntropySelect
 from ..gateware.tx.symbols import Protocol, TrainingMode
+from ..gateware.tx.top import Transmitter
 from ..host.align import TRAINING_PATTERN, align_board, track_board
 from .amaranth_helpers import SYS_PERIOD
 from .board import (
@@ -123,7 +124,7 @@ from .channel import (
 )
 from .lab import LAB_DEFAULTS, default_pulse_width, lab_params
 from .rx.top import ReceiverModel
-from .tx.run import ENTROPY_TO_SER, run_tx, seed_key_iv
+from .tx.run import run_tx, seed_key_iv
 from .tx.top import TransmitterModel
 from .words import bits_to_ints, ints_to_bits, unpack_serializer_words, unpack_symbol_words
 
@@ -1268,7 +1269,7 @@ def alice_model(setup, enable_cycle=None, training_words=0):
                              p_z=setup.p_z, intensity_probs=setup.probabilities,
                              dac_bits=tx["dac_bits"], pm_bits=tx["pm_bits"])
     words = setup.words
-    n = enable_cycle + 1 + words + ENTROPY_TO_SER
+    n = enable_cycle + 1 + words + Transmitter.latency
     enable = np.zeros(n, bool)
     enable[enable_cycle:] = True
     out = model.run(n, {"source": EntropySelect.QRNG, "protocol": Protocol.THREE_STATE,

@@ -5,7 +5,7 @@ import random
 
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Elaboratable, Module, Value
+from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from timebin.gateware.frames import (
     HEADER_BYTES,
@@ -19,7 +19,7 @@ from timebin.gateware.frames import (
 from timebin.gateware.link.framer import HEADER_QUEUE_DEPTH, Deframer, Framer
 from timebin.gateware.link.uart import MAX_DIVISOR, UARTRx, UARTTx
 from timebin.host.frames import FrameDecoder
-from timebin.sim.amaranth_helpers import simulate, stream_get, stream_put
+from timebin.sim.amaranth_helpers import port_signal, simulate, stream_get, stream_put
 from timebin.sim.link.framer import (
     COUNTERS,
     DeframerModel,
@@ -540,14 +540,6 @@ UART_MASKS = {"payload": "valid"}
 LINK_MASKS = {"bytes__payload": "bytes__valid", "header__payload": "header__valid",
               "payload__payload": "payload__valid"}
 
-
-def port_signal(component, name):
-    """The signal of ``component`` for a model port name: ``start__valid`` is
-    ``component.start.valid``."""
-    target = component
-    for part in name.split("__"):
-        target = getattr(target, part)
-    return Value.cast(target)
 
 
 def run_uart_pair(divisor, data, n, seed):

@@ -166,8 +166,7 @@ class SymbolSource(wiring.Component):
         for i in range(L):
             chunk = entropy.bits[i * B:(i + 1) * B]
             r_basis, r_bit, r_int = chunk[:p], chunk[p], chunk[p + 1:]
-            p_z_eff, th_eff = p_z_lanes[i], th_lanes[i]
-            is_x = r_basis >= p_z_eff
+            is_x = r_basis >= p_z_lanes[i]
             train_bit = Signal(name=f"train_bit{i}")
             with m.Switch(mode):
                 with m.Case(TrainingMode.ALL_LATE):
@@ -180,8 +179,8 @@ class SymbolSource(wiring.Component):
             m.d.sync += [
                 draws[i].is_x.eq(is_x),
                 draws[i].bit.eq(Mux(is_x & (self.protocol == Protocol.THREE_STATE), 0, r_bit)),
-                draws[i].intensity.eq((r_int >= th_eff[0]) + (r_int >= th_eff[1])
-                                      + (r_int >= th_eff[2])),
+                draws[i].intensity.eq(sum(r_int >= th_lanes[i][k]
+                                          for k in range(MAX_INTENSITY_CLASSES - 1))),
                 draws[i].train_bit.eq(train_bit),
             ]
         with m.If(self.enable):

@@ -22,9 +22,6 @@ __all__ = ["FABRIC_CLOCK_HZ", "seed_key_iv", "run_tx", "summarise", "save_npz", 
 #: Fabric clock of the reference design (DESIGN.md section 3): 156.25 MHz.
 FABRIC_CLOCK_HZ = 156.25e6
 
-#: Cycles from a symbol word's entropy to its serializer word, at zero fine delay.
-ENTROPY_TO_SER = Transmitter.latency
-
 
 def seed_key_iv(seed):
     """Trivium ``(key, iv)`` port values derived from an integer seed (BLAKE2b, 20 bytes)."""
@@ -61,7 +58,7 @@ def run_tx(*, lanes, uis_per_symbol, symbols, seed, protocol="3", p_z=0.9,
                              pm_bits=pm_bits)
     key, iv = seed_key_iv(seed)
     words = -(-symbols // lanes)
-    n = KEYSTREAM_FIRST_CYCLE + words + ENTROPY_TO_SER + model.driver.max_delay // (
+    n = KEYSTREAM_FIRST_CYCLE + words + Transmitter.latency + model.driver.max_delay // (
         lanes * uis_per_symbol) + 2
     enable = np.zeros(n, bool)
     enable[KEYSTREAM_FIRST_CYCLE:KEYSTREAM_FIRST_CYCLE + words] = True
