@@ -12,7 +12,7 @@ from timebin.host.distill.session import DistillConfig, run_pair
 from timebin.sim.keydata import blocks, roles_for
 
 SECRET = bytes(range(256)) * 256     # 32 KB a direction: Cascade spends ~600 pads a block
-LINK = ["--blocks", "3", "--block-symbols", "10000000", "--eta", "0.2", "--seed", "5"]
+LINK = ["--blocks", "3", "--block-symbols", "4000000", "--eta", "0.2", "--seed", "5"]
 
 
 def test_in_process_hosts_agree_and_account_every_bit():
@@ -65,7 +65,7 @@ def _summary(process):
 def _session(tmp_path, attack=None, store=False, extra=()):
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET)
-    common = ["--secret-file", str(secret), "--json", "--timeout", "3", *LINK, *extra]
+    common = ["--secret-file", str(secret), "--json", "--timeout", "10", *LINK, *extra]
 
     def stored(role):
         return ["--store", str(tmp_path / f"{role}.db")] if store else []

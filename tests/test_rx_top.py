@@ -26,7 +26,7 @@ def run_both(params, samples, ready=True, **settings):
 
 
 @pytest.mark.parametrize(("params", "n", "seed"), [
-    (dict(channels=4, lanes=16, uis_per_symbol=2), 10_000, 0xA1),
+    (dict(channels=4, lanes=16, uis_per_symbol=2), 5_000, 0xA1),
     (dict(channels=3, lanes=4, uis_per_symbol=6, oversampling=2, histogram_period=4,
           fifo_depth=4, max_delay=1000), 4_000, 0xA2),
 ])
@@ -51,10 +51,10 @@ def test_rtl_matches_model(params, n, seed):
 
 
 def test_burst_one_click_per_channel_per_cycle():
-    """Every channel clicks once per cycle for 10**4 cycles: the front end accepts all, the
+    """Every channel clicks once per cycle for 3,000 cycles: the front end accepts all, the
     merge carries one record a cycle and counts exactly what it cannot carry."""
     params = dict(channels=4, lanes=16, uis_per_symbol=2)
-    n, drain = 10_000, 200
+    n, drain = 3_000, 200
     samples = np.zeros((n + drain, 4, 32), np.uint8)
     samples[:n, :, 5] = 1                                       # UI 5: symbol 2, late bin
     rtl, model = run_both(params, samples)

@@ -13,7 +13,7 @@ SETTLE = 64
 
 
 @pytest.mark.parametrize(("params", "n", "seed"), [
-    (dict(channels=4, lanes=16, uis_per_symbol=2), 1_000_000, 0xB1),
+    (dict(channels=4, lanes=16, uis_per_symbol=2), 400_000, 0xB1),
     (dict(channels=3, lanes=4, uis_per_symbol=6, oversampling=2, histogram_period=4,
           fifo_depth=4, max_delay=1000), 200_000, 0xB2),
 ])

@@ -240,7 +240,10 @@ def run_cocotb_verilog(text, *, toplevel, test_module, params=None, simulator="v
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     import cocotb
 
-    identity = json.dumps([digest, tool_id, cocotb.__version__, build_args, bool(waves)])
+    # The executable links cocotb's libraries where this cocotb is installed: another venv's
+    # build would load a library that may be gone.
+    identity = json.dumps([digest, tool_id, cocotb.__version__, str(Path(cocotb.__file__).parent),
+                           build_args, bool(waves)])
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
     build_dir = cache_dir("cocotb", simulator, f"{toplevel}-{key}")
     source = build_dir / f"{toplevel}.v"
