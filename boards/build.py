@@ -228,6 +228,9 @@ def _tail(build_dir, name, lines=30):
     return "\n".join(text[-lines:])
 
 
+#: nextpnr's placers that ``build`` offers.
+PLACERS = ("heap", "static")
+
 #: Place-and-route attempts with the next seeds after nextpnr fails to route.
 ROUTE_RETRIES = 2
 
@@ -258,7 +261,7 @@ def _run_flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides):
 
 
 def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
-          board_params=None, scope=False, seed=1, name="top", log=None):
+          board_params=None, scope=False, seed=1, placer="heap", name="top", log=None):
     """Build the ``role`` top of ``board`` into the folder ``out``; return the report.
 
     Writes ``out/report.json`` (the returned dict), the bitstream ``out/<board>-<role>.bit``
@@ -269,7 +272,9 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     ``resources`` / ``utilization`` / ``clocks`` / ``timing_met`` / ``critical_paths``
     (:func:`parse_nextpnr_report`), ``tools`` (versions), ``seed`` (nextpnr's: the next
     seeds are tried, up to :data:`ROUTE_RETRIES` times, when routing fails; the failed ones
-    are ``route_failed_seeds``) and ``build_seconds``. Raises ``ValueError`` for a bad
+    are ``route_failed_seeds``), ``placer`` (nextpnr's: ``heap``, its default, or ``static``,
+    its electrostatic placer, which spreads a design more and so can leave the router less
+    congestion to clear) and ``build_seconds``. Raises ``ValueError`` for a bad
     board, role or parameter, :class:`ToolchainError` for a missing tool and
     :class:`BuildError` when a tool fails (not when timing fails: see ``timing_met``).
     """
@@ -277,6 +282,8 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     if role not in ROLES + PIPELINE_ROLES:
         raise ValueError(f"Board role must be one of {', '.join(ROLES + PIPELINE_ROLES)}, "
                          f"not {role!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"Placer must be one of {', '.join(PLACERS)}, not {placer!r}")
     freq_hz = None if freq_mhz is None else freq_mhz * 1e6
     params, board_p = role_params(spec, role, lanes=lanes, alice=alice, bob=bob,
                                   board=board_params)
@@ -293,7 +300,7 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     def nextpnr_opts(seed):
         # router2: router1 stalls for many minutes on the large ECP5 designs.
         return (f"--report {name}.report.json --timing-allow-fail --seed {int(seed)} "
-                f"--router router2")
+                f"--placer {placer} --router router2")
 
     synthesis, synth_overrides = "abc9", {}
     result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts(seed))
@@ -341,6 +348,7 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
         "tools": tool_versions(spec.family),
         "seed": int(seed),
         "route_failed_seeds": route_failures,
+        "placer": placer,
         "synthesis": synthesis,
         "build_seconds": round(seconds, 1),
     }

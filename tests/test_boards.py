@@ -255,6 +255,10 @@ def test_build_command_names_a_bad_board_or_role(tmp_path):
                                  "--param", "lanes=2", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="alice.lanes or bob.lanes"):
         run_build_command(args)
+    args = _parser().parse_args(["build", "--board", "ulx3s", "--role", "loopback",
+                                 "--placer", "sa", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="Unknown placer 'sa'; choose one of heap, static"):
+        run_build_command(args)
 
 
 def test_program_command_line_and_missing_tool(tmp_path, monkeypatch, capsys):

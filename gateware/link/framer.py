@@ -303,9 +303,10 @@ class Deframer(wiring.Component):
     checker waits before the last byte of the next good frame). ``bytes.ready`` is low
     while the buffer is full (a delivered payload not read, or a candidate frame waiting for
     its bytes fills it): a source that cannot wait, a :class:`UARTRx`, then counts overruns.
-    The deframer checks a byte per cycle; after a failed check it re-reads the bytes since
-    the failed sync word, so, on a link carrying a byte every few cycles (a UART), it keeps
-    up unless garbage fills the buffer with headers that pass their check.
+    The deframer checks a byte per cycle; after a failed check it spends a cycle going back,
+    then re-reads the bytes since the failed sync word, so, on a link carrying a byte every
+    few cycles (a UART), it keeps up unless garbage fills the buffer with headers that pass
+    their check.
 
     Parameters
     ----------
@@ -393,14 +394,19 @@ class Deframer(wiring.Component):
         available = scan != wr
         byte = scan_read.data
         consume = Signal()
-        rewind = Signal()           # resume the hunt after the sync word at ``base``
+        rewind = Signal()           # resume the hunt after the sync word at ``base`` ...
+        # ... in the next cycle, in which the checker does nothing else: the failed check
+        # (a block-RAM read, a CRC or header compare) ends at this register, not at the
+        # buffer's read address.
+        rewinding = Signal()
+        m.d.sync += rewinding.eq(rewind)
         scan_next = Signal(position)
         m.d.comb += [
-            scan_next.eq(Mux(rewind, base + 1, Mux(consume, scan + 1, scan))),
+            scan_next.eq(Mux(rewinding, base + 1, Mux(consume, scan + 1, scan))),
             scan_read.addr.eq(scan_next[:address_bits]),
         ]
         m.d.sync += scan.eq(scan_next)
-        with m.If(rewind):
+        with m.If(rewinding):
             m.d.sync += base.eq(base + 1)
 
         crc = Signal(32)
@@ -446,8 +452,8 @@ class Deframer(wiring.Component):
 
         with m.FSM(name="checker"):
             with m.State("HUNT"):
-                m.d.comb += consume.eq(available)
-                with m.If(available):
+                m.d.comb += consume.eq(available & ~rewinding)
+                with m.If(available & ~rewinding):
                     m.d.sync += base.eq(scan + 1 - match)
                     with m.If(match == len(SYNC)):
                         m.d.sync += [matched.eq(0), field.eq(0), crc.eq(_CRC32_AFTER_SYNC)]

@@ -262,12 +262,12 @@ class DeframerModel:
       shifted copy of itself); the candidate frame starts at the first matched byte;
     - *header*: 5 bytes, then the check byte: a bad check (``header_errors``) or a length
       above ``max_payload`` (``oversize``) resumes the hunt at the byte after the candidate's
-      first byte, in the next cycle;
+      first byte: the next cycle goes back there, and checks nothing;
     - *payload*, *trailer*: the bytes of the frame; the last trailer byte waits for room in
       the header queue, and decides on the CRC-32 of the whole frame: good, the frame is
       queued and the hunt goes on after it; bad (``crc_errors``), the hunt resumes at the
-      byte after the candidate's first byte. With ``timeout``, a frame that waited that many
-      cycles for a byte is given up (``truncated``) the same way.
+      byte after the candidate's first byte (after a cycle going back). With ``timeout``, a
+      frame that waited that many cycles for a byte is given up (``truncated``) the same way.
 
     The buffer takes a byte (``bytes__ready``) unless it holds ``buffer_depth`` bytes from the
     oldest still needed: the next payload byte to show, else the queued frame's payload,
@@ -317,6 +317,7 @@ class DeframerModel:
         self._trailer = 0
         self._crc_bytes = bytearray()       # the candidate frame's bytes so far
         self._waited = 0
+        self._rewinding = False     # this cycle goes back to the byte after ``base``
 
     def step(self, bytes__valid=0, bytes__payload=0, header__ready=0, payload__ready=0):
         """One cycle: return ``{output: int}`` of this cycle, then take the inputs through
@@ -343,9 +344,10 @@ class DeframerModel:
         consume = rewind = good = False
         event = None
         base = self._base
+        rewinding = self._rewinding
         if self.state == "hunt":
-            consume = available
-            if available:
+            consume = available and not rewinding
+            if consume:
                 if byte == SYNC[self._matched]:
                     match = self._matched + 1
                 else:
@@ -397,11 +399,12 @@ class DeframerModel:
                         event, rewind = "crc_errors", True
                     self.state = "hunt"
             rewind = self._give_up_when_idle(available) or rewind
-        if rewind:
+        if rewinding:
             scan_next = self._base + 1
             base = self._base + 1
         else:
             scan_next = self._scan + 1 if consume else self._scan
+        self._rewinding = rewind
         if event is None and rewind:
             event = "truncated"
         if event is not None:
