@@ -32,9 +32,12 @@ def assert_refused():
 
 
 #: The bitstream build CI checks (issue 7): the ULX3S loopback self-test, one lane, at the
-#: 50 MHz self-test clock (the full 156.25 MHz pipelines do not close timing yet).
+#: 45 MHz self-test clock (the PLL makes it exactly from 25 MHz, and the UART's 3 Mbaud from
+#: it, 15 cycles a bit; the full 156.25 MHz pipelines do not close timing yet), placed by
+#: nextpnr's static placer (heap placements of this design have left router2 minutes of
+#: congestion around the register bank).
 LOOPBACK_BUILD = ["build", "--board", "ulx3s", "--role", "loopback", "--lanes", "1",
-                  "--freq-mhz", "50", "--json"]
+                  "--freq-mhz", "45", "--placer", "static", "--json"]
 _RUN_KEY = pytest.StashKey[str]()
 # Runs the build with its JSON answer, log and exit code in files of its folder, so that any
 # process of the test run (an xdist worker other than the one that started it) can wait for it.

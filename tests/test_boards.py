@@ -291,9 +291,10 @@ def test_tools_are_found_without_an_activated_venv(monkeypatch):
 @pytest.mark.synthesis
 @pytest.mark.loopback_build
 def test_build_ulx3s_loopback_meets_timing(loopback_build):
-    """The build of the issue: the ULX3S loopback self-test bitstream (one lane, the 50 MHz
-    self-test clock) meets timing. The build starts with the session, in a process beside
-    any other tests selected (tests/conftest.py); 5 to 20 minutes on 2 cores."""
+    """The build of the issue: the ULX3S loopback self-test bitstream (one lane, the 45 MHz
+    self-test clock) meets timing. CI runs it after the suite (`.ci/run`: `pytest -m
+    synthesis`); the build starts with the session, in a process beside any other tests
+    selected (tests/conftest.py); about 6 minutes on a free core."""
     code, out, folder = loopback_build
     if not out:
         log = (folder / "cli.log").read_text(errors="replace")[-4000:]
@@ -304,7 +305,8 @@ def test_build_ulx3s_loopback_meets_timing(loopback_build):
     assert json.loads((folder / "report.json").read_text())["timing_met"] == report[
         "timing_met"]
     assert report["resources"]["LUT"]["used"] > 0
-    assert report["required_mhz"] == 50 and report["lanes"] == 1
+    assert report["required_mhz"] == 45 and report["lanes"] == 1
+    assert report["link"]["divisor"] == 15 and report["placer"] == "static"
     assert report["channel"] == "emulator" and report["link"]["phy"] == "uart"
     print(f"\nULX3S loopback build: {report['build_seconds']:.0f} s, {report['synthesis']}, "
           f"fmax {report['clocks'][0]['achieved_mhz']} MHz")
