@@ -13,8 +13,12 @@ Ref: the iCEBreaker V1.0e schematic and ``amaranth_boards.icebreaker``.
 
 **Reduced build.** 5280 logic cells, 30 block RAMs of 4 kbit: the default is 1 lane
 (24 MS/s) with small memories and counters (see ``SPEC.params``): Alice's symbol memory 256
-words; Bob's binner delay up to 255 UIs, 16-bit histogram counters, 256-cycle dead time,
-4-deep merge FIFOs, 64-record blocks; a loopback's sifter memory 256 words. The host reads
+words, her symbol log FIFO 2 words in block RAM (the symbol memory takes a word every cycle,
+so the FIFO never holds more than one) and Trivium cores of 32 keystream bits a cycle (the
+one-lane entropy word is 25 bits: a 64-bit core would drop 39 bits a cycle; still Trivium,
+keyed as on the large boards, but the words take other keystream bits); Bob's binner delay
+up to 255 UIs, 16-bit histogram counters, 256-cycle dead time, 4-deep merge FIFOs, 64-record
+blocks; a loopback's sifter memory 256 words. The host reads
 all of them from the board's description, as on the large boards.
 """
 
@@ -58,7 +62,7 @@ SPEC = BoardSpec(
     uart="FT2232H channel B USB-UART (FPGA RX pin 6, TX pin 9)",
     led_resource="led",
     params={
-        "alice": {"log_depth": 4, "health_window": 512},
+        "alice": {"log_depth": 2, "health_window": 512, "trivium_bits": 32, "log_ram": True},
         "bob": {"max_delay": 255, "histogram_bits": 16, "max_dead_time": 255,
                 "fifo_depth": 4, "max_window": 1 << 16},
         "board": {"alice": {"symbol_depth": 256}, "bob": {"max_records": 64},

@@ -7,6 +7,14 @@ written with ``level``, from its next value, so that the write enable of the sto
 reaches every LUT-RAM cell of a wide word) is one gate behind flip-flops, not a compare of
 ``level`` and the reader's ``r_en``. On the 130-bit symbol log of a 16-lane transmitter
 that path was the slowest of the transmitter at 156.25 MHz (10.3 ns).
+
+With ``ram=True`` the storage has a synchronous read port (so that it maps to block RAM, e.g.
+the iCE40's SB_RAM40_4K, instead of flip-flops and a read multiplexer), still with the same
+ports and the same behaviour cycle by cycle: the port reads, in cycle ``c``, the address the
+oldest word has in cycle ``c + 1`` (the read pointer's next value) and is transparent to the
+write of cycle ``c``, so its output in cycle ``c + 1`` is the word a combinational read would
+give. (The synthesis tool makes the transparency from a register of the written word and a
+multiplexer: the saving is the flip-flops of the storage.)
 """
 
 from amaranth.hdl import Elaboratable, Module, Mux, Signal
@@ -19,14 +27,20 @@ __all__ = ["FlagFIFO"]
 
 class FlagFIFO(Elaboratable):
     """``depth`` words of ``width`` bits; ports as :class:`amaranth.lib.fifo.SyncFIFO`
-    (``w_data``, ``w_en``, ``w_rdy``, ``r_data``, ``r_en``, ``r_rdy``, ``level``)."""
+    (``w_data``, ``w_en``, ``w_rdy``, ``r_data``, ``r_en``, ``r_rdy``, ``level``).
+
+    ``ram``: storage with a synchronous (block RAM) read port, same behaviour (module
+    docstring); ``False`` (default): a combinational read port (flip-flops or LUT RAM)."""
 
     @refuses_quietly
-    def __init__(self, *, width, depth):
+    def __init__(self, *, width, depth, ram=False):
         check_int("FIFO width", width, minimum=1)
         check_int("FIFO depth", depth, minimum=1)
+        if not isinstance(ram, bool):
+            raise TypeError(f"FIFO ram must be a bool, not {ram!r}")
         self.width = width
         self.depth = depth
+        self.ram = ram
         self.w_data = Signal(width)
         self.w_en = Signal()
         self.w_rdy = Signal()
@@ -44,19 +58,31 @@ class FlagFIFO(Elaboratable):
 
         do_write = self.w_en & ~full
         do_read = self.r_en & ~empty
-        m.submodules.storage = storage = Memory(shape=self.width, depth=depth, init=[])
+        attrs = {"ram_style": "block"} if self.ram else None
+        m.submodules.storage = storage = Memory(shape=self.width, depth=depth, init=[],
+                                                attrs=attrs)
         w_port = storage.write_port()
-        r_port = storage.read_port(domain="comb")
         produce = Signal(range(depth))
         consume = Signal(range(depth))
         m.d.comb += [
             w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
-            r_port.addr.eq(consume), self.r_data.eq(r_port.data),
         ]
+        if self.ram:
+            # Read in cycle c the oldest word's address of cycle c + 1.
+            consume_next = Signal(range(depth))
+            m.d.comb += consume_next.eq(
+                Mux(do_read, Mux(consume == depth - 1, 0, consume + 1), consume))
+            r_port = storage.read_port(domain="sync", transparent_for=(w_port,))
+            m.d.comb += [r_port.addr.eq(consume_next), r_port.en.eq(1)]
+            m.d.sync += consume.eq(consume_next)
+        else:
+            r_port = storage.read_port(domain="comb")
+            m.d.comb += r_port.addr.eq(consume)
+            with m.If(do_read):
+                m.d.sync += consume.eq(Mux(consume == depth - 1, 0, consume + 1))
+        m.d.comb += self.r_data.eq(r_port.data)
         with m.If(do_write):
             m.d.sync += produce.eq(Mux(produce == depth - 1, 0, produce + 1))
-        with m.If(do_read):
-            m.d.sync += consume.eq(Mux(consume == depth - 1, 0, consume + 1))
 
         # The next level decides the flags of the next cycle.
         up = do_write & ~do_read

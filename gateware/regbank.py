@@ -178,10 +178,13 @@ class RegisterBank(wiring.Component):
             ok = Const(1, 1)
             if len(value) > reg.width:
                 ok &= value[reg.width:] == 0
+            # The range checks matter only when the bits beyond the width are zero: compare
+            # the register's own bits (carry chains of its width, not of 32 or 64 bits).
+            checked = value[:reg.width]
             if reg.minimum > 0:
-                ok &= value >= reg.minimum
+                ok &= checked >= reg.minimum
             if reg.maximum < reg.limit:
-                ok &= value <= reg.maximum
+                ok &= checked <= reg.maximum
             with m.If(ok):
                 m.d.sync += bits(reg).eq(value[:reg.width])
             with m.Else():

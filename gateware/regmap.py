@@ -552,8 +552,10 @@ _SATURATING = "Saturating at 2**32 - 1, never cleared: take differences."
 
 def _alice_layout(*, layout=None, lanes, uis_per_symbol, prob_bits=12, p_z=0.9,
                   intensity_probs=(0.7, 0.3), dac_bits=8, pm_bits=1, max_delay=None,
-                  health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16):
-    """The registers of the transmitter top, not yet built (see alice_registers)."""
+                  health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16, trivium_bits=64,
+                  log_ram=False):
+    """The registers of the transmitter top, not yet built (see alice_registers).
+    ``trivium_bits`` (the CSPRNG's core width) and ``log_ram`` add no register."""
     check_int("Lane count", lanes, minimum=1)
     check_int("UIs per symbol", uis_per_symbol, minimum=2)
     if uis_per_symbol % 2:

@@ -1,6 +1,7 @@
 """The transmitter top's generated Verilog under cocotb (Verilator, and Icarus when installed)
 against the model, cycle by cycle: two CSPRNG configurations of 1.2 * 10^4 cycles with
-non-default driver and symbol settings, and a QRNG run whose stuck stretches raise the health
+non-default driver and symbol settings, the iCEBreaker's one-lane configuration (32-bit Trivium
+cores, the log FIFO in block RAM), and a QRNG run whose stuck stretches raise the health
 alarm and whose clear pulses lower it."""
 
 import pytest
@@ -41,6 +42,14 @@ CONFIGS = {
                   # A word is 4 * 4 = 16 UIs: the carver delay spans more than two words.
                   "delay_carver": 37, "delay_im": 5, "delay_pm": 16,
                   "pm_levels": [0, 0, 1, 2, 3, 0, 1, 3]}),
+    # The iCEBreaker's reduced Alice: 32-bit Trivium cores, a 2-word log FIFO in block RAM.
+    "L1-S2-ice40": dict(
+        top={"lanes": 1, "uis_per_symbol": 2, "dac_bits": 2, "health_window": 512,
+             "log_depth": 2, "trivium_bits": 32, "log_ram": True},
+        n=6000, seed=1,
+        settings={"key": f"{KEY:x}", "iv": f"{IV:x}", "p_z": P_Z, "thresholds": THRESHOLDS,
+                  "im_idle": 1, "im_levels": im_table(2, 3), "delay_carver": 2,
+                  "delay_im": 1, "delay_pm": 3}),
     "qrng-L2-S4": dict(
         top={"lanes": 2, "uis_per_symbol": 4},
         n=3000, seed=7, qrng=True, expect_alarm=True,

@@ -317,8 +317,10 @@ def test_aligned_key_run_has_the_qber_of_a_right_link(aligned, right_delays):
     q_z, q_x, n_z = qber(log, got, params)
     # a handful of X bits (one error in eight happens): a misaligned X reads about 50 %.
     # How many key symbols the run gets depends on when the hosts' threads act (24 to 40
-    # sifted Z bits seen); at 16 or more a misaligned Z (about 50 %) cannot pass 5 %.
-    assert n_z >= 16 and q_z <= 0.05 and q_x <= 0.25
+    # sifted Z bits seen). The right link's Z errors (dark counts, afterpulses: a few %) made
+    # 2 in 37 once, so the bound is 15 %: at 16 bits or more a misaligned Z (about 50 %)
+    # passes it with a chance of 0.2 %; the records are then checked one by one below.
+    assert n_z >= 16 and q_z <= 0.15 and q_x <= 0.25
     assert s["sifted_z"][0] == n_z and s["qber_x"][0] == pytest.approx(q_x)
     right = reference_records_of(setup=data["setup"], replay=held(s["replay"], right_delays))
     right_run = key_run(right["records"], s)

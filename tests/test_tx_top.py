@@ -1,8 +1,11 @@
 """Tests of Alice's transmitter top: gateware against the model in Amaranth simulation, the
 statistics of the symbols, the QRNG health alarm and the symbol log."""
 
+import warnings
+
 import numpy as np
 import pytest
+from amaranth.hdl import UnusedElaboratable
 from scipy import stats
 from timebin.gateware.tx.driver import TimeBinDriver
 from timebin.gateware.tx.entropy import EntropySelect
@@ -35,6 +38,10 @@ def random_inputs(rng, n, *, log_ready=0.7):
      {"key": 0x1234, "iv": 0x5678, "protocol": Protocol.FOUR_STATE, "pulse_offset": 1,
       "pulse_width": 1, "im_idle": 17, "delay_carver": 37, "delay_im": 5, "delay_pm": 16,
       "pm_levels": [0, 0, 1, 2, 3, 0, 1, 3]}),
+    # The iCEBreaker's reduced Alice: 32-bit Trivium cores, a 2-word log FIFO in RAM.
+    ({"lanes": 1, "uis_per_symbol": 2, "dac_bits": 2, "health_window": 512, "log_depth": 2,
+      "trivium_bits": 32, "log_ram": True},
+     {"key": KEY, "iv": IV, "im_idle": 1, "delay_carver": 2, "delay_im": 1, "delay_pm": 0}),
 ])
 def test_rtl_matches_model(params, settings):
     """At least 10^4 cycles, with enable gaps and a log reader that stalls (drops happen)."""
@@ -216,3 +223,45 @@ def test_bad_construction(kwargs, text):
     if "log_depth" not in kwargs:
         with pytest.raises((TypeError, ValueError), match=text):
             TransmitterModel(**kwargs)
+
+
+@pytest.mark.parametrize("core_bits", [32, 48, 64])
+def test_csprng_words_take_consecutive_keystream_bits(core_bits):
+    """Word ``k`` of a core of ``B`` bits is keystream bits ``[B k, B k + B)`` (z_1 first)."""
+    from timebin.sim.tx.entropy import csprng_bits
+    from timebin.sim.tx.trivium import keystream_bytes
+    n, width = 40, 2 * core_bits - 7                        # two cores, the second cut short
+    got = csprng_bits(KEY, IV, width, n, core_bits)
+    for c in range(2):
+        raw = np.frombuffer(keystream_bytes(KEY, IV ^ c, n * core_bits // 8 + 8), np.uint8)
+        stream = np.unpackbits(raw, bitorder="little")[:n * core_bits].reshape(n, core_bits)
+        lo, hi = c * core_bits, min(width, (c + 1) * core_bits)
+        assert np.array_equal(got[:, lo:hi], stream[:, :hi - lo])
+
+
+def test_trivium_bits_in_params_only_when_not_default():
+    with warnings.catch_warnings():                 # built for their parameters only
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        default = Transmitter(lanes=1, uis_per_symbol=2)
+        tx = Transmitter(lanes=1, uis_per_symbol=2, trivium_bits=32)
+        assert "trivium_bits" not in default.params
+        for obj in (default, tx, default.entropy_source, tx.entropy_source,
+                    *default.entropy_source._health, *tx.entropy_source._health,
+                    default.symbol_source, tx.symbol_source, default.driver, tx.driver):
+            obj._MustUse__silence = True
+    assert tx.params["trivium_bits"] == 32 and tx.entropy_source.core_bits == 32
+    model = TransmitterModel(**tx.params)
+    assert model.entropy.keystream_first_cycle == 1 + 1152 // 32
+
+
+@pytest.mark.parametrize(("bits", "error", "match"), [
+    (33, ValueError, "Trivium core width must divide 1152, not 33"),
+    (128, ValueError, "Trivium core width must be at most 64"),
+    (0, ValueError, "Trivium core width must be at least 1"),
+    (32.0, TypeError, "32.0"),
+])
+def test_bad_trivium_bits_refused(bits, error, match):
+    with pytest.raises(error, match=match):
+        Transmitter(lanes=1, uis_per_symbol=2, trivium_bits=bits)
+    with pytest.raises(error, match=match):
+        TransmitterModel(lanes=1, uis_per_symbol=2, trivium_bits=bits)

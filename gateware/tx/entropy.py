@@ -11,17 +11,26 @@ from amaranth.lib.wiring import In, Out
 from ..common import check_int, count_saturating, global_buffer, refuses_quietly
 from .health import HealthTests
 from .layouts import EntropyWord
-from .trivium import Trivium
+from .trivium import WARMUP_ROUNDS, Trivium
 
-__all__ = ["EntropySelect", "EntropySource", "CORE_BITS", "core_count"]
+__all__ = ["EntropySelect", "EntropySource", "CORE_BITS", "core_count", "check_core_bits"]
 
 #: Keystream bits per Trivium core per cycle; wider words use several cores.
 CORE_BITS = 64
 
 
-def core_count(width):
-    """Trivium cores (or health-test instances) that a word of ``width`` bits needs."""
-    return -(-width // CORE_BITS)
+def core_count(width, core_bits=CORE_BITS):
+    """Trivium cores of ``core_bits`` (or health-test instances, 64 bits each) that a word of
+    ``width`` bits needs."""
+    return -(-width // core_bits)
+
+
+def check_core_bits(core_bits):
+    """Check a Trivium core width (keystream bits per cycle): a divisor of 1152 no larger than
+    64. Raises ``TypeError``/``ValueError`` naming the value."""
+    check_int("Trivium core width", core_bits, minimum=1, maximum=CORE_BITS)
+    if WARMUP_ROUNDS % core_bits:
+        raise ValueError(f"Trivium core width must divide {WARMUP_ROUNDS}, not {core_bits!r}")
 
 
 class EntropySelect(enum.Enum, shape=1):
@@ -34,12 +43,17 @@ class EntropySelect(enum.Enum, shape=1):
 class EntropySource(wiring.Component):
     """``width`` random bits per transfer, from Trivium or from a health-tested QRNG.
 
-    **CSPRNG.** ``ceil(width / 64)`` Trivium cores run in lockstep; core ``c`` uses ``key``
-    and IV ``iv ^ c``, and bits ``[64 c, 64 c + 64)`` of a word are its 64 keystream bits
-    (the last core's surplus bits are dropped). The cores load in the first cycle after reset
-    and again in the cycle after ``reseed``; the keystream is valid ``1 + 1152 / 64`` = 19
-    cycles after the load cycle. Words are taken in keystream order, none skipped: the
-    ``k``-th word taken is keystream word ``k``. Every word is ``healthy``.
+    **CSPRNG.** ``ceil(width / B)`` Trivium cores of ``B = core_bits`` keystream bits a cycle
+    (default 64) run in lockstep; core ``c`` uses ``key`` and IV ``iv ^ c``, and bits
+    ``[B c, B c + B)`` of a word are its ``B`` keystream bits (the last core's surplus bits are
+    dropped). The cores load in the first cycle after reset and again in the cycle after
+    ``reseed``; the keystream is valid ``1 + 1152 / B`` cycles after the load cycle (19 for
+    ``B = 64``). Words are taken in keystream order, none skipped: the ``k``-th word taken is
+    keystream word ``k`` (keystream bits ``[B k, B k + B)`` of each core). A ``B`` below 64
+    (a divisor of 1152 no smaller than ``width``, e.g. 32 for a one-lane word of 25 bits)
+    makes a core about half as large on a small FPGA; it changes which keystream bits make a
+    word, so the host's model must use the same ``B`` (the transmitter's ``trivium_bits``).
+    Every word is ``healthy``.
 
     **QRNG.** ``qrng`` words pass straight through (``qrng.ready`` is ``entropy.ready``). Bits
     ``[64 c, 64 c + 64)`` of each taken word go through health-test instance ``c``, a serial
@@ -65,13 +79,28 @@ class EntropySource(wiring.Component):
     health_fail_cycles : Out(32)
         Cycles in which any health test failed (saturating).
     settings_error : Out(1)
+
+    Parameters
+    ----------
+    width : int
+        Bits per entropy word.
+    health_window, h_min, alpha :
+        As :class:`HealthTests` (one instance per 64 bits of a QRNG word, whatever
+        ``core_bits``).
+    core_bits : int
+        Keystream bits per Trivium core per cycle (:data:`CORE_BITS` by default), a divisor of
+        1152 no larger than 64 (see :func:`check_core_bits`).
     """
 
     @refuses_quietly
-    def __init__(self, width, *, health_window=1024, h_min=1.0, alpha=2**-40):
+    def __init__(self, width, *, health_window=1024, h_min=1.0, alpha=2**-40,
+                 core_bits=CORE_BITS):
         check_int("Entropy width", width, minimum=1)
+        check_core_bits(core_bits)
         self._width = width
         self._cores = core_count(width)
+        self._core_bits = core_bits
+        self._trivium_cores = core_count(width, core_bits)
         self._health = [
             HealthTests(min(CORE_BITS, width - c * CORE_BITS), window=health_window,
                         h_min=h_min, alpha=alpha)
@@ -100,6 +129,11 @@ class EntropySource(wiring.Component):
     def cores(self):
         return self._cores
 
+    @property
+    def core_bits(self):
+        """Keystream bits per Trivium core per cycle."""
+        return self._core_bits
+
     def elaborate(self, platform):
         m = Module()
         width = self._width
@@ -116,8 +150,8 @@ class EntropySource(wiring.Component):
         use_csprng = global_buffer(m, platform, self.source == EntropySelect.CSPRNG,
                                    name="entropy_source")
         cores = []
-        for c in range(self._cores):
-            core = m.submodules[f"trivium{c}"] = Trivium(CORE_BITS, external_advance=True)
+        for c in range(self._trivium_cores):
+            core = m.submodules[f"trivium{c}"] = Trivium(self._core_bits, external_advance=True)
             m.d.comb += [core.key.eq(self.key), core.iv.eq(self.iv ^ c), core.load.eq(load)]
             cores.append(core)
         keystream = Cat(core.keystream.payload for core in cores)[:width]

@@ -19,7 +19,7 @@ from .driver import (
     default_im_levels,
     default_pm_levels,
 )
-from .entropy import EntropySelect, EntropySource
+from .entropy import CORE_BITS, EntropySelect, EntropySource, check_core_bits
 from .layouts import SerializerWord, SymbolWord
 from .symbols import Protocol, SymbolSource, TrainingMode, probability_settings
 
@@ -58,6 +58,16 @@ class Transmitter(wiring.Component):
         ``alpha = 2**-40`` is the lower end of SP 800-90B's range, suited to Gb/s sources.
     log_depth : int
         Words of the symbol log FIFO.
+    trivium_bits : int
+        Keystream bits per Trivium core per cycle, as :class:`EntropySource`'s ``core_bits``
+        (default 64). A smaller divisor of 1152 (32 for one lane, whose entropy word is 25
+        bits) halves the cipher's logic on a small FPGA; the CSPRNG is Trivium either way, but
+        the words take other keystream bits and the keystream is valid later (``1 + 1152 /
+        trivium_bits`` cycles after reset). It is in :attr:`params` only when not 64, so that
+        the description of a board on the default is unchanged.
+    log_ram : bool
+        Keep the log FIFO's words in block RAM (:class:`FlagFIFO` ``ram``): same behaviour,
+        fewer flip-flops on a small FPGA. In :attr:`params` only when true.
     """
 
     #: Cycles from ``entropy`` (and ``enable``) to ``ser`` at zero fine delay.
@@ -66,9 +76,13 @@ class Transmitter(wiring.Component):
     @refuses_quietly
     def __init__(self, *, lanes, uis_per_symbol, prob_bits=12, p_z=0.9,
                  intensity_probs=(0.7, 0.3), dac_bits=8, pm_bits=1, max_delay=None,
-                 health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16):
+                 health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16,
+                 trivium_bits=CORE_BITS, log_ram=False):
         # Check everything before building any block, so a bad value leaves nothing behind.
         check_int("Log FIFO depth", log_depth, minimum=2, maximum=1 << 16)
+        if not isinstance(log_ram, bool):
+            raise TypeError(f"Log FIFO in RAM must be a bool, not {log_ram!r}")
+        check_core_bits(trivium_bits)
         check_int("Lane count", lanes, minimum=1)
         check_int("Probability precision", prob_bits, minimum=1, maximum=24)
         probability_settings(prob_bits, p_z, intensity_probs)
@@ -79,7 +93,7 @@ class Transmitter(wiring.Component):
                                     dac_bits=dac_bits, pm_bits=pm_bits, max_delay=max_delay)
         self.entropy_source = EntropySource(self.symbol_source.entropy_width,
                                             health_window=health_window, h_min=h_min,
-                                            alpha=alpha)
+                                            alpha=alpha, core_bits=trivium_bits)
         self.lanes = lanes
         self.uis_per_symbol = uis_per_symbol
         self.dac_bits = dac_bits
@@ -91,6 +105,11 @@ class Transmitter(wiring.Component):
                            pm_bits=pm_bits, max_delay=self.max_delay,
                            health_window=health_window, h_min=h_min, alpha=alpha,
                            log_depth=log_depth)
+        if trivium_bits != CORE_BITS:
+            self.params["trivium_bits"] = trivium_bits
+        self.log_ram = log_ram
+        if log_ram:
+            self.params["log_ram"] = True
         src, drv, ent = self.symbol_source, self.driver, self.entropy_source
         k = drv.uis_per_bin
         delay = len(drv.delay_carver)
@@ -142,7 +161,7 @@ class Transmitter(wiring.Component):
         src = m.submodules.symbols = self.symbol_source
         drv = m.submodules.driver = self.driver
         log = m.submodules.log_fifo = FlagFIFO(
-            width=len(self.log.payload.as_value()), depth=self.log_depth)
+            width=len(self.log.payload.as_value()), depth=self.log_depth, ram=self.log_ram)
 
         for name in ("source", "key", "iv", "reseed", "rct_cutoff", "apt_cutoff",
                      "alarm_clear"):

@@ -5,25 +5,42 @@ from typing import NamedTuple
 import numpy as np
 
 from ...gateware.common import check_int
-from ...gateware.tx.entropy import CORE_BITS, EntropySelect, core_count
+from ...gateware.tx.entropy import CORE_BITS, EntropySelect, check_core_bits, core_count
 from ...gateware.tx.trivium import WARMUP_ROUNDS
 from .health import HealthTestsModel, pack_samples
 from .trivium import trivium_words
 
-__all__ = ["KEYSTREAM_FIRST_CYCLE", "csprng_bits", "EntropyOutput", "EntropySourceModel"]
-
-#: First cycle after reset in which the keystream is valid: the cores load in cycle 0, then
-#: spend 1152 / 64 cycles warming up.
-KEYSTREAM_FIRST_CYCLE = 1 + WARMUP_ROUNDS // CORE_BITS
+__all__ = ["KEYSTREAM_FIRST_CYCLE", "keystream_first_cycle", "csprng_bits", "EntropyOutput",
+           "EntropySourceModel"]
 
 
-def csprng_bits(key, iv, width, n):
-    """The first ``n`` entropy words of the CSPRNG, as (n, width) uint8 bits, LSB first."""
+def keystream_first_cycle(core_bits=CORE_BITS):
+    """First cycle after reset in which the keystream of cores of ``core_bits`` is valid: the
+    cores load in cycle 0, then spend ``1152 / core_bits`` cycles warming up."""
+    check_core_bits(core_bits)
+    return 1 + WARMUP_ROUNDS // core_bits
+
+
+#: :func:`keystream_first_cycle` of the default 64-bit cores (19).
+KEYSTREAM_FIRST_CYCLE = keystream_first_cycle()
+
+
+def csprng_bits(key, iv, width, n, core_bits=CORE_BITS):
+    """The first ``n`` entropy words of the CSPRNG, as (n, width) uint8 bits, LSB first:
+    word ``k`` holds bits ``[B k, B k + B)`` of each core's keystream (``B = core_bits``),
+    core ``c`` (IV ``iv ^ c``) at bits ``[B c, B c + B)`` of the word."""
     check_int("Entropy width", width, minimum=1)
-    cores = core_count(width)
-    words = np.stack([trivium_words(key, iv ^ c, n) for c in range(cores)], axis=1)
-    raw = words.astype("<u8").view(np.uint8).reshape(n, cores * 8)
-    return np.unpackbits(raw, axis=1, bitorder="little")[:, :width]
+    check_core_bits(core_bits)
+    cores = core_count(width, core_bits)
+    words64 = -(-n * core_bits // 64)
+    per_core = []
+    for c in range(cores):
+        raw = trivium_words(key, iv ^ c, words64).astype("<u8").view(np.uint8)
+        bits = np.unpackbits(raw, bitorder="little")[:n * core_bits]
+        per_core.append(bits.reshape(n, core_bits))
+    if not per_core:
+        return np.zeros((n, width), np.uint8)
+    return np.concatenate(per_core, axis=1)[:, :width]
 
 
 class EntropyOutput(NamedTuple):
@@ -46,10 +63,14 @@ class EntropySourceModel:
     """Reference model of :class:`~timebin.gateware.tx.entropy.EntropySource` from reset,
     with ``source``, ``key``, ``iv`` and the cutoffs held over a run and no ``reseed``."""
 
-    def __init__(self, width, *, health_window=1024, h_min=1.0, alpha=2**-40):
+    def __init__(self, width, *, health_window=1024, h_min=1.0, alpha=2**-40,
+                 core_bits=CORE_BITS):
         check_int("Entropy width", width, minimum=1)
+        check_core_bits(core_bits)
         self.width = width
         self.cores = core_count(width)
+        self.core_bits = core_bits
+        self.keystream_first_cycle = keystream_first_cycle(core_bits)
         self.health = [
             HealthTestsModel(min(CORE_BITS, width - c * CORE_BITS), window=health_window,
                              h_min=h_min, alpha=alpha)
@@ -88,10 +109,11 @@ class EntropySourceModel:
         fail_cycles = np.minimum(np.cumsum(fails) - fails, (1 << 32) - 1)
 
         if source == EntropySelect.CSPRNG:
-            valid = np.arange(n) >= KEYSTREAM_FIRST_CYCLE
+            valid = np.arange(n) >= self.keystream_first_cycle
             moved = valid & ready
             used = np.cumsum(moved) - moved                   # words taken before each cycle
-            bits = csprng_bits(key, iv, self.width, int(used[-1]) + 1 if n else 0)[used]
+            bits = csprng_bits(key, iv, self.width, int(used[-1]) + 1 if n else 0,
+                               self.core_bits)[used]
             healthy = np.ones(n, bool)
             qrng_ready = np.zeros(n, bool)
         else:

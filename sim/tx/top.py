@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from ...gateware.common import check_int
-from ...gateware.tx.entropy import EntropySelect
+from ...gateware.tx.entropy import CORE_BITS, EntropySelect, check_core_bits
 from ...gateware.tx.symbols import TrainingMode
 from .driver import TimeBinDriverModel
 from .entropy import EntropySourceModel
@@ -96,13 +96,18 @@ class TransmitterModel:
 
     def __init__(self, *, lanes, uis_per_symbol, prob_bits=12, p_z=0.9,
                  intensity_probs=(0.7, 0.3), dac_bits=8, pm_bits=1, max_delay=None,
-                 health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16):
+                 health_window=1024, h_min=1.0, alpha=2**-40, log_depth=16,
+                 trivium_bits=CORE_BITS, log_ram=False):
+        # log_ram (the log FIFO's words in block RAM) does not change the behaviour.
         check_int("Log FIFO depth", log_depth, minimum=2, maximum=1 << 16)
+        if not isinstance(log_ram, bool):
+            raise TypeError(f"Log FIFO in RAM must be a bool, not {log_ram!r}")
+        check_core_bits(trivium_bits)
         self.symbols = SymbolSourceModel(lanes, prob_bits, p_z, intensity_probs)
         self.driver = TimeBinDriverModel(lanes, uis_per_symbol, dac_bits, pm_bits, max_delay)
         self.entropy = EntropySourceModel(self.symbols.entropy_width,
                                           health_window=health_window, h_min=h_min,
-                                          alpha=alpha)
+                                          alpha=alpha, core_bits=trivium_bits)
         self.lanes = lanes
         self.uis_per_symbol = uis_per_symbol
         self.log_depth = log_depth
