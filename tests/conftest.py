@@ -76,12 +76,23 @@ def _build_folder(config):
     return Path(tempfile.gettempdir()) / f"timebin-ci-build-{config.stash[_RUN_KEY]}"
 
 
+#: The files of a minute or more (Verilator builds, RTL sessions), run first: with a file
+#: per xdist worker, a long file started last would leave the other core idle at the end.
+HEAVY_FIRST = ("test_gate_level.py", "test_lab_rtl.py", "test_cocotb_rx_top.py",
+               "test_rx_verilator.py", "test_cli.py", "test_cocotb_tx_top.py",
+               "test_rx_frontend.py", "test_rx_top.py", "test_cocotb_emulator.py",
+               "test_distill_session.py", "test_emulator.py", "test_cocotb_compress.py")
+
+
 @pytest.hookimpl(trylast=True)          # after `-m` has deselected what it leaves out
 def pytest_collection_modifyitems(session, config, items):
-    """When the loopback build test is selected, start its build now, in a process of its
-    own, so that its minutes of synthesis and place-and-route run beside the other tests
+    """Put the long files first (:data:`HEAVY_FIRST`; every file's tests stay together and in
+    order). When the loopback build test is selected, start its build now, in a process of
+    its own, so that its minutes of synthesis and place-and-route run beside the other tests
     instead of after them; the test waits for it. Of the run's processes (xdist workers each
     collect), the first to create the build's folder starts it."""
+    rank = {name: k for k, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable
     if not any(item.get_closest_marker("loopback_build") for item in items):
         return
     folder = _build_folder(config)
