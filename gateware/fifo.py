@@ -67,19 +67,17 @@ class FlagFIFO(Elaboratable):
         m.d.comb += [
             w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
         ]
+        consume_next = Signal(range(depth))
+        m.d.comb += consume_next.eq(
+            Mux(do_read, Mux(consume == depth - 1, 0, consume + 1), consume))
+        m.d.sync += consume.eq(consume_next)
         if self.ram:
             # Read in cycle c the oldest word's address of cycle c + 1.
-            consume_next = Signal(range(depth))
-            m.d.comb += consume_next.eq(
-                Mux(do_read, Mux(consume == depth - 1, 0, consume + 1), consume))
             r_port = storage.read_port(domain="sync", transparent_for=(w_port,))
             m.d.comb += [r_port.addr.eq(consume_next), r_port.en.eq(1)]
-            m.d.sync += consume.eq(consume_next)
         else:
             r_port = storage.read_port(domain="comb")
             m.d.comb += r_port.addr.eq(consume)
-            with m.If(do_read):
-                m.d.sync += consume.eq(Mux(consume == depth - 1, 0, consume + 1))
         m.d.comb += self.r_data.eq(r_port.data)
         with m.If(do_write):
             m.d.sync += produce.eq(Mux(produce == depth - 1, 0, produce + 1))

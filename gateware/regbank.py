@@ -186,7 +186,7 @@ class RegisterBank(wiring.Component):
             if reg.maximum < reg.limit:
                 ok &= checked <= reg.maximum
             with m.If(ok):
-                m.d.sync += bits(reg).eq(value[:reg.width])
+                m.d.sync += bits(reg).eq(checked)
             with m.Else():
                 m.d.comb += refused.eq(1)
 

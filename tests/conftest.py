@@ -1,15 +1,10 @@
-"""Fixtures shared by the test suites, and the CI bitstream build that runs beside them."""
+"""Fixtures shared by the test suites (the CI bitstream build among them), and the order of
+the test files."""
 
 import gc
-import os
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-import uuid
 import warnings
-from pathlib import Path
 
 import pytest
 from amaranth.hdl import UnusedElaboratable
@@ -38,42 +33,6 @@ def assert_refused():
 #: congestion around the register bank).
 LOOPBACK_BUILD = ["build", "--board", "ulx3s", "--role", "loopback", "--lanes", "1",
                   "--freq-mhz", "45", "--placer", "static", "--json"]
-_RUN_KEY = pytest.StashKey[str]()
-# Runs the build with its JSON answer, log and exit code in files of its folder, so that any
-# process of the test run (an xdist worker other than the one that started it) can wait for it.
-_RUNNER = """
-import os, subprocess, sys
-folder, argv = sys.argv[1], sys.argv[2:]
-with open(os.path.join(folder, "out.json"), "w") as out, \\
-        open(os.path.join(folder, "cli.log"), "w") as log:
-    code = subprocess.run([sys.executable, "-m", "timebin.host.cli", *argv], stdout=out,
-                          stderr=log).returncode
-with open(os.path.join(folder, "rc.tmp"), "w") as f:
-    f.write(str(code))
-os.replace(os.path.join(folder, "rc.tmp"), os.path.join(folder, "rc"))
-"""
-
-
-def _is_worker(config):
-    return hasattr(config, "workerinput")
-
-
-def pytest_configure(config):
-    """One id for the whole test run, the same in every xdist worker: it names the folder of
-    the background build."""
-    if _is_worker(config):
-        config.stash[_RUN_KEY] = config.workerinput["testrunuid"]
-        return
-    run = uuid.uuid4().hex
-    if config.pluginmanager.hasplugin("xdist"):
-        if config.option.testrunuid is None:
-            config.option.testrunuid = run           # xdist hands it to the workers
-        run = config.option.testrunuid
-    config.stash[_RUN_KEY] = run
-
-
-def _build_folder(config):
-    return Path(tempfile.gettempdir()) / f"timebin-ci-build-{config.stash[_RUN_KEY]}"
 
 
 #: The files of a minute or more (Verilator builds, RTL sessions), run first: with a file
@@ -84,49 +43,20 @@ HEAVY_FIRST = ("test_gate_level.py", "test_lab_rtl.py", "test_cocotb_rx_top.py",
                "test_distill_session.py", "test_emulator.py", "test_cocotb_compress.py")
 
 
-@pytest.hookimpl(trylast=True)          # after `-m` has deselected what it leaves out
 def pytest_collection_modifyitems(session, config, items):
     """Put the long files first (:data:`HEAVY_FIRST`; every file's tests stay together and in
-    order). When the loopback build test is selected, start its build now, in a process of
-    its own, so that its minutes of synthesis and place-and-route run beside the other tests
-    instead of after them; the test waits for it. Of the run's processes (xdist workers each
-    collect), the first to create the build's folder starts it."""
+    order)."""
     rank = {name: k for k, name in enumerate(HEAVY_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable
-    if not any(item.get_closest_marker("loopback_build") for item in items):
-        return
-    folder = _build_folder(config)
-    try:
-        folder.mkdir()
-    except FileExistsError:
-        return
-    process = subprocess.Popen([sys.executable, "-c", _RUNNER, str(folder), *LOOPBACK_BUILD,
-                                "--out", str(folder / "loopback")], start_new_session=True)
-    (folder / "pid").write_text(str(process.pid))
-
-
-def pytest_unconfigure(config):
-    """The run is over (the controller, or the only process): stop a build still running."""
-    if _is_worker(config) or _RUN_KEY not in config.stash:
-        return
-    folder = _build_folder(config)
-    if (folder / "pid").exists() and not (folder / "rc").exists():
-        try:
-            os.killpg(int((folder / "pid").read_text()), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture
-def loopback_build(request):
-    """``(exit code, stdout, folder)`` of the background loopback build (waits for it)."""
-    folder = _build_folder(request.config)
-    if not folder.exists():
-        pytest.fail("the loopback build was not started (is the test marked loopback_build?)")
-    deadline = time.monotonic() + 3600
-    while not (folder / "rc").exists():
-        if time.monotonic() > deadline:
-            pytest.fail(f"the loopback build in {folder} did not end within an hour")
-        time.sleep(1)
-    code = int((folder / "rc").read_text())
-    return code, (folder / "out.json").read_text(), folder
+def loopback_build(tmp_path_factory):
+    """``(exit code, stdout, folder)`` of :data:`LOOPBACK_BUILD` into ``folder / "loopback"``,
+    its log in ``folder / "cli.log"`` (CI runs it alone: `pytest -m synthesis -n0`)."""
+    folder = tmp_path_factory.mktemp("loopback-build")
+    with open(folder / "cli.log", "w") as log:
+        done = subprocess.run([sys.executable, "-m", "timebin.host.cli", *LOOPBACK_BUILD,
+                               "--out", str(folder / "loopback")], stdout=subprocess.PIPE,
+                              stderr=log, text=True, timeout=3600, check=False)
+    return done.returncode, done.stdout, folder

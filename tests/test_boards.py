@@ -289,12 +289,10 @@ def test_tools_are_found_without_an_activated_venv(monkeypatch):
 # --- One real build ----------------------------------------------------------------------------
 
 @pytest.mark.synthesis
-@pytest.mark.loopback_build
 def test_build_ulx3s_loopback_meets_timing(loopback_build):
     """The build of the issue: the ULX3S loopback self-test bitstream (one lane, the 45 MHz
     self-test clock) meets timing. CI runs it after the suite (`.ci/run`: `pytest -m
-    synthesis`); the build starts with the session, in a process beside any other tests
-    selected (tests/conftest.py); about 6 minutes on a free core."""
+    synthesis -n0`); about 6 minutes on a free core."""
     code, out, folder = loopback_build
     if not out:
         log = (folder / "cli.log").read_text(errors="replace")[-4000:]
