@@ -15,7 +15,8 @@ the generated ``build_top.sh`` in the build folder) with:
 
 :func:`build` writes ``report.json`` (see :func:`parse_nextpnr_report` and
 :func:`build`) and the bitstream into the output folder; :func:`bench_build` builds several
-boards and roles and :func:`markdown_table` makes the README's table of them.
+boards and roles, :func:`collect_rows` gathers the reports of a bench folder and
+:func:`markdown_table` makes the README's table of them.
 """
 
 import importlib.metadata
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..sim.toolchain import ToolchainError
@@ -34,7 +36,7 @@ from .common import PIPELINE_ROLES, BoardTop, role_params
 
 __all__ = ["BuildError", "TOOLS", "RESOURCE_CELLS", "tool_env", "tool_versions",
            "parse_nextpnr_report", "parse_yosys_cells", "summarise_report", "build",
-           "bench_build", "markdown_table"]
+           "source_commit", "bench_folder", "bench_build", "collect_rows", "markdown_table"]
 
 
 class BuildError(RuntimeError):
@@ -199,7 +201,10 @@ def parse_nextpnr_report(report, family, yosys_cells=None):
 
 
 def summarise_report(report):
-    """One row of :func:`bench_build` from a :func:`build` report."""
+    """One row of :func:`bench_build` from a :func:`build` report (a report of a build that
+    could not be made, ``{"board", "role", "error", ...}``, is its own row)."""
+    if "error" in report:
+        return dict(report)
     row = {"board": report["board"], "role": report["role"], "lanes": report["lanes"],
            "f_sys_mhz": report["f_sys_mhz"]}
     for name in ("LUT", "FF", "BRAM", "DSP"):
@@ -211,7 +216,23 @@ def summarise_report(report):
     row["unpinned_bits"] = report["unpinned_bits"]
     row["channel"] = report.get("channel")
     row["build_seconds"] = report["build_seconds"]
+    row["placer"] = report.get("placer")
+    row["source"] = report.get("source")
     return row
+
+
+def _overfull(build_dir, name):
+    """``"does not fit: <cell> <used>/<total> (<percent> %)"`` for each cell type nextpnr
+    found more of than the device has (its "Device utilisation" lines), or ``None``."""
+    try:
+        text = (Path(build_dir) / f"{name}.tim").read_text(errors="replace")
+    except OSError:
+        return None
+    over = [f"{cell} {used}/{total} ({int(used) * 100 // int(total)} %)"
+            for cell, used, total in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%",
+                                                text, re.MULTILINE)
+            if int(total) and int(used) > int(total)]
+    return "does not fit: " + ", ".join(over) if over else None
 
 
 def _tail(build_dir, name, lines=30):
@@ -327,7 +348,9 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
                                      **synth_overrides)
     seconds = time.monotonic() - start
     if result.returncode != 0:
-        raise BuildError(f"The {spec.family} build of {board} {role} failed (exit "
+        overfull = _overfull(build_dir, name)
+        reason = f"{overfull}; " if overfull else ""
+        raise BuildError(f"The {spec.family} build of {board} {role} failed ({reason}exit "
                          f"{result.returncode}); see {build_dir}:\n"
                          f"{_tail(build_dir, name)}")
     yosys_cells = parse_yosys_cells((build_dir / f"{name}.rpt").read_text(errors="replace"))
@@ -349,6 +372,7 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
         "seed": int(seed),
         "route_failed_seeds": route_failures,
         "placer": placer,
+        "source": source_commit(),
         "synthesis": synthesis,
         "build_seconds": round(seconds, 1),
     }
@@ -359,33 +383,90 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     return report
 
 
+def source_commit():
+    """The git commit the gateware was built from: ``{"commit": <short hash>, "dirty": <the
+    package's files differ from it>}``, or ``None`` outside a git checkout (an installed
+    wheel)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, check=True, timeout=30)
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                 "--untracked-files=no", "--", "."],
+                                capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def bench_folder(board, role, lanes=None):
+    """The folder of one build of :func:`bench_build` inside its ``out``: ``<board>-<role>``,
+    and ``-L<lanes>`` when the lanes are not the board's default."""
+    return f"{board}-{role}" + ("" if lanes is None else f"-L{int(lanes)}")
+
+
 def bench_build(*, boards=None, roles=None, out="timebin-bench-build", lanes=None,
-                freq_mhz=None, seed=1, progress=None):
+                freq_mhz=None, seed=1, placer="static", jobs=1, progress=None):
     """Build every board in ``boards`` (default all) for every role in ``roles`` (default
-    all), one after the other, each into ``out/<board>-<role>``; return one row per build
-    (:func:`summarise_report`), or ``{"board", "role", "error"}`` for a build that cannot be
-    made (a role whose pins the board lacks, a failed tool). ``progress(done, total, label)``
-    is called before each build."""
+    all), each into ``out/<board>-<role>`` (:func:`bench_folder`), ``jobs`` at a time; return
+    one row per build (:func:`summarise_report`), or ``{"board", "role", "lanes", "error"}``
+    for a build that cannot be made (a role whose pins the board lacks, a design that does
+    not fit, a failed tool), which is also written as that folder's ``report.json`` so that
+    :func:`collect_rows` lists it. ``placer`` is nextpnr's (``static`` by default: heap
+    placements of whole boards have left router2 many minutes of congestion).
+    ``progress(done, total, label)`` is called as builds start and end."""
     boards = list(BOARDS) if boards is None else list(boards)
     roles = list(ROLES) if roles is None else list(roles)
     for board in boards:
         board_spec(board)
     for role in roles:
         if role not in ROLES + PIPELINE_ROLES:
-            raise ValueError(f"Board role must be one of {', '.join(ROLES)}, not {role!r}")
-    jobs = [(b, r) for b in boards for r in roles]
-    rows = []
-    for done, (board, role) in enumerate(jobs):
+            raise ValueError(f"Board role must be one of {', '.join(ROLES + PIPELINE_ROLES)}, "
+                             f"not {role!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"Placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+    if int(jobs) < 1:
+        raise ValueError(f"Parallel builds (jobs) must be at least 1, not {jobs!r}")
+    jobs_list = [(b, r) for b in boards for r in roles]
+    done = []
+
+    def one(job):
+        board, role = job
+        folder = Path(out) / bench_folder(board, role, lanes)
         if progress is not None:
-            progress(done, len(jobs), f"{board} {role}")
+            progress(len(done), len(jobs_list), f"{board} {role}")
         try:
-            report = build(board, role, out=Path(out) / f"{board}-{role}", lanes=lanes,
-                           freq_mhz=freq_mhz, seed=seed)
-            rows.append(summarise_report(report))
+            row = summarise_report(build(board, role, out=folder, lanes=lanes,
+                                         freq_mhz=freq_mhz, seed=seed, placer=placer))
         except (ValueError, BuildError) as error:
-            rows.append({"board": board, "role": role, "error": str(error).splitlines()[0]})
+            row = {"board": board, "role": role, "lanes": lanes,
+                   "error": str(error).splitlines()[0], "source": source_commit()}
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "report.json").write_text(json.dumps(row, indent=2) + "\n")
+        done.append(job)
+        return row
+
+    with ThreadPoolExecutor(max_workers=int(jobs)) as pool:   # each build is a subprocess
+        rows = list(pool.map(one, jobs_list))
     if progress is not None:
-        progress(len(jobs), len(jobs), "done")
+        progress(len(jobs_list), len(jobs_list), "done")
+    return rows
+
+
+def collect_rows(out):
+    """The rows (:func:`summarise_report`) of every build report in the folders of ``out``,
+    boards in :data:`BOARDS` order, then roles, then lanes: the table of all the builds a
+    :func:`bench_build` folder holds, including those of earlier runs over other boards or
+    roles."""
+    rows = []
+    for path in sorted(Path(out).glob("*/report.json")):
+        report = json.loads(path.read_text())
+        if "board" in report and "role" in report:
+            rows.append(summarise_report(report))
+    board_order = {b: k for k, b in enumerate(BOARDS)}
+    role_order = {r: k for k, r in enumerate(ROLES + PIPELINE_ROLES)}
+    rows.sort(key=lambda r: (board_order.get(r["board"], len(board_order)),
+                             role_order.get(r["role"], len(role_order)), r.get("lanes") or 0))
     return rows
 
 
@@ -396,20 +477,29 @@ def _cell(pair):
     return f"{used} / {total} ({100 * used / total:.0f} %)" if total else f"{used}"
 
 
+def _source(row):
+    source = row.get("source")
+    if not source:
+        return "-"
+    return source["commit"][:8] + ("+" if source["dirty"] else "")
+
+
 def markdown_table(rows):
-    """The README's resource and timing table of :func:`bench_build` rows."""
+    """The README's resource and timing table of :func:`bench_build` rows. The last column
+    is the commit built (``+``: with uncommitted changes)."""
     lines = ["| board | role | L | f_sys (MHz) | LUT | FF | BRAM | DSP | fmax (MHz) | timing "
-             "| unpinned bits | build (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| unpinned bits | build (s) | commit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['board']} | {row['role']} | - | - | - | - | - | - | - | "
-                         f"not built: {row['error']} | - | - |")
+            lanes = row.get("lanes") or "-"
+            lines.append(f"| {row['board']} | {row['role']} | {lanes} | - | - | - | - | - | - "
+                         f"| not built: {row['error']} | - | - | {_source(row)} |")
             continue
         lines.append(
             f"| {row['board']} | {row['role']} | {row['lanes']} | {row['f_sys_mhz']:g} | "
             f"{_cell(row['LUT'])} | {_cell(row['FF'])} | {_cell(row['BRAM'])} | "
             f"{_cell(row['DSP'])} | {row['fmax_mhz']} | "
             f"{'met' if row['timing_met'] else 'FAILED'} | {row['unpinned_bits']} | "
-            f"{row['build_seconds']:.0f} |")
+            f"{row['build_seconds']:.0f} | {_source(row)} |")
     return "\n".join(lines) + "\n"

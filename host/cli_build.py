@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["add_build_commands", "run_build_command", "bench_build", "find_openfpgaloader",
+__all__ = ["add_build_commands", "run_build_command", "find_openfpgaloader",
            "OPENFPGALOADER_HELP"]
 
 #: How to get openFPGALoader when it is not installed.
@@ -137,18 +137,25 @@ def add_build_commands(sub, bench_sub=None):
     if bench_sub is not None:
         bench = bench_sub.add_parser(
             "build", help="build every board and role: resources and timing (JSON)",
-            description="Build boards x roles one after the other and print one JSON row "
-                        "each (LUT, FF, BRAM, DSP used/total, fmax, timing, seconds); "
-                        "--markdown writes the README's table of them.")
+            description="Build boards x roles and print one JSON row each (LUT, FF, BRAM, "
+                        "DSP used/total, fmax, timing, seconds, commit); --markdown writes "
+                        "the README's table of every build in the output folder.")
         bench.add_argument("--boards", help="comma-separated boards (default: all)")
         bench.add_argument("--roles", help="comma-separated roles (default: all)")
         bench.add_argument("--lanes", type=_positive_int, help="lanes (default: each board's)")
         bench.add_argument("--freq-mhz", type=_positive_float,
                            help="f_sys (default: each board's)")
         bench.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed")
+        bench.add_argument("--placer", default="static",
+                           help="nextpnr's placer: static (default) or heap")
+        bench.add_argument("--jobs", type=_positive_int, default=1,
+                           help="builds run at once (default 1)")
         bench.add_argument("--out", default="timebin-bench-build",
-                           help="folder of the builds (default %(default)s)")
-        bench.add_argument("--markdown", metavar="FILE", help="also write the Markdown table")
+                           help="folder of the builds (default %(default)s); a build's "
+                                "report.json is in <board>-<role>[-L<lanes>]")
+        bench.add_argument("--markdown", metavar="FILE",
+                           help="also write the Markdown table of every build in --out "
+                                "(this run's and earlier runs' over other boards or roles)")
         bench.add_argument("--json", action="store_true", help="JSON output (the default)")
         bench.set_defaults(run_build=_run_bench)
 
@@ -267,15 +274,6 @@ def _run_program(args):
     return subprocess.run(command, check=False).returncode
 
 
-def bench_build(*, boards=None, roles=None, out="timebin-bench-build", lanes=None,
-                freq_mhz=None, seed=1, progress=None):
-    """Rows of :func:`timebin.boards.build.bench_build` (one build per board and role)."""
-    from ..boards.build import bench_build as run
-
-    return run(boards=boards, roles=roles, out=out, lanes=lanes, freq_mhz=freq_mhz, seed=seed,
-               progress=progress)
-
-
 def _split(text, kind, choices):
     if text is None:
         return None
@@ -283,10 +281,11 @@ def _split(text, kind, choices):
 
 
 def _run_bench(args):
-    from ..boards.build import markdown_table
+    from ..boards.build import PLACERS, bench_build, collect_rows, markdown_table
 
     boards = _split(args.boards, "board", _BOARD_NAMES)
     roles = _split(args.roles, "role", _ROLE_NAMES + _PIPELINE_ROLES)
+    _choice("placer", args.placer, PLACERS)
     from rich.console import Console
     from rich.progress import Progress
 
@@ -297,8 +296,10 @@ def _run_bench(args):
             bar.update(task, completed=done, total=total, description=f"building {label}")
 
         rows = bench_build(boards=boards, roles=roles, out=args.out, lanes=args.lanes,
-                           freq_mhz=args.freq_mhz, seed=args.seed, progress=progress)
+                           freq_mhz=args.freq_mhz, seed=args.seed, placer=args.placer,
+                           jobs=args.jobs, progress=progress)
     print(json.dumps(rows, indent=2))
     if args.markdown:
-        Path(args.markdown).write_text(markdown_table(rows))
+        # Every build the folder holds: a run over some boards or roles updates their rows.
+        Path(args.markdown).write_text(markdown_table(collect_rows(args.out)))
     return 0

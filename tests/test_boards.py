@@ -12,9 +12,14 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from timebin.boards import BOARDS, ROLES, board_spec
 from timebin.boards.build import (
+    _overfull,
+    bench_build,
+    bench_folder,
+    collect_rows,
     markdown_table,
     parse_nextpnr_report,
     parse_yosys_cells,
+    source_commit,
     summarise_report,
     tool_env,
 )
@@ -230,6 +235,49 @@ def test_markdown_table_of_rows():
     assert table[0].startswith("| board | role | L |")
     assert "| ulx3s | alice | 16 | 156.25 | 10 / 100 (10 %) |" in table[2]
     assert "not built: output-only pins" in table[3]
+
+
+def test_a_design_over_the_device_is_named_from_nextpnr_log(tmp_path):
+    # The utilisation lines and the error of a real nextpnr-ice40 run of an earlier Alice.
+    (tmp_path / "top.tim").write_text((DATA / "nextpnr-ice40-overfull.tim").read_text())
+    assert _overfull(tmp_path, "top") == "does not fit: ICESTORM_LC 7215/5280 (136 %)"
+    (tmp_path / "top.tim").write_text("Info: \t         ICESTORM_LC:    5000/   5280    94%\n")
+    assert _overfull(tmp_path, "top") is None
+    assert _overfull(tmp_path / "nowhere", "top") is None
+
+
+def test_bench_build_rows_and_the_table_of_its_folder(tmp_path):
+    source = source_commit()            # this checkout's commit; None outside git
+    assert source is None or len(source["commit"]) == 12
+    # A build that cannot be made is a row of its own and a report in its folder, without
+    # running any tool (the Colorlight's data pins are outputs only).
+    rows = bench_build(boards=["colorlight-5a75b"], roles=["bob"], out=tmp_path, jobs=2)
+    assert rows == [{"board": "colorlight-5a75b", "role": "bob", "lanes": None,
+                     "error": rows[0]["error"], "source": source}]
+    assert "output-only" in rows[0]["error"]
+    assert (tmp_path / bench_folder("colorlight-5a75b", "bob") / "report.json").exists()
+    # A report of an earlier run over another board is in the folder's table too, in board
+    # order, with the commit it was built from.
+    report = {"board": "ulx3s", "role": "alice-pipeline", "lanes": 32, "f_sys_mhz": 156.25,
+              "resources": {"LUT": {"used": 10, "total": 100}}, "clocks": [
+                  {"domain": "sync", "achieved_mhz": 120.5}], "timing_met": False,
+              "unpinned_bits": 3, "build_seconds": 99.0, "placer": "static",
+              "source": {"commit": "0123456789ab", "dirty": True}}
+    folder = tmp_path / bench_folder("ulx3s", "alice-pipeline", 32)
+    assert folder.name == "ulx3s-alice-pipeline-L32"
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps(report))
+    table = markdown_table(collect_rows(tmp_path)).splitlines()
+    assert table[2].startswith("| ulx3s | alice-pipeline | 32 | 156.25 | 10 / 100 (10 %) |")
+    assert table[2].endswith("| 120.5 | FAILED | 3 | 99 | 01234567+ |")
+    assert table[3].startswith("| colorlight-5a75b | bob | - |")
+    assert "not built: " in table[3]
+    assert table[3].endswith(f"| {source['commit'][:8] if source else '-'}"
+                             f"{'+' if source and source['dirty'] else ''} |")
+    with pytest.raises(ValueError, match="jobs.*at least 1, not 0"):
+        bench_build(boards=["ulx3s"], roles=["alice"], out=tmp_path, jobs=0)
+    with pytest.raises(ValueError, match="Placer must be one of heap, static, not 'sa'"):
+        bench_build(boards=["ulx3s"], roles=["alice"], out=tmp_path, placer="sa")
 
 
 # --- Command line ----------------------------------------------------------------------------
