@@ -58,7 +58,7 @@ TOOLS = {
 #: cells hold one LUT4 and one flip-flop each; its flip-flops are counted from Yosys's cells.
 RESOURCE_CELLS = {
     "ecp5": {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "BRAM": "DP16KD",
-             "DSP": "MULT18X18D", "IO": "TRELLIS_IO"},
+             "DSP": "MULT18X18D", "IO": "TRELLIS_IO", "DCU": "DCUA"},
     "ice40": {"LUT": "ICESTORM_LC", "FF": "ICESTORM_LC", "BRAM": "ICESTORM_RAM",
               "DSP": "ICESTORM_DSP", "SPRAM": "ICESTORM_SPRAM", "IO": "SB_IO"},
 }

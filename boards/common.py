@@ -29,6 +29,7 @@ same data pins as Alice and Bob and every other port driven by :class:`PortHarne
 not for use in a lab.
 """
 
+import functools
 import inspect
 from dataclasses import dataclass, field
 
@@ -91,6 +92,9 @@ class BoardSpec:
         The bitstream file's suffix: ``"bit"`` (ECP5) or ``"bin"`` (iCE40).
     notes : tuple of str
         What the build does and does not model on this board (report and docs).
+    serdes : callable or None
+        The PHY of the board's ``dcu`` data pins (SERDES channels):
+        ``serdes(pins, f_sys_hz=...)``, see :class:`~timebin.boards.pins.PinOutputs`.
     """
 
     name: str
@@ -110,6 +114,7 @@ class BoardSpec:
     program_args: tuple = ()
     bitstream: str = "bit"
     notes: tuple = ()
+    serdes: object = None
 
     def clock_generator(self, f_sys_hz, edge_banks=()):
         """The PLL clock generator of ``sync`` at ``f_sys_hz``."""
@@ -344,8 +349,10 @@ class BoardTop(Elaboratable):
                 m.d.comb += gw.samples[k].eq(gw.ser.carver)
         outputs = {name: get() for name, get in self.values_of.items()}
         if outputs:
+            serdes = (None if self.spec.serdes is None else
+                      functools.partial(self.spec.serdes, f_sys_hz=self.f_sys_hz))
             m.submodules.pins_out = PinOutputs(self.plan, outputs, attrs=self.spec.pin_attrs,
-                                               eclk=clocking.eclk)
+                                               eclk=clocking.eclk, serdes=serdes)
         if any(spec.direction == "i" for spec in self.fields):
             m.submodules.pins_in = pins_in = PinInputs(self.plan, attrs=self.spec.pin_attrs,
                                                        eclk=clocking.eclk)

@@ -10,8 +10,9 @@ What the pins really carry: a pin takes ``r`` consecutive UIs of one field per f
 (``r`` = 4 for an ECP5 x2 gearbox, 2 for DDR, 1 for SDR), so it toggles at ``r * f_sys``
 bit/s: 625 Mb/s (x2) or 312.5 Mb/s (DDR) at 156.25 MHz. A word of ``W`` UIs leaves on
 ``ceil(W / r)`` pins **in parallel**, not as one serial line at ``W * f_sys``: a lab that
-wants the 2.5-5 GS/s line needs an external serializer (or a board whose SERDES is routed,
-which none of the bare boards here uses). Pins of different gearbox types have different
+wants the 2.5-5 GS/s line needs an external serializer or a board's SERDES: a ``dcu`` pin is a
+DCU transmit channel (16 UIs per cycle on one serial pair, ECPIX-5), which the board's
+``serdes`` PHY drives (:class:`PinOutputs`). Pins of different gearbox types have different
 latencies; the transmitter's per-output delays compensate per field, not per pin.
 
 Fields that do not fit the pins are **not dropped silently**: output bits left over are
@@ -23,14 +24,23 @@ must all fit, or the plan refuses.
 from dataclasses import dataclass, field
 
 from amaranth.build import Pins, Resource
-from amaranth.hdl import ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import (
+    Cat,
+    ClockSignal,
+    Const,
+    Elaboratable,
+    Instance,
+    Module,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import io
 
 __all__ = ["GEARBOX_RATIO", "DataPin", "FieldSpec", "PinSlot", "PinPlan", "plan_pins",
            "PinOutputs", "PinInputs"]
 
 #: UIs a pin carries per fabric cycle, by gearbox type.
-GEARBOX_RATIO = {"x2": 4, "ddr": 2, "sdr": 1}
+GEARBOX_RATIO = {"dcu": 16, "x2": 4, "ddr": 2, "sdr": 1}
 
 
 @dataclass(frozen=True)
@@ -181,15 +191,18 @@ class PinOutputs(Elaboratable):
     placer can cross the die), and keep unpinned bits in ``keep`` flip-flops.
 
     ``values`` maps field names to Amaranth values of the field's width; ``eclk`` maps banks to
-    edge clocks (for x2 gearboxes); ``attrs`` is the pins' I/O standard.
+    edge clocks (for x2 gearboxes); ``attrs`` is the pins' I/O standard; ``serdes`` makes the
+    PHY of the ``dcu`` pins: called with those pins, it returns an elaboratable whose
+    ``words`` maps each pin's ball to the signal of its word (bit ``k`` = UI ``k``).
     """
 
-    def __init__(self, plan, values, *, attrs, eclk=None, stages=2):
+    def __init__(self, plan, values, *, attrs, eclk=None, stages=2, serdes=None):
         self.plan = plan
         self.values = values
         self.attrs = attrs
         self.eclk = eclk or {}
         self.stages = stages
+        self.serdes = serdes
 
     def elaborate(self, platform):
         m = Module()
@@ -206,12 +219,16 @@ class PinOutputs(Elaboratable):
         for name, (start, count) in self.plan.unpinned.items():
             kept = Signal(count, name=f"{_ident(name)}_unpinned", attrs={"keep": 1})
             m.d.sync += kept.eq(staged[name][start:start + count])
+        serial_words = {}
         for slot in self.plan.slots:
             if slot.field not in staged:
                 continue
             pin = slot.pin
             bits = [staged[slot.field][slot.start + k] if k < slot.count else Const(0)
                     for k in range(pin.ratio)]
+            if pin.gearbox == "dcu":
+                serial_words[pin] = Cat(bits)
+                continue
             port = _pin_port(platform, pin, "o", self.attrs)
             name = f"out_{pin.ball}"
             if pin.gearbox == "x2":
@@ -228,6 +245,13 @@ class PinOutputs(Elaboratable):
             else:
                 m.submodules[name] = buf = io.FFBuffer("o", port)
                 m.d.comb += buf.o.eq(bits[0])
+        if serial_words:
+            if self.serdes is None:
+                raise ValueError(f"Pins {[pin.ball for pin in serial_words]} are SERDES "
+                                 f"channels, but the board gives no serdes PHY")
+            m.submodules.serdes = phy = self.serdes(tuple(serial_words))
+            for pin, word in serial_words.items():
+                m.d.comb += phy.words[pin.ball].eq(word)
         return m
 
 
