@@ -268,11 +268,12 @@ def _symbol_patterns(calibration, uis_per_symbol, settings):
     state = np.where(cats < 16, cats % 4, 0)
     # The symbols in cycle 1: the driver's registered pulse window holds its reset value in
     # cycle 0 and the settings from cycle 1 on.
-    rows = lambda a: np.stack([a, a, a, a])                                  # noqa: E731
-    out = driver.run(np.array([False, True, False, False]), rows(state >> 1), rows(state & 1),
+    lat = 1 + driver.latency
+    n = lat + 1                                 # up to the word of the cycle-1 symbols
+    rows = lambda a: np.stack([a] * n)                                       # noqa: E731
+    out = driver.run(np.arange(n) == 1, rows(state >> 1), rows(state & 1),
                      rows(np.where(cats < 16, cats // 4, 0)), rows((cats == 16).astype(int)),
                      settings)
-    lat = 1 + driver.latency
     carver = out.carver[lat].reshape(_CATEGORIES, uis_per_symbol)
     im = out.im[lat].reshape(_CATEGORIES, uis_per_symbol).astype(np.int64)
     pm = out.pm[lat].reshape(_CATEGORIES, uis_per_symbol).astype(np.int64)

@@ -275,6 +275,36 @@ def test_ui_delay_against_numpy():
         assert list(got[cycle]) == expect, cycle
 
 
+@pytest.mark.parametrize("max_delay", [0, 3, 12])
+def test_ui_delay_groups_against_numpy(max_delay):
+    """Each group of output UIs follows its own copy of the delay (equal in the driver)."""
+    width, span, groups, n = 2, 6, 3, 40
+    dut = UIDelay(width, span, max_delay, groups=groups)
+    rng = np.random.default_rng(3 + max_delay)
+    words = rng.integers(0, 1 << width, (n, span))
+    delays = rng.integers(0, max_delay + 1, (n, groups))
+    delays[n // 2:] = delays[n // 2:, :1]              # equal copies in the second half
+    ints = bits_to_ints(((words[..., None] >> np.arange(width)) & 1).reshape(n, -1))
+    outs = []
+
+    async def testbench(ctx):
+        for cycle in range(n):
+            ctx.set(dut.i_uis.as_value(), ints[cycle])
+            ctx.set(dut.delay.as_value(), bits_to_ints(
+                ((delays[cycle:cycle + 1, :, None] >> np.arange(len(dut.delay[0]))) & 1)
+                .reshape(1, -1))[0])
+            await ctx.tick()
+            outs.append(ctx.get(dut.o_uis.as_value()))
+
+    simulate(dut, testbench)
+    got = unpack_field(ints_to_bits(outs, span * width), 0, span, width)
+    stream = words.ravel()
+    for cycle in range(n):
+        for j in range(span):
+            q = cycle * span - delays[cycle, j // (span // groups)] + j
+            assert got[cycle, j] == (stream[q] if q >= 0 else 0), (cycle, j)
+
+
 def test_refused_settings_keep_last_accepted():
     lanes, span = 2, 6                                  # k = 3, max_delay = 12 in a 4-bit port
     dut = TimeBinDriver(lanes=lanes, uis_per_symbol=span)
@@ -370,9 +400,12 @@ def test_keyword_only(assert_refused):
 @pytest.mark.parametrize(("args", "error"), [
     ((0, 4, 0), ValueError), ((1, 0, 0), ValueError), ((1, 4, 65), ValueError),
     ((1, 4, -1), ValueError), ((1, 4.0, 2), TypeError),
+    ((1, 4, 2, 3), ValueError), ((1, 4, 2, 0), ValueError), ((1, 4, 2, 8), ValueError),
+    ((1, 4, 2, 2.0), TypeError),
 ])
 def test_ui_delay_bad_construction(args, error, assert_refused):
-    assert_refused(error, "not ", lambda: UIDelay(*args))
+    kwargs = {"groups": args[3]} if len(args) > 3 else {}
+    assert_refused(error, "not ", lambda: UIDelay(*args[:3], **kwargs))
 
 
 def test_model_checks_inputs():

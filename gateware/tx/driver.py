@@ -107,6 +107,12 @@ class UIDelay(wiring.Component):
     ``delay`` may change on any cycle; it must not exceed ``max_delay`` (larger values, which
     :class:`TimeBinDriver` never passes, give an all-zero word).
 
+    With ``groups`` above 1, ``delay`` is an array of ``groups`` copies, copy ``g`` for the
+    output UIs ``g * G .. g * G + G - 1`` (``G = uis_per_word / groups``): the caller gives them
+    equal values from registers of its own next to those UIs, so that no one register drives
+    the multiplexers of a whole word spread along the output pins. (Unequal copies delay each
+    group by its own copy, with the same rules.)
+
     Parameters
     ----------
     ui_width : int
@@ -116,6 +122,8 @@ class UIDelay(wiring.Component):
     max_delay : int
         Largest delay in UIs, ``0 .. MAX_DELAY_WORDS * uis_per_word``; the history holds
         ``ceil(max_delay / uis_per_word)`` past words.
+    groups : int
+        Copies of ``delay``, a divisor of ``uis_per_word`` (default 1).
 
     Members
     -------
@@ -123,28 +131,33 @@ class UIDelay(wiring.Component):
         The input word.
     o_uis : Out(ArrayLayout(ui_width, uis_per_word))
         The delayed word, registered.
-    delay : In(range(max_delay + 1))
-        The delay in UIs.
+    delay : In(range(max_delay + 1)), or In(ArrayLayout(range(max_delay + 1), groups))
+        The delay in UIs (of each group).
     """
 
     #: Cycles from ``i_uis`` to ``o_uis`` at zero delay.
     latency = 1
 
     @refuses_quietly
-    def __init__(self, ui_width, uis_per_word, max_delay):
+    def __init__(self, ui_width, uis_per_word, max_delay, *, groups=1):
         _check_int(ui_width, "UI width must be a positive integer", 1)
         _check_int(uis_per_word, "UIs per word must be a positive integer", 1)
         bound = MAX_DELAY_WORDS * uis_per_word
         _check_int(max_delay, f"Maximum delay must be an integer in 0..{bound} UIs", 0, bound)
+        _check_int(groups, f"Delay groups must be a divisor of {uis_per_word}", 1, uis_per_word)
+        if uis_per_word % groups:
+            raise ValueError(f"Delay groups must be a divisor of {uis_per_word}, not {groups!r}")
         self.ui_width = ui_width
         self.uis_per_word = uis_per_word
         self.max_delay = max_delay
+        self.groups = groups
         self.history_words = -(-max_delay // uis_per_word)
         word = data.ArrayLayout(ui_width, uis_per_word)
+        delay = unsigned(bits_for(max_delay))
         super().__init__({
             "i_uis": In(word),
             "o_uis": Out(word),
-            "delay": In(unsigned(bits_for(max_delay))),
+            "delay": In(delay if groups == 1 else data.ArrayLayout(delay, groups)),
         })
 
     def elaborate(self, platform):
@@ -152,6 +165,7 @@ class UIDelay(wiring.Component):
         width, history = self.ui_width, self.history_words
         span = self.uis_per_word                # UIs per word
         bits = span * width                     # bits per word
+        group = span // self.groups             # UIs per group
 
         current = self.i_uis.as_value()
         if history:
@@ -161,14 +175,26 @@ class UIDelay(wiring.Component):
         else:
             window = current
 
-        # UI q of `window` is UI (c - history) * span + q of the stream; the output takes
-        # `span` UIs from q = history * span - delay.
-        start = Signal(range(history * span + 1))
-        m.d.comb += start.eq(history * span - self.delay)
-        with m.If(self.delay <= self.max_delay):
-            m.d.sync += self.o_uis.eq(window.bit_select(start * width, bits))
-        with m.Else():
-            m.d.sync += self.o_uis.eq(0)
+        def ui(value, q):
+            return value[q * width:(q + 1) * width]
+
+        # UI q of `window` is UI (c - history) * span + q of the stream; output UI j takes
+        # window UI history * span - delay + j. For the group of UIs j0 .. j0 + group - 1
+        # only the max_delay + group UIs from history * span - max_delay + j0 are reachable;
+        # in reverse order (`rev`) the group's output, reversed, starts at UI `delay`, so the
+        # delay drives the shifter directly (log2(max_delay + 1) levels of 2:1 multiplexers,
+        # no subtraction in front of them).
+        for g in range(self.groups):
+            delay = self.delay if self.groups == 1 else self.delay[g]
+            first = history * span - self.max_delay + g * group
+            rev = Cat(ui(window, first + i) for i in reversed(range(self.max_delay + group)))
+            out_rev = rev.bit_select(delay * width, group * width)
+            out = Cat(ui(out_rev, i) for i in reversed(range(group)))
+            target = self.o_uis.as_value()[g * group * width:(g + 1) * group * width]
+            with m.If(delay <= self.max_delay):
+                m.d.sync += target.eq(out)
+            with m.Else():
+                m.d.sync += target.eq(0)
         return m
 
 
@@ -198,10 +224,10 @@ class TimeBinDriver(wiring.Component):
     Timing: ``i_symbols`` is taken every cycle (``always_ready``); ``o_ser`` offers a word
     every cycle and the serializer takes it (``always_ready``). ``o_ser.valid`` is low in the
     reset cycle and high from the first cycle after it. The symbols of cycle ``c`` reach
-    ``o_ser`` in cycle ``c + latency`` (``latency`` = 2: an encoder register, then the delay
-    register), moved later by the delay of each output. Until the pipeline and the delay
-    history fill, the UIs that hold no symbol yet are all zero (carver 0, im 0, pm 0), not
-    ``im_idle``.
+    ``o_ser`` in cycle ``c + latency`` (``latency`` = 3: a register of each lane's table
+    entries, an encoder register, then the delay register), moved later by the delay of each
+    output. Until the pipeline and the delay history fill, the UIs that hold no symbol yet are
+    all zero (carver 0, im 0, pm 0), not ``im_idle``.
 
     Settings are read every cycle. Levels (``im_levels``, ``im_idle``, ``pm_levels``) act
     on the symbols taken in the same cycle; an accepted pulse window acts on the symbols of
@@ -248,7 +274,7 @@ class TimeBinDriver(wiring.Component):
     """
 
     #: Cycles from ``i_symbols`` to ``o_ser`` at zero delay.
-    latency = 2
+    latency = 3
 
     @refuses_quietly
     def __init__(self, *, lanes, uis_per_symbol, dac_bits=8, pm_bits=1, max_delay=None):
@@ -290,40 +316,70 @@ class TimeBinDriver(wiring.Component):
         window_ok = (self.pulse_width != 0) & (self.pulse_offset + self.pulse_width <= k)
         offset = registered_setting(m, "pulse_offset", self.pulse_offset, window_ok, 0)
         width = registered_setting(m, "pulse_width", self.pulse_width, window_ok, k)
+        # Each delay is registered once per lane (all copies load together, as one register
+        # would), next to the lane's output multiplexers (UIDelay ``groups``).
         delays, errors = {}, [~window_ok]
         for output in ("carver", "im", "pm"):
             port = getattr(self, f"delay_{output}")
             ok = port <= self.max_delay
-            delays[output] = registered_setting(m, f"delay_{output}", port, ok, 0)
+            delays[output] = Cat(registered_setting(m, f"delay_{output}_replica{lane}", port,
+                                                    ok, 0) for lane in range(lanes))
             errors.append(~ok)
         m.d.comb += self.settings_error.eq(Cat(errors).any())
 
-        in_pulse = [(offset <= u) & (u < offset + width) for u in range(k)]
+        in_pulse = Cat((offset <= u) & (u < offset + width) for u in range(k))
 
-        # Encoder stage: one registered word per output.
-        carver = Signal(uis)
-        im = Signal(data.ArrayLayout(self.dac_bits, uis))
-        pm = Signal(data.ArrayLayout(self.pm_bits, uis))
+        # Select stage, per lane: the symbol's table entries, whether it lights each bin, and
+        # copies of `im_idle` and of the pulse window, registered with the symbol. The levels
+        # thus act on the symbols taken in the same cycle, and the window on those of the
+        # next, as before; the wide table multiplexers end at flip-flops, so the long nets
+        # from the symbol source to the lanes' UIs (spread along the output pins) start at
+        # a register of each lane instead of at the symbol word's. The `_replica` names keep
+        # the board build from merging the equal copies (timebin.boards.build.KEEP_REPLICAS).
+        # All of it resets to 0, so that the encoder's first word is all zero (not `im_idle`).
+        selected = []
         for lane in range(lanes):
             symbol = self.i_symbols.payload.symbols[lane]
             state = Cat(symbol.bit, symbol.basis.as_value())
             on = self.i_symbols.valid & ~symbol.dark
             lit = (state != 1, state != 0)      # Z0 -> early, Z1 -> late, X+ and X- -> both
+            sel = Signal(data.StructLayout({
+                "on": 1,
+                "lit": 2,
+                "im_code": data.ArrayLayout(self.dac_bits, 2),
+                "pm_code": data.ArrayLayout(self.pm_bits, 2),
+            }), name=f"selected{lane}")
+            idle = Signal(self.dac_bits, name=f"im_idle_replica{lane}")
+            pulse = Signal(k, name=f"in_pulse_replica{lane}")
             for bin in range(2):
-                im_code = self.im_levels[Cat(Const(bin, 1), state, symbol.intensity)]
-                pm_code = self.pm_levels[Cat(Const(bin, 1), state)]
+                m.d.sync += [
+                    sel.lit[bin].eq(on & lit[bin]),
+                    sel.im_code[bin].eq(
+                        self.im_levels[Cat(Const(bin, 1), state, symbol.intensity)]),
+                    sel.pm_code[bin].eq(Mux(on, self.pm_levels[Cat(Const(bin, 1), state)], 0)),
+                ]
+            m.d.sync += [sel.on.eq(on), idle.eq(self.im_idle), pulse.eq(in_pulse)]
+            selected.append((sel, idle, pulse))
+
+        # Encoder stage: one registered word per output, each UI from its lane's registers.
+        carver = Signal(uis)
+        im = Signal(data.ArrayLayout(self.dac_bits, uis))
+        pm = Signal(data.ArrayLayout(self.pm_bits, uis))
+        for lane, (sel, idle, pulse) in enumerate(selected):
+            for bin in range(2):
                 for u in range(k):
                     ui = lane * span + bin * k + u
                     m.d.sync += [
-                        carver[ui].eq(on & lit[bin] & in_pulse[u]),
-                        im[ui].eq(Mux(on & in_pulse[u], im_code, self.im_idle)),
-                        pm[ui].eq(Mux(on, pm_code, 0)),
+                        carver[ui].eq(sel.lit[bin] & pulse[u]),
+                        im[ui].eq(Mux(sel.on & pulse[u], sel.im_code[bin], idle)),
+                        pm[ui].eq(sel.pm_code[bin]),
                     ]
 
         # Delay stage: the registered output.
         for output, word, ui_width in (("carver", carver, 1), ("im", im, self.dac_bits),
                                        ("pm", pm, self.pm_bits)):
-            delay = m.submodules[f"{output}_delay"] = UIDelay(ui_width, uis, self.max_delay)
+            delay = m.submodules[f"{output}_delay"] = UIDelay(ui_width, uis, self.max_delay,
+                                                              groups=lanes)
             m.d.comb += [
                 delay.i_uis.eq(word),
                 delay.delay.eq(delays[output]),

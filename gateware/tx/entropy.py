@@ -155,8 +155,12 @@ class EntropySource(wiring.Component):
             m.d.comb += [core.key.eq(self.key), core.iv.eq(self.iv ^ c), core.load.eq(load)]
             cores.append(core)
         keystream = Cat(core.keystream.payload for core in cores)[:width]
-        keystream_valid = Cat(core.keystream.valid for core in cores).all()
-        ready = use_csprng & keystream_valid & self.entropy.ready
+        # The cores run in lockstep, so core 0's valid is every core's. The clock enable
+        # takes the source select from its register, not from the global network: a global
+        # network in front of another would put two insertion delays on one path.
+        keystream_valid = cores[0].keystream.valid
+        ready = ((self.source == EntropySelect.CSPRNG) & keystream_valid
+                 & self.entropy.ready)
         advance = global_buffer(m, platform, load_r | cores[0].warming | ready,
                                 name="trivium_advance")
         for core in cores:

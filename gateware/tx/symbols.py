@@ -155,18 +155,26 @@ class SymbolSource(wiring.Component):
         # each instead of every field of every lane.
         entropy = self.entropy.payload
         m.d.comb += self.entropy.ready.eq(self.enable & data_mode)
+        # The draws register the compares themselves: the sum of the intensity compares (a
+        # thermometer code, as the accepted thresholds are non-decreasing) and the 3-state
+        # rule on the bit are taken in stage 2, so that the carry chains end at flip-flops.
         draws = Signal(data.ArrayLayout(data.StructLayout({
-            "is_x": 1, "bit": 1, "intensity": 2, "train_bit": 1}), L))
-        s1 = Signal(data.StructLayout({
-            "enable": 1, "data_mode": 1, "healthy": 1, "blank": 1, "intensity": 2,
-            "index": len(index)}))
-        m.d.sync += s1.eq(Cat(self.enable, data_mode,
-                              self.entropy.valid & entropy.healthy, self.blank,
-                              self.training_intensity, index))
+            "is_x": 1, "bit": 1, "above": MAX_INTENSITY_CLASSES - 1, "train_bit": 1}), L))
+        controls = data.StructLayout({
+            "enable": 1, "data_mode": 1, "healthy": 1, "blank": 1, "three_state": 1,
+            "intensity": 2, "index": len(index)})
+        s1_value = Cat(self.enable, data_mode, self.entropy.valid & entropy.healthy, self.blank,
+                       self.protocol == Protocol.THREE_STATE, self.training_intensity, index)
+        s1 = Signal(controls)
+        m.d.sync += s1.eq(s1_value)
+        # One copy of the lane controls per lane (the `_replica` names keep the board build
+        # from merging them): each lane's stage 2 waits on a register of its own.
+        lane_s1 = [Signal(controls, name=f"s1_replica{i}") for i in range(L)]
+        for copy in lane_s1:
+            m.d.sync += copy.eq(s1_value)
         for i in range(L):
             chunk = entropy.bits[i * B:(i + 1) * B]
             r_basis, r_bit, r_int = chunk[:p], chunk[p], chunk[p + 1:]
-            is_x = r_basis >= p_z_lanes[i]
             train_bit = Signal(name=f"train_bit{i}")
             with m.Switch(mode):
                 with m.Case(TrainingMode.ALL_LATE):
@@ -177,10 +185,10 @@ class SymbolSource(wiring.Component):
                     with m.Case(mode_value):
                         m.d.comb += train_bit.eq(bits[i])
             m.d.sync += [
-                draws[i].is_x.eq(is_x),
-                draws[i].bit.eq(Mux(is_x & (self.protocol == Protocol.THREE_STATE), 0, r_bit)),
-                draws[i].intensity.eq(sum(r_int >= th_lanes[i][k]
-                                          for k in range(MAX_INTENSITY_CLASSES - 1))),
+                draws[i].is_x.eq(r_basis >= p_z_lanes[i]),
+                draws[i].bit.eq(r_bit),
+                draws[i].above.eq(Cat(r_int >= th_lanes[i][k]
+                                      for k in range(MAX_INTENSITY_CLASSES - 1))),
                 draws[i].train_bit.eq(train_bit),
             ]
         with m.If(self.enable):
@@ -189,21 +197,22 @@ class SymbolSource(wiring.Component):
         # Stage 2: the symbol word of the cycle before, from registers only.
         word = Signal.like(self.symbols.payload)
         for i in range(L):
-            out, d = word.symbols[i], draws[i]
-            with m.If(s1.data_mode):
-                with m.If(s1.healthy):
+            out, d, c = word.symbols[i], draws[i], lane_s1[i]
+            with m.If(c.data_mode):
+                with m.If(c.healthy):
                     m.d.comb += [
                         out.basis.eq(Mux(d.is_x, Basis.X, Basis.Z)),
-                        out.bit.eq(d.bit),
-                        out.intensity.eq(d.intensity),
+                        out.bit.eq(Mux(d.is_x & c.three_state, 0, d.bit)),
+                        out.intensity.eq(sum(d.above[k]
+                                             for k in range(MAX_INTENSITY_CLASSES - 1))),
                         out.valid.eq(1),
                     ]
                 with m.Else():
                     m.d.comb += out.dark.eq(1)
             with m.Else():
                 m.d.comb += [out.basis.eq(Basis.Z), out.bit.eq(d.train_bit),
-                             out.intensity.eq(s1.intensity)]
-            with m.If(s1.blank):
+                             out.intensity.eq(c.intensity)]
+            with m.If(c.blank):
                 m.d.comb += [out.as_value().eq(0), out.dark.eq(1)]
         m.d.comb += word.index.eq(s1.index)
 

@@ -35,8 +35,8 @@ class Transmitter(wiring.Component):
     the sifting memory.
 
     Timing: the entropy of cycle ``c`` becomes the symbol word of cycle ``c + 2`` and the
-    serializer word of cycle ``c + 4`` (plus each output's fine delay); the symbol word
-    enters the log FIFO in cycle ``c + 2`` (:attr:`latency` = 4: entropy to serializer).
+    serializer word of cycle ``c + 5`` (plus each output's fine delay); the symbol word
+    enters the log FIFO in cycle ``c + 2`` (:attr:`latency` = 5: entropy to serializer).
 
     The QRNG health alarm (``alarm``) blanks every symbol, in data and training modes and
     whichever source is selected, from the cycle of the failing word until ``alarm_clear``:

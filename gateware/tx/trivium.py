@@ -149,11 +149,13 @@ class Trivium(wiring.Component):
                 m.d.sync += state[lo:hi].eq(initial[lo:hi])
             with m.Elif(advance):
                 m.d.sync += state[lo:hi].eq(next_state[lo:hi])
+        # The word a load writes is never valid (the warm-up rewrites it before `valid`
+        # rises), so the word ignores `load`: it is the output function of the next state
+        # alone, with neither the load multiplexer nor the key and IV in front of it.
         with m.If(advance):
+            m.d.sync += z.eq(keystream_of(next_state))
             with m.If(self.load):
                 m.d.sync += [state[lo:hi].eq(initial[lo:hi]) for lo, hi in data_bits]
-                m.d.sync += z.eq(keystream_of(initial))
             with m.Else():
                 m.d.sync += [state[lo:hi].eq(next_state[lo:hi]) for lo, hi in data_bits]
-                m.d.sync += z.eq(keystream_of(next_state))
         return m
