@@ -33,7 +33,7 @@ import functools
 import inspect
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.lib import io, wiring
 
 from ..gateware.link.uart import UARTRx, UARTTx
@@ -169,7 +169,9 @@ class UARTLink(Elaboratable):
         self.board = board
         self.divisor = divisor
         self.resource = resource
-        self.rx = UARTRx(divisor=divisor)
+        self.rx = UARTRx(divisor=divisor,
+                         counter_bits=board.link.get("counter_bits", len(board.phy_errors)),
+                         counter_dsp=board.link.get("counter_dsp", False))
         self.tx = UARTTx(divisor=divisor)
 
     def elaborate(self, platform):
@@ -183,9 +185,7 @@ class UARTLink(Elaboratable):
             m.d.comb += [rx.rx.eq(rx_buf.i), tx_buf.o.eq(tx.tx)]
         wiring.connect(m, rx.data, self.board.link_rx)
         wiring.connect(m, self.board.link_tx, tx.data)
-        total = rx.framing_errors + rx.overruns
-        top = (1 << len(self.board.phy_errors)) - 1
-        m.d.comb += self.board.phy_errors.eq(Mux(total > top, top, total))
+        m.d.comb += self.board.phy_errors.eq(rx.errors)
         return m
 
 
@@ -268,6 +268,7 @@ class BoardTop(Elaboratable):
             raise ValueError(f"Board role must be one of {', '.join(ROLES)}, not {role!r}")
         self.spec = spec
         self.role = role
+        link = {**spec.params.get("link", {}), **(link or {})}
         freq_hz = spec.default_freq_hz if freq_hz is None else freq_hz
         self.channel = None
         if role == "alice":

@@ -3,23 +3,32 @@
 Ref: the iCEBreaker V1.0e schematic and ``amaranth_boards.icebreaker``.
 
 - **Clock**: the 12 MHz oscillator (pin 35, a PLL pad) into an SB_PLL40_PAD; ``sync`` at
-  24 MHz by default (the UP5K's fabric does not run the pipelines much faster).
+  18 MHz by default (the PLL's least multiple of 3 Mbaud): a whole Alice fills 96 % of
+  the UP5K's logic cells, and the routing of so full a chip is slow (17.9 to 19.2 MHz
+  achieved; the longest path is the register bank's read multiplexer, most of it routing);
+  ``--freq-mhz 24`` builds the faster clock.
 - **Host link**: the FT2232H's channel B as a USB-UART (FPGA RX pin 6, TX pin 9), 3 Mbaud
-  8N1 (divisor 8 at 24 MHz).
+  8N1 (divisor 6 at 18 MHz, 8 at 24 MHz).
 - **Data pins**: the 24 signal pins of PMOD1A, PMOD1B and PMOD2 through SB_IO DDR
-  registers: 2 UIs per cycle per pin (48 Mb/s at 24 MHz). PMOD2 is also where the
+  registers: 2 UIs per cycle per pin (36 Mb/s at 18 MHz). PMOD2 is also where the
   snap-off LED/button board sits; unplug it to use those pins.
 - **LEDs**: red heartbeat, green PLL locked.
 
 **Reduced build.** 5280 logic cells, 30 block RAMs of 4 kbit: the default is 1 lane
-(24 MS/s) with small memories and counters (see ``SPEC.params``): Alice's symbol memory 256
+(18 MS/s) with small memories and counters (see ``SPEC.params``): Alice's symbol memory 256
 words, her symbol log FIFO 2 words in block RAM (the symbol memory takes a word every cycle,
 so the FIFO never holds more than one) and Trivium cores of 32 keystream bits a cycle (the
 one-lane entropy word is 25 bits: a 64-bit core would drop 39 bits a cycle; still Trivium,
 keyed as on the large boards, but the words take other keystream bits); Bob's binner delay
 up to 255 UIs, 16-bit histogram counters, 256-cycle dead time, 4-deep merge FIFOs, 64-record
-blocks; a loopback's sifter memory 256 words. The host reads
-all of them from the board's description, as on the large boards.
+blocks; a loopback's sifter memory 256 words. The host link (``SPEC.params["link"]``,
+:data:`~timebin.gateware.system.LINK_OPTIONS`): requests of up to 114 bytes (a 256-byte
+deframer buffer, one block RAM per read port), a frame given up after 65535 cycles (3.6
+ms) without a byte, 16-bit link counters that stick at 65535, a one-frame header queue; and,
+with the same bytes in the same cycles as on the large boards, the description ROM and the
+CRC-32 tables in block RAM, the link's counters and ``write_errors`` in the DSP blocks
+(``SB_MAC16``). The host reads all of them from the board's description, as on the large
+boards.
 """
 
 from amaranth.build import Attrs
@@ -55,7 +64,7 @@ SPEC = BoardSpec(
     family="ice40",
     clock_resource="clk12",
     f_in_hz=12e6,
-    default_freq_hz=24e6,
+    default_freq_hz=18e6,
     default_lanes=1,
     data_pins=_pmod_pins(),
     pin_attrs=Attrs(IO_STANDARD="SB_LVCMOS"),
@@ -67,6 +76,9 @@ SPEC = BoardSpec(
                 "fifo_depth": 4, "max_window": 1 << 16},
         "board": {"alice": {"symbol_depth": 256}, "bob": {"max_records": 64},
                   "loopback": {"symbol_depth": 256}},
+        "link": {"max_request": 114, "link_timeout": 65535, "counter_bits": 16,
+                 "header_queue": 1, "description_ram": True, "crc_ram": True,
+                 "counter_dsp": True},
     },
     program_args=("-b", "ice40_generic"),
     bitstream="bin",

@@ -6,11 +6,12 @@ counted, never clamped); the bus rules and access kinds are those of
 :mod:`timebin.gateware.regmap`.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, ResetSignal, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import check_int, refuses_quietly
+from .link.dsp import accumulator_dsp
 from .regmap import WORD_BITS, RegisterMap
 
 __all__ = ["RegisterBusSignature", "RegisterBank"]
@@ -76,6 +77,10 @@ class RegisterBank(wiring.Component):
         Width of the bus address, at least the map's ``address_bits`` (the default), at most
         32. A board's bus is as wide as the protocol's addresses, so that every address a
         host can send beyond the map is unmapped (reads 0, writes refused), never an alias.
+    errors_dsp : bool
+        Keep ``write_errors`` in an iCE40 DSP (:func:`~timebin.gateware.link.dsp.
+        accumulator_dsp`, one 32-bit accumulator) instead of logic cells: the same values in
+        the same cycles, for a small FPGA whose logic cells are all taken.
 
     Members
     -------
@@ -85,7 +90,7 @@ class RegisterBank(wiring.Component):
     """
 
     @refuses_quietly
-    def __init__(self, register_map, address_bits=None):
+    def __init__(self, register_map, address_bits=None, *, errors_dsp=False):
         if not isinstance(register_map, RegisterMap):
             raise TypeError(f"Register map must be a RegisterMap, not {register_map!r}")
         if address_bits is None:
@@ -101,8 +106,11 @@ class RegisterBank(wiring.Component):
                                  f"{_BANK_COUNTER}")
         if _BANK_COUNTER not in register_map:
             raise ValueError(f"Register map must have the bank's {_BANK_COUNTER} register")
+        if not isinstance(errors_dsp, bool):
+            raise TypeError(f"errors_dsp must be a bool, not {errors_dsp!r}")
         self.register_map = register_map
         self.address_bits = address_bits
+        self.errors_dsp = errors_dsp
         members = {"bus": In(RegisterBusSignature(address_bits))}
         for port, regs in register_map.ports().items():
             if port in members:
@@ -227,8 +235,16 @@ class RegisterBank(wiring.Component):
                     m.d.sync += bus.rdata.eq(0)
 
         read_clear = bus.re & (bus.addr == rmap[_BANK_COUNTER].address)
-        with m.If(read_clear):
-            m.d.sync += errors.eq(refused)
-        with m.Elif(refused & (errors != (1 << WORD_BITS) - 1)):
-            m.d.sync += errors.eq(errors + 1)
+        full = errors == (1 << WORD_BITS) - 1
+        if self.errors_dsp:
+            # The same register in an iCE40 DSP: reset and a read clear load it.
+            reset = ResetSignal()
+            accumulator_dsp(m, "errors_dsp", errors, cascade=True,
+                            hold=~(refused & ~full),
+                            load=read_clear | reset, load_value=refused & ~reset)
+        else:
+            with m.If(read_clear):
+                m.d.sync += errors.eq(refused)
+            with m.Elif(refused & ~full):
+                m.d.sync += errors.eq(errors + 1)
         return m

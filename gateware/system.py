@@ -36,7 +36,7 @@ from .link.controller import (
     ItemPacketizer,
     LinkController,
 )
-from .link.framer import COUNTER_BITS, Deframer, Framer
+from .link.framer import COUNTER_BITS, HEADER_QUEUE_DEPTH, Deframer, Framer
 from .protocol import ALARM_BITS, SIFT_RESULT_FIELDS, describe
 from .regbank import RegisterBank
 from .regmap import (
@@ -50,22 +50,37 @@ from .regmap import (
     loopback_emulator,
 )
 
-__all__ = ["LINK_DEFAULTS", "AliceBoard", "BobBoard", "LoopbackBoard"]
+__all__ = ["LINK_DEFAULTS", "LINK_OPTIONS", "AliceBoard", "BobBoard", "LoopbackBoard"]
 
 #: Parameters of the link end of every board: ``max_request`` (longest request payload the
 #: board takes, bytes; sets the deframer's buffer) and ``link_timeout`` (cycles without a
 #: byte after which the deframer gives up a frame; ``None``: never).
 LINK_DEFAULTS = {"max_request": 1024, "link_timeout": 1 << 20}
+#: Link parameters for a small FPGA, in the description only when not these defaults (so
+#: that the large boards' descriptions stay as they were): ``counter_bits`` (width of the
+#: link's saturating counters, the UART's included; a narrower one sticks at its own
+#: maximum, which the host reads here: :func:`~timebin.gateware.link.framer.count_events`),
+#: ``header_queue`` (delivered frames the deframer's header queue holds), and three that
+#: change no byte and no cycle: ``description_ram`` (the description ROM in a block RAM),
+#: ``crc_ram`` (the framer's and deframer's CRC-32 from a table in block RAM) and
+#: ``counter_dsp`` (the link's counters and the bank's ``write_errors`` in iCE40 DSPs).
+LINK_OPTIONS = {"counter_bits": COUNTER_BITS, "header_queue": HEADER_QUEUE_DEPTH,
+                "description_ram": False, "crc_ram": False, "counter_dsp": False}
 
 # Mux sources, highest priority first.
 _RESPONSES, _ALARMS, _STREAM = range(3)
 
 
 def _link_parameters(link):
-    unknown = set(link) - set(LINK_DEFAULTS)
+    """The link parameters of a board's description: :data:`LINK_DEFAULTS` with ``link``'s
+    values, and those of :data:`LINK_OPTIONS` that ``link`` sets to other values."""
+    unknown = set(link) - set(LINK_DEFAULTS) - set(LINK_OPTIONS)
     if unknown:
         raise ValueError(f"Unknown link parameter(s): {', '.join(sorted(unknown))}")
-    return {**LINK_DEFAULTS, **link}
+    options = {name: link[name] for name in LINK_OPTIONS
+               if name in link and link[name] != LINK_OPTIONS[name]}
+    return {**LINK_DEFAULTS, **{k: v for k, v in link.items() if k in LINK_DEFAULTS},
+            **options}
 
 
 class _Board(wiring.Component):
@@ -81,12 +96,19 @@ class _Board(wiring.Component):
         #: What the board answers a ``DESCRIBE_REQ`` with.
         self.description = describe(self.role, self.params, board, link)
         self.register_map = register_map
-        self.bank = RegisterBank(register_map, address_bits=BUS_ADDRESS_BITS)
-        self.deframer = Deframer(max_payload=link["max_request"], timeout=link["link_timeout"])
-        self.controller = LinkController(description=self.description, lookups=lookups)
+        options = {**LINK_OPTIONS, **link}
+        bits, dsp = options["counter_bits"], options["counter_dsp"]
+        self.bank = RegisterBank(register_map, address_bits=BUS_ADDRESS_BITS, errors_dsp=dsp)
+        self.deframer = Deframer(max_payload=link["max_request"], timeout=link["link_timeout"],
+                                 counter_bits=bits, queue_depth=options["header_queue"],
+                                 crc_ram=options["crc_ram"], counter_dsp=dsp)
+        self.controller = LinkController(description=self.description, lookups=lookups,
+                                         counter_bits=bits, counter_dsp=dsp,
+                                         description_ram=options["description_ram"])
         self.mux = FrameMux(_STREAM + 1 if streams else _STREAM)
-        self.framer = Framer()
-        self.alarms = AlarmReporter(len(ALARM_BITS[self.role]))
+        self.framer = Framer(counter_bits=bits, crc_ram=options["crc_ram"], counter_dsp=dsp)
+        self.alarms = AlarmReporter(len(ALARM_BITS[self.role]), counter_bits=bits,
+                                    counter_dsp=dsp)
 
     def _elaborate_link(self, m, stream_source, alarm_bits, status):
         """Wire the link blocks; ``stream_source`` (a block with ``start`` and ``payload``, or

@@ -8,9 +8,10 @@ loop through a faulty line, and a framer feeding a deframer through a faulty byt
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from timebin.gateware.link.framer import Deframer, Framer
+from timebin.gateware.link.framer import COUNTER_BITS, HEADER_QUEUE_DEPTH, Deframer, Framer
 from timebin.gateware.link.uart import UARTRx, UARTTx
-from timebin.sim.cocotb.runner import run_cocotb, simulators
+from timebin.sim.cocotb.runner import run_cocotb_verilog, simulators, write_verilog
+from timebin.sim.link.framer import ice40_cell_model
 
 
 class LinkHarness(wiring.Component):
@@ -20,10 +21,15 @@ class LinkHarness(wiring.Component):
     ``framer_start__valid``, ``uart_tx_tx``, ``deframer_crc_errors``. The testbench closes
     the loops, with faults in them."""
 
-    def __init__(self, *, divisor, max_payload, timeout):
-        self.blocks = {"uart_tx": UARTTx(divisor=divisor), "uart_rx": UARTRx(divisor=divisor),
-                       "framer": Framer(max_payload=max_payload),
-                       "deframer": Deframer(max_payload=max_payload, timeout=timeout)}
+    def __init__(self, *, divisor, max_payload, timeout, counter_bits=COUNTER_BITS,
+                 queue_depth=HEADER_QUEUE_DEPTH, crc_ram=False, counter_dsp=False):
+        counters = dict(counter_bits=counter_bits, counter_dsp=counter_dsp)
+        self.blocks = {"uart_tx": UARTTx(divisor=divisor),
+                       "uart_rx": UARTRx(divisor=divisor, **counters),
+                       "framer": Framer(max_payload=max_payload, crc_ram=crc_ram, **counters),
+                       "deframer": Deframer(max_payload=max_payload, timeout=timeout,
+                                            queue_depth=queue_depth, crc_ram=crc_ram,
+                                            **counters)}
         members = {f"{prefix}_{name}": member for prefix, block in self.blocks.items()
                    for name, member in block.signature.members.items()}
         super().__init__(members)
@@ -44,13 +50,21 @@ class LinkHarness(wiring.Component):
 
 
 CONFIG = dict(divisor=4, max_payload=24, timeout=48)
+#: The iCEBreaker's link options (boards.icebreaker), with 3-bit counters so that they
+#: saturate, the counters in iCE40 DSPs (Yosys's ``SB_MAC16`` model), a one-frame header
+#: queue, the CRC-32 from a table in block RAM.
+SMALL_CONFIG = dict(CONFIG, counter_bits=3, queue_depth=1, crc_ram=True, counter_dsp=True)
 
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("simulator", simulators())
-def test_link_cocotb(simulator):
-    params = dict(harness=CONFIG, uart_cycles=24_000, link_cycles=9000, seed=0x11A)
-    result = run_cocotb(LinkHarness(**CONFIG), toplevel="link_harness",
-                        test_module="timebin.sim.cocotb.tb_link", params=params,
-                        simulator=simulator, timeout_s=600)
+@pytest.mark.parametrize("config", [CONFIG, SMALL_CONFIG], ids=["default", "ice40"])
+def test_link_cocotb(simulator, config):
+    params = dict(harness=config, uart_cycles=24_000, link_cycles=9000, seed=0x11A)
+    text, _ = write_verilog(LinkHarness(**config), "link_harness")
+    if config.get("counter_dsp"):
+        text += ice40_cell_model("SB_MAC16")
+    result = run_cocotb_verilog(text, toplevel="link_harness",
+                                test_module="timebin.sim.cocotb.tb_link", params=params,
+                                simulator=simulator, timeout_s=600)
     assert result.tests == 2

@@ -16,7 +16,8 @@ from timebin.gateware.link.controller import (
     ItemPacketizer,
     LinkController,
 )
-from timebin.sim.cocotb.runner import run_cocotb, simulators
+from timebin.sim.cocotb.runner import run_cocotb_verilog, simulators, write_verilog
+from timebin.sim.link.framer import ice40_cell_model
 
 
 class PacketizerHarness(wiring.Component):
@@ -26,18 +27,21 @@ class PacketizerHarness(wiring.Component):
     ``mux``, ``alarms``, ``controller``), so the Verilog ports are e.g.
     ``detections_words__valid``, ``mux_start_2__ready``, ``controller_bus__rdata``. One
     harness, so one cached build. ``description`` is the controller's, in hex (the
-    parameters travel as JSON)."""
+    parameters travel as JSON); ``link`` the controller's options (``counter_bits`` and
+    ``counter_dsp`` also the alarm reporter's), as a small FPGA's board sets them."""
 
     def __init__(self, *, max_words, item_bits, max_items, timeout, sources, width,
-                 description, lookups):
+                 description, lookups, link=None):
+        link = link or {}
+        counters = {name: link[name] for name in ("counter_bits", "counter_dsp") if name in link}
         self.blocks = {
             "detections": DetectionPacketizer(max_words=max_words, timeout=timeout),
             "items": ItemPacketizer(item_bits=item_bits, frame_type=FrameType.SIFT_RESULTS,
                                     max_items=max_items, timeout=timeout),
             "mux": FrameMux(sources),
-            "alarms": AlarmReporter(width),
+            "alarms": AlarmReporter(width, **counters),
             "controller": LinkController(description=bytes.fromhex(description),
-                                         lookups=lookups),
+                                         lookups=lookups, **link),
         }
         members = {f"{prefix}_{name}": member for prefix, block in self.blocks.items()
                    for name, member in block.signature.members.items()}
@@ -62,12 +66,21 @@ CONFIG = dict(max_words=4, item_bits=20, max_items=3, timeout=256, sources=3, wi
               description=(bytes(range(0, 256, 7)) + b'{"role":"alice"}').hex(), lookups=True)
 
 
+#: The iCEBreaker's options (boards.icebreaker): the counters in iCE40 DSPs (Yosys's
+#: ``SB_MAC16`` model appended), the description in block RAM.
+ICE40_CONFIG = dict(CONFIG, link=dict(counter_bits=16, counter_dsp=True, description_ram=True))
+
+
 @pytest.mark.cocotb
 @pytest.mark.parametrize("simulator", simulators())
-def test_packetizers_cocotb(simulator):
-    params = dict(harness=CONFIG, seed=0x9AC, blocks=60, items=500, frames=80,
+@pytest.mark.parametrize("config", [CONFIG, ICE40_CONFIG], ids=["default", "ice40"])
+def test_packetizers_cocotb(simulator, config):
+    params = dict(harness=config, seed=0x9AC, blocks=60, items=500, frames=80,
                   alarm_cycles=3000, requests=60)
-    result = run_cocotb(PacketizerHarness(**CONFIG), toplevel="packetizer_harness",
-                        test_module="timebin.sim.cocotb.tb_packetizers", params=params,
-                        simulator=simulator, timeout_s=600)
+    text, _ = write_verilog(PacketizerHarness(**config), "packetizer_harness")
+    if config.get("link", {}).get("counter_dsp"):
+        text += ice40_cell_model("SB_MAC16")
+    result = run_cocotb_verilog(text, toplevel="packetizer_harness",
+                                test_module="timebin.sim.cocotb.tb_packetizers",
+                                params=params, simulator=simulator, timeout_s=600)
     assert result.tests == 5

@@ -35,10 +35,13 @@ DESCRIPTION = bytes(range(0, 256, 7)) + b'{"role":"alice"}'
 # (seed, lookups, bus): the bus answered by a bank model or by noise.
 CASES = [(71, True, "bank"), (72, True, "noise"), (73, False, "bank")]
 REQUESTS = 90
+#: The iCEBreaker's controller (boards.icebreaker): the description in block RAM, narrow
+#: counters (2 bits here, so that they saturate).
+SMALL = {"description_ram": True, "counter_bits": 2}
 
 
 @functools.cache
-def controller_run(seed, lookups, bus):
+def controller_run(seed, lookups, bus, small=False):
     rng = random.Random(seed)
     regs = bench_register_map()
     requests = controller_requests(rng, REQUESTS, regs, long_rate=0.01)
@@ -47,10 +50,24 @@ def controller_run(seed, lookups, bus):
     requests.insert(REQUESTS // 3, (FrameType.REG_WRITE_REQ, bytes(6 * 40)))
     bench = LinkControllerBench(requests, seed, lookups=lookups,
                                 register_map=regs if bus == "bank" else None)
-    dut = LinkController(description=DESCRIPTION, lookups=lookups)
-    model = LinkControllerModel(description=DESCRIPTION, lookups=lookups)
+    options = SMALL if small else {}
+    dut = LinkController(description=DESCRIPTION, lookups=lookups, **options)
+    model = LinkControllerModel(description=DESCRIPTION, lookups=lookups, **options)
     rec_in, rec_out = run_bench(dut, bench, model, 60_000)
     return requests, bench, rec_in, rec_out
+
+
+def test_small_controller_matches_model():
+    """The iCEBreaker's options: the description read from block RAM a cycle ahead gives
+    the same bytes in the same cycles (as the model, which has no such option), and 2-bit
+    counters stick at 3."""
+    requests, bench, rec_in, rec_out = controller_run(74, True, "bank", small=True)
+    model = LinkControllerModel(description=DESCRIPTION, lookups=True, **SMALL)
+    compare_cycles(rec_out, model.run(rec_in), what="LinkController")
+    assert bench.done and model.events["describe"] >= 2
+    want = expected_responses(requests, bench.answers, DESCRIPTION, lookups=True)
+    assert bench.delivered() == want
+    assert set(rec_out["requests"]) == set(rec_out["bad_requests"]) == {0, 1, 2, 3}
 
 
 @pytest.mark.parametrize(("seed", "lookups", "bus"), CASES)

@@ -16,7 +16,7 @@ from timebin.gateware.frames import (
     encode_frame,
     header_check,
 )
-from timebin.gateware.link.framer import HEADER_QUEUE_DEPTH, Deframer, Framer
+from timebin.gateware.link.framer import COUNTER_BITS, HEADER_QUEUE_DEPTH, Deframer, Framer
 from timebin.gateware.link.uart import MAX_DIVISOR, UARTRx, UARTTx
 from timebin.host.frames import FrameDecoder
 from timebin.sim.amaranth_helpers import port_signal, simulate, stream_get, stream_put
@@ -542,21 +542,21 @@ LINK_MASKS = {"bytes__payload": "bytes__valid", "header__payload": "header__vali
 
 
 
-def run_uart_pair(divisor, data, n, seed):
+def run_uart_pair(divisor, data, n, seed, counter_bits=32):
     """A :class:`UARTTx` whose line reaches a :class:`UARTRx` through random line faults,
     for ``n`` cycles: the bytes ``data`` offered with random gaps, ``ready`` of the receiver
     random with stalls. Returns ``(inputs, outputs)`` of both, per cycle."""
     rng = random.Random(seed)
     top = Module()
     tx = top.submodules.tx = UARTTx(divisor=divisor)
-    rx = top.submodules.rx = UARTRx(divisor=divisor)
+    rx = top.submodules.rx = UARTRx(divisor=divisor, counter_bits=counter_bits)
     source = StreamSource(data, rng, gap_rate=0.02)
     ready = ready_pattern(rng, n, 0.6, stall_rate=0.002, stall_cycles=(2 * divisor,
                                                                        30 * divisor))
     faults = line_faults(rng, n, divisor)
     rec = {name: [] for name in ("valid", "payload", "tx", "ready", "rx", "rx_ready")}
     rx_outputs = {name: getattr(rx, name) for name in (
-        "framing_errors", "framing_error", "overruns", "overrun")}
+        "framing_errors", "framing_error", "overruns", "overrun", "errors")}
     rx_outputs.update(valid=rx.data.valid, payload=rx.data.payload)
     got = {name: [] for name in rx_outputs}
 
@@ -582,20 +582,25 @@ def run_uart_pair(divisor, data, n, seed):
     return rec, got, faults
 
 
-@pytest.mark.parametrize(("divisor", "seed"), [(4, 11), (7, 12)])
-def test_uart_models_match_rtl(divisor, seed):
+@pytest.mark.parametrize(("divisor", "seed", "counter_bits"), [(4, 11, 32), (7, 12, 32),
+                                                               (4, 13, 2)])
+def test_uart_models_match_rtl(divisor, seed, counter_bits):
     """The line of :class:`UARTTxModel` and every output of :class:`UARTRxModel` on the
-    faulty line, every cycle: glitches, corrupted bits, framing errors, breaks, overruns."""
+    faulty line, every cycle: glitches, corrupted bits, framing errors, breaks, overruns;
+    with narrow counters (a small FPGA's: 2 bits here), which stick at 3."""
     rng = random.Random(seed)
     n = 30_000 if divisor == 4 else 25_000
     data = [rng.getrandbits(8) for _ in range(n // (10 * divisor))]
-    rec, got, faults = run_uart_pair(divisor, data, n, seed)
+    rec, got, faults = run_uart_pair(divisor, data, n, seed, counter_bits)
     tx_model = UARTTxModel(divisor=divisor)
     compare_cycles({"tx": rec["tx"], "ready": rec["ready"]},
                    tx_model.run(rec["valid"], rec["payload"]), what="UARTTx")
-    rx_model = UARTRxModel(divisor=divisor)
+    rx_model = UARTRxModel(divisor=divisor, counter_bits=counter_bits)
     want = rx_model.run(rec["rx"], rec["rx_ready"])
     compare_cycles(got, want, masks=UART_MASKS, what="UARTRx")
+    if counter_bits < 32:
+        assert want["errors"][-1] == want["framing_errors"][-1] == 3
+        assert set(want["errors"]) == {0, 1, 2, 3}
     # The model's line is the one the receiver saw, faults aside.
     assert [apply_line_faults(t, f) for t, f in zip(rec["tx"], faults, strict=True)] \
         == rec["rx"]
@@ -645,12 +650,16 @@ def test_framer_model_timing():
     assert frame_bytes(FrameType.ALARM, 9, b"xy") == encode_frame(FrameType.ALARM, 9, b"xy")
 
 
-def run_link_bench(bench, n, *, max_payload, timeout):
+def run_link_bench(bench, n, *, max_payload, timeout, counter_bits=COUNTER_BITS,
+                   queue_depth=HEADER_QUEUE_DEPTH, crc_ram=False):
     """Drive a :class:`Framer` and a :class:`Deframer` from ``bench`` for ``n`` cycles;
     return the inputs and outputs of each, per cycle."""
     top = Module()
-    blocks = {"framer": Framer(max_payload=max_payload),
-              "deframer": Deframer(max_payload=max_payload, timeout=timeout)}
+    blocks = {"framer": Framer(max_payload=max_payload, counter_bits=counter_bits,
+                               crc_ram=crc_ram),
+              "deframer": Deframer(max_payload=max_payload, timeout=timeout,
+                                   counter_bits=counter_bits, queue_depth=queue_depth,
+                                   crc_ram=crc_ram)}
     models = {"framer": FramerModel, "deframer": DeframerModel}
     top.submodules.framer, top.submodules.deframer = blocks["framer"], blocks["deframer"]
     ins = {block: {name: port_signal(blocks[block], name) for name in models[block].INPUTS}
@@ -679,12 +688,22 @@ def run_link_bench(bench, n, *, max_payload, timeout):
     return rec_in, rec_out
 
 
-@pytest.mark.parametrize(("seed", "timeout"), [(21, None), (22, 48)])
-def test_link_models_match_rtl(seed, timeout):
+# The iCEBreaker's link (boards.icebreaker): narrow counters (3 bits here, so that they
+# saturate), a short header queue, the CRC-32 from block RAM.
+_SMALL_LINK = {"counter_bits": 3, "queue_depth": 2, "crc_ram": True}
+
+
+@pytest.mark.parametrize(("seed", "timeout", "options"), [
+    (21, None, {}), (22, 48, {}), (23, None, _SMALL_LINK),
+    (24, 48, {"counter_bits": 1, "queue_depth": 1, "crc_ram": True}),
+])
+def test_link_models_match_rtl(seed, timeout, options):
     """Framer -> faulty channel (flipped bits, lost bytes, cut frames, garbage, silences) ->
     Deframer, random gaps and back-pressure: every output of both, every cycle, as the
     models; the deframer model's frames as :func:`deframe` finds them in its bytes; and only
-    frames the framer sent come out."""
+    frames the framer sent come out. With ``options`` (a small FPGA's), the same with
+    narrow counters that saturate, a shorter header queue and the CRC-32 from a table in
+    block RAM."""
     max_payload, n = 24, 9000
     rng = random.Random(seed)
     frames = random_frames(rng, 140, max_payload)
@@ -692,20 +711,30 @@ def test_link_models_match_rtl(seed, timeout):
               "silence": 0.002 if timeout else 0.0}
     bench = LinkBench(frames, seed, faults=faults, stall_rate=0.01,
                        silence_cycles=(timeout or 0) + 20)
-    rec_in, rec_out = run_link_bench(bench, n, max_payload=max_payload, timeout=timeout)
-    framer = FramerModel(max_payload=max_payload)
+    rec_in, rec_out = run_link_bench(bench, n, max_payload=max_payload, timeout=timeout,
+                                     **options)
+    counter_bits = options.get("counter_bits", COUNTER_BITS)
+    framer = FramerModel(max_payload=max_payload, counter_bits=counter_bits)
     compare_cycles(rec_out["framer"], framer.run(rec_in["framer"]), masks=LINK_MASKS,
                    what="Framer")
-    deframer = DeframerModel(max_payload=max_payload, timeout=timeout)
+    deframer = DeframerModel(max_payload=max_payload, timeout=timeout,
+                             counter_bits=counter_bits,
+                             queue_depth=options.get("queue_depth", HEADER_QUEUE_DEPTH))
     want = deframer.run(rec_in["deframer"])
     compare_cycles(rec_out["deframer"], want, masks=LINK_MASKS, what="Deframer")
     assert bench.done and bytes(deframer.taken) == bytes(bench.channel.fed)
     counts = {name: want[name][-1] for name in COUNTERS}
+    top = (1 << counter_bits) - 1
+    if counter_bits < COUNTER_BITS:
+        # A narrow counter sticks at its own maximum.
+        assert max(max(want[name]) for name in COUNTERS) == top
+        assert want["frames"][-1] == top and framer.frames == top
     if timeout is None:
         found, counters = deframe(deframer.taken, max_payload)
-        assert deframer.delivered == found and counts == counters
+        assert deframer.delivered == found
+        assert counts == {name: min(value, top) for name, value in counters.items()}
     else:
-        assert counts["truncated"] >= 2
+        assert counts["truncated"] >= min(2, top)
     # What the reader took is what was queued, and every frame is one the framer sent.
     got = bench.delivered()
     assert got == deframer.delivered[:len(got)] and len(got) >= len(deframer.delivered) - 4

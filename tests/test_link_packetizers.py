@@ -255,6 +255,17 @@ def test_counters_saturate():
     assert rec_out["reports"][-1] == top
 
 
+def test_alarm_reporter_narrow_counter():
+    """With ``counter_bits`` (the iCEBreaker's option; 2 here) the reports counter sticks at
+    3, in the block and in its model."""
+    rec_in, rec_out = run_bench(AlarmReporter(4, counter_bits=2),
+                                AlarmBench(4, 74, active_cycles=400),
+                                AlarmReporterModel(4, counter_bits=2), 5000)
+    model = AlarmReporterModel(4, counter_bits=2)
+    compare_cycles(rec_out, model.run(rec_in), what="AlarmReporter")
+    assert set(rec_out["reports"]) == {0, 1, 2, 3}
+
+
 # --- the comparisons catch a model off in one detail -----------------------------------------
 
 class UnbufferedFIFOModel(SyncFIFOBufferedModel):

@@ -28,7 +28,7 @@ from ..protocol import (
 )
 from ..records import HEADER_WORDS, INDEX_BITS
 from ..regbank import RegisterBusSignature
-from .framer import COUNTER_BITS, FrameHeader, FrameStart
+from .framer import COUNTER_BITS, EventCounters, FrameHeader, FrameStart, check_counters
 
 __all__ = ["BUS_ADDRESS_BITS", "CLOSED_FRAMES", "LinkController", "FrameMux", "FrameGatherer",
            "DetectionPacketizer", "AlarmReporter", "ItemPacketizer"]
@@ -43,6 +43,8 @@ CLOSED_FRAMES = 4
 
 _READ, _WRITE, _LOOKUP = (FrameType.REG_READ_REQ, FrameType.REG_WRITE_REQ,
                           FrameType.SYMBOL_LOOKUP_REQ)
+_RESPONSE_BIT = 0x80
+assert all(response == request | _RESPONSE_BIT for request, response in RESPONSE_OF.items())
 _ITEM_IN_MAX = max(size for size, _ in ITEM_BYTES.values())
 _ITEM_OUT_MAX = max(size for _, size in ITEM_BYTES.values())
 
@@ -80,6 +82,17 @@ class LinkController(wiring.Component):
     lookups : bool
         Whether the board has a symbol memory (Alice): then ``lookup`` and ``result`` exist;
         otherwise a lookup request is refused.
+    counter_bits : int
+        Width of the counters behind ``requests`` and ``bad_requests``
+        (:func:`~timebin.gateware.link.framer.count_events`).
+    description_ram : bool
+        Read the description from a block RAM (a synchronous read port addressed with the
+        next byte's address) instead of logic (an asynchronous read): the same bytes in the
+        same cycles, for a small FPGA where a few hundred bytes of ROM in LUTs cost more
+        than one of its block RAMs.
+    counter_dsp : bool
+        The counters in an iCE40 DSP
+        (:class:`~timebin.gateware.link.framer.EventCounters`).
 
     Members
     -------
@@ -99,15 +112,22 @@ class LinkController(wiring.Component):
     """
 
     @refuses_quietly
-    def __init__(self, *, description, lookups=False):
+    def __init__(self, *, description, lookups=False, counter_bits=COUNTER_BITS,
+                 description_ram=False, counter_dsp=False):
         if not isinstance(description, (bytes, bytearray)):
             raise TypeError(f"Board description must be bytes, not {description!r}")
         check_int("Board description length", len(description), minimum=1,
                   maximum=MAX_PAYLOAD)
         if not isinstance(lookups, bool):
             raise TypeError(f"lookups must be a bool, not {lookups!r}")
+        check_counters(counter_bits, counter_dsp)
+        if not isinstance(description_ram, bool):
+            raise TypeError(f"description_ram must be a bool, not {description_ram!r}")
         self.description = bytes(description)
         self.lookups = lookups
+        self.counter_bits = counter_bits
+        self.counter_dsp = counter_dsp
+        self.description_ram = description_ram
         members = {
             "header": In(stream.Signature(FrameHeader)),
             "payload": In(stream.Signature(8)),
@@ -137,18 +157,29 @@ class LinkController(wiring.Component):
         count = Signal(length_shape)            # bytes left to collect / emit / drain
         out_bytes = Signal(range(_ITEM_OUT_MAX + 1))
         in_bytes = Signal(range(_ITEM_IN_MAX + 1))
-        reply = Signal(8)                       # response type of the request
+        # The response type of the request: every response type is its request's with bit 7
+        # set (protocol), so it needs no register of its own.
+        reply = kind | _RESPONSE_BIT
         reply_length = Signal(length_shape)
         answer = Signal()                       # a refused request is answered empty
         remainder = Signal(range(_ITEM_IN_MAX))  # of the length divided by the item size
         step = Signal(range(len(items)))        # quotient bits left to find, less one
         frame_fits = Signal()                   # the length is not 0, its answers fit a frame
 
+        counters = EventCounters(m, self.counter_bits, dsp=self.counter_dsp)
         rom = Memory(shape=8, depth=len(self.description), init=self.description)
         m.submodules.rom = rom
-        rom_read = rom.read_port(domain="comb")
         rom_address = Signal(range(len(self.description) + 1))
-        m.d.comb += rom_read.addr.eq(rom_address)
+        rom_next = Signal.like(rom_address)     # ``rom_address`` of the next cycle
+        m.d.comb += rom_next.eq(rom_address)
+        m.d.sync += rom_address.eq(rom_next)
+        if self.description_ram:
+            # Addressed a cycle ahead, the registered read shows ``rom[rom_address]``.
+            rom_read = rom.read_port()
+            m.d.comb += rom_read.addr.eq(rom_next)
+        else:
+            rom_read = rom.read_port(domain="comb")
+            m.d.comb += rom_read.addr.eq(rom_address)
 
         in_size = {t: size for t, (size, _) in ITEM_BYTES.items()}
         out_size = {t: size for t, (_, size) in ITEM_BYTES.items()}
@@ -161,7 +192,7 @@ class LinkController(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += header.ready.eq(1)
                 with m.If(header.valid):
-                    count_saturating(m, self.requests, 1)
+                    counters.count(self.requests, 1)
                     length = header.payload.length
                     m.d.sync += [kind.eq(header.payload.type), count.eq(length),
                                  answer.eq(0)]
@@ -170,16 +201,14 @@ class LinkController(wiring.Component):
                             with m.Case(request):
                                 # The item count and the checks take the next cycles: a
                                 # divide in one cycle would be the board's critical path.
-                                m.d.sync += [reply.eq(RESPONSE_OF[request]),
-                                             in_bytes.eq(in_size[request]),
+                                m.d.sync += [in_bytes.eq(in_size[request]),
                                              out_bytes.eq(out_size[request]),
                                              items.eq(length), remainder.eq(0),
                                              reply_length.eq(0), step.eq(len(items) - 1)]
                                 m.next = "DIVIDE"
                         with m.Case(FrameType.DESCRIBE_REQ):
-                            m.d.sync += [reply.eq(FrameType.DESCRIBE_RESP),
-                                         reply_length.eq(len(self.description)),
-                                         rom_address.eq(0)]
+                            m.d.sync += [reply_length.eq(len(self.description))]
+                            m.d.comb += rom_next.eq(0)
                             with m.If(length == 0):
                                 m.next = "START"
                             with m.Else():
@@ -187,8 +216,7 @@ class LinkController(wiring.Component):
                                 m.next = "DRAIN"
                         if not self.lookups:
                             with m.Case(_LOOKUP):
-                                m.d.sync += [reply.eq(FrameType.SYMBOL_LOOKUP_RESP),
-                                             answer.eq(1), reply_length.eq(0)]
+                                m.d.sync += [answer.eq(1), reply_length.eq(0)]
                                 m.next = "DRAIN"
                         with m.Default():
                             m.next = "DRAIN"
@@ -228,7 +256,7 @@ class LinkController(wiring.Component):
                 with m.If(payload.valid & (count != 0)):
                     m.d.sync += count.eq(count - 1)
                 with m.If((count == 0) | ((count == 1) & payload.valid)):
-                    count_saturating(m, self.bad_requests, 1)
+                    counters.count(self.bad_requests, 1)
                     with m.If(answer):
                         m.next = "START"
                     with m.Else():
@@ -249,7 +277,7 @@ class LinkController(wiring.Component):
             with m.State("DESCRIBE"):
                 m.d.comb += [response.valid.eq(1), response.payload.eq(rom_read.data)]
                 with m.If(response.ready):
-                    m.d.sync += rom_address.eq(rom_address + 1)
+                    m.d.comb += rom_next.eq(rom_address + 1)
                     with m.If(rom_address == len(self.description) - 1):
                         m.next = "IDLE"
 
@@ -313,6 +341,7 @@ class LinkController(wiring.Component):
                             m.next = "IDLE"
                         with m.Else():
                             m.next = "COLLECT"
+        counters.finish()
         return m
 
 
@@ -609,12 +638,17 @@ class AlarmReporter(wiring.Component):
     start : Out(stream.Signature(FrameStart))
     payload : Out(stream.Signature(8))
     reports : Out(32)
+        Counted in ``counter_bits`` bits, in a DSP with ``counter_dsp``
+        (:class:`~timebin.gateware.link.framer.EventCounters`).
     """
 
     @refuses_quietly
-    def __init__(self, width):
+    def __init__(self, width, *, counter_bits=COUNTER_BITS, counter_dsp=False):
         check_int("Alarm width", width, minimum=1, maximum=8 * ALARM_BYTES)
+        check_counters(counter_bits, counter_dsp)
         self.width = width
+        self.counter_bits = counter_bits
+        self.counter_dsp = counter_dsp
         super().__init__({
             "alarms": In(width),
             "start": Out(stream.Signature(FrameStart)),
@@ -630,6 +664,7 @@ class AlarmReporter(wiring.Component):
         byte = Signal(range(ALARM_BYTES))
         rose = (self.alarms & ~previous).any()
         m.d.sync += previous.eq(self.alarms)
+        counters = EventCounters(m, self.counter_bits, dsp=self.counter_dsp)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(rose):
@@ -638,7 +673,7 @@ class AlarmReporter(wiring.Component):
                              self.start.payload.type.eq(FrameType.ALARM),
                              self.start.payload.length.eq(ALARM_BYTES)]
                 with m.If(self.start.valid & self.start.ready):
-                    count_saturating(m, self.reports, 1)
+                    counters.count(self.reports, 1)
                     m.d.sync += [mask.eq(self.alarms), byte.eq(0), pending.eq(rose)]
                     m.next = "SEND"
             with m.State("SEND"):
@@ -650,6 +685,7 @@ class AlarmReporter(wiring.Component):
                     m.d.sync += byte.eq(byte + 1)
                     with m.If(byte == ALARM_BYTES - 1):
                         m.next = "IDLE"
+        counters.finish()
         return m
 
 

@@ -10,7 +10,15 @@ widths, the sync word and the CRC parameters are imported.
 
 import functools
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import (
+    Cat,
+    Const,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+    unsigned,
+)
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -32,9 +40,12 @@ from ..frames import (
     TRAILER_BYTES,
     header_check_bitwise,
 )
+from .dsp import accumulator_dsp
 
 __all__ = ["FrameStart", "FrameHeader", "COUNTER_BITS", "HEADER_QUEUE_DEPTH",
-           "check_max_payload", "check_timeout", "Framer", "Deframer"]
+           "check_max_payload", "check_timeout", "check_counter_bits", "check_queue_depth",
+           "check_crc_ram", "check_counters", "DSP_COUNTER_BITS",
+           "count_events", "EventCounters", "Framer", "Deframer"]
 
 _FIELD_BYTES = dict(HEADER_FIELDS)
 # The fields the header check covers: those between the sync word and the check, in order.
@@ -51,7 +62,7 @@ FrameStart = data.StructLayout({name: 8 * _FIELD_BYTES[name] for name in ("type"
 #: payload length in bytes.
 FrameHeader = data.StructLayout({name: 8 * _FIELD_BYTES[name] for name in _CHECKED})
 
-#: Width of the saturating counters.
+#: Width of the saturating counters (their ports and registers).
 COUNTER_BITS = 32
 #: Headers of checked frames the deframer holds while their payloads wait to be read.
 HEADER_QUEUE_DEPTH = 4
@@ -60,6 +71,122 @@ HEADER_QUEUE_DEPTH = 4
 def check_max_payload(max_payload):
     """Check a framer's or deframer's ``max_payload``, ``1 .. MAX_PAYLOAD``."""
     check_int("Largest payload", max_payload, minimum=1, maximum=MAX_PAYLOAD)
+
+
+def check_counter_bits(counter_bits):
+    """Check the width of a link block's counters, ``1 .. COUNTER_BITS``."""
+    check_int("Link counter width", counter_bits, minimum=1, maximum=COUNTER_BITS)
+
+
+def check_queue_depth(queue_depth):
+    """Check a deframer's ``queue_depth``, ``1 .. HEADER_QUEUE_DEPTH``."""
+    check_int("Deframer header queue depth", queue_depth, minimum=1,
+              maximum=HEADER_QUEUE_DEPTH)
+
+
+def check_crc_ram(crc_ram):
+    """Check a framer's or deframer's ``crc_ram``, a bool."""
+    if not isinstance(crc_ram, bool):
+        raise TypeError(f"crc_ram must be a bool, not {crc_ram!r}")
+
+
+def count_events(m, port, condition, counter_bits):
+    """Add to ``m``: ``port`` (``COUNTER_BITS`` wide) counts the cycles where ``condition``
+    holds, saturating, in a counter of ``counter_bits`` bits.
+
+    With ``counter_bits == len(port)`` this is :func:`count_saturating` on the port. A
+    narrower counter (a small FPGA's) sticks at its own maximum ``2**counter_bits - 1``,
+    which the port shows zero-extended: the host, which reads ``counter_bits`` in the board's
+    description, takes that value as "at least", as it takes all ones of a full-width
+    counter. (Showing all ones instead would put the "full" flag on every upper bit of the
+    register bank's read multiplexer.) Call it outside any ``m.If`` or FSM state (it wires
+    the port), or use :class:`EventCounters`."""
+    if counter_bits == len(port):
+        count_saturating(m, port, condition)
+        return
+    counter = Signal(counter_bits, name=f"{port.name}_narrow")
+    count_saturating(m, counter, condition)
+    _show_narrow(m, port, counter)
+
+
+def _show_narrow(m, port, counter):
+    m.d.comb += port.eq(counter)
+
+
+#: Widest counter an iCE40 DSP (``SB_MAC16``) half holds: :class:`EventCounters`.
+DSP_COUNTER_BITS = 16
+
+
+def check_counters(counter_bits, counter_dsp):
+    """Check a link block's ``counter_bits`` (``1 .. COUNTER_BITS``) and ``counter_dsp`` (a
+    bool; then at most ``DSP_COUNTER_BITS``)."""
+    check_counter_bits(counter_bits)
+    if not isinstance(counter_dsp, bool):
+        raise TypeError(f"counter_dsp must be a bool, not {counter_dsp!r}")
+    if counter_dsp and counter_bits > DSP_COUNTER_BITS:
+        raise ValueError(f"A DSP counter holds at most {DSP_COUNTER_BITS} bits, not "
+                         f"{counter_bits}")
+
+
+class EventCounters:
+    """The saturating counters of a block, as :func:`count_events` makes them, or (``dsp``)
+    two to an iCE40 ``SB_MAC16`` in its two independent 16-bit accumulators, so that a
+    counter takes no logic cell but its "full" compare: the same port values in the same
+    cycles.
+
+    Each half of an :func:`~timebin.gateware.link.dsp.accumulator_dsp` adds one unless held,
+    and loads 0 on the domain's reset, as a logic-cell counter resets.
+
+    Call :meth:`count` where :func:`count_events` would be called (inside the same
+    ``m.If``/FSM contexts), then :meth:`finish` once. ``dsp`` needs ``counter_bits <=
+    DSP_COUNTER_BITS`` and an iCE40 (or a simulator with the ``SB_MAC16`` model: the
+    Amaranth simulator has none).
+    """
+
+    def __init__(self, m, counter_bits, *, dsp=False):
+        check_counters(counter_bits, dsp)
+        self.m = m
+        self.counter_bits = counter_bits
+        self.dsp = dsp
+        self._wired = []
+        self._queued = []
+
+    def count(self, port, condition):
+        """Count the cycles where ``condition`` holds (in the current context) in ``port``."""
+        m, bits = self.m, self.counter_bits
+        if bits == len(port):
+            count_saturating(m, port, condition)
+        elif not self.dsp:
+            counter = Signal(bits, name=f"{port.name}_narrow")
+            count_saturating(m, counter, condition)
+            self._wired.append((port, counter))
+        else:
+            event = Signal(name=f"{port.name}_event")
+            m.d.comb += event.eq(condition)
+            self._queued.append((port, event))
+
+    def finish(self):
+        """Wire the ports of narrow counters and add the DSPs of the queued ones: outside
+        any ``m.If`` or FSM state."""
+        m, bits = self.m, self.counter_bits
+        wired, self._wired = self._wired, []
+        for port, counter in wired:
+            _show_narrow(m, port, counter)
+        queued, self._queued = self._queued, []
+        for k in range(0, len(queued), 2):
+            pair = queued[k:k + 2]
+            out = Signal(32, name=f"{pair[0][0].name}_dsp")
+            holds = []
+            for port, event in pair:
+                value = out[16 * len(holds):][:bits]
+                full = value == (1 << bits) - 1
+                hold = Signal(name=f"{port.name}_hold")
+                m.d.comb += [hold.eq(~(event & ~full)), port.eq(value)]
+                holds.append(hold)
+            if len(holds) == 1:
+                holds.append(Const(1))          # the unused top half stays 0
+            accumulator_dsp(m, f"{pair[0][0].name}_dsp", out, hold=tuple(holds),
+                            load=ResetSignal())
 
 
 def check_timeout(timeout):
@@ -107,6 +234,57 @@ def _crc32_step(register, byte):
     return _apply_rows(_CRC32_ROWS, Cat(register, byte))
 
 
+# --- the CRC-32 from a table in block RAM ------------------------------------------------
+# The register after a byte is (register >> 8) ^ TABLE[(register ^ byte) & 0xFF] (the
+# table-driven CRC of Sarwate, CACM 31(8), 1988), with TABLE[i] the register 0 after byte i.
+_CRC32_TABLE = tuple(_crc32_register_step(0, i) for i in range(256))
+assert all(_crc32_register_step(r, b) == (r >> 8) ^ _CRC32_TABLE[(r ^ b) & 0xFF]
+           for r in (0, 1, 0x8000_0000, 0xDEAD_BEEF, CRC32_INIT) for b in (0, 1, 0x80, 0xA5))
+assert _CRC32_TABLE[0] == 0
+# The top bytes of the entries are a permutation of 0..255, so a byte's step lands on a given
+# register value for exactly one table index.
+assert sorted(entry >> 24 for entry in _CRC32_TABLE) == list(range(256))
+
+
+class _TableCRC32:
+    """A CRC-32 register kept as ``rest ^ entry``: ``rest`` a register, ``entry`` the
+    synchronous read of the table (a 256 x 32 block RAM), so that the table is read a cycle
+    after its index is known and no XOR network is needed. :attr:`value` is the register's
+    value in every cycle exactly as a plain register stepped with :func:`_crc32_step`:
+    drive :attr:`step` (with :attr:`byte`) to step it, :attr:`load` to set it to
+    ``preset`` (``load`` wins), neither to hold it."""
+
+    def __init__(self, m, name, preset):
+        table = Memory(shape=32, depth=256, init=_CRC32_TABLE)
+        m.submodules[f"{name}_table"] = table
+        read = table.read_port()
+        # ``rest`` is the preset after a load, and a 24-bit value after a step: its top byte
+        # is one bit of state.
+        rest = Signal(24, name=f"{name}_rest", init=preset & 0xFF_FFFF)
+        loaded = Signal(name=f"{name}_loaded", init=1)
+        self.step = Signal(name=f"{name}_step")
+        self.load = Signal(name=f"{name}_load")
+        self.byte = Signal(8, name=f"{name}_byte")
+        self.value = Signal(32, name=f"{name}_value")
+        m.d.comb += [
+            self.value.eq(Cat(rest, Mux(loaded, preset >> 24, 0)) ^ read.data),
+            # Entry 0 is 0: a preset loads ``rest`` alone.
+            read.addr.eq(Mux(self.load, 0, (self.value ^ self.byte)[:8])),
+            read.en.eq(self.step | self.load),
+        ]
+        with m.If(self.load):
+            m.d.sync += [rest.eq(preset & 0xFF_FFFF), loaded.eq(1)]
+        with m.Elif(self.step):
+            m.d.sync += [rest.eq(self.value[8:]), loaded.eq(0)]
+
+    def steps_to(self, target):
+        """Whether stepping the register with :attr:`byte` gives ``target``: a compare on
+        the register and the byte (the table's entry comes a cycle late)."""
+        index = next(i for i, entry in enumerate(_CRC32_TABLE) if entry >> 24 == target >> 24)
+        rest = (target ^ _CRC32_TABLE[index]) & 0xFF_FFFF
+        return (self.value[8:] == rest) & ((self.value[:8] ^ self.byte) == index)
+
+
 def _header_check(fields):
     """The header check byte of ``fields``: the checked header bytes, first byte lowest."""
     return _apply_rows(_HEADER_CHECK_ROWS, fields) ^ HEADER_CHECK_XOROUT
@@ -142,6 +320,13 @@ class Framer(wiring.Component):
     ----------
     max_payload : int
         Longest payload the framer sends, 1 .. ``MAX_PAYLOAD``.
+    counter_bits : int
+        Width of the counters behind ``frames`` and ``oversize`` (see :func:`count_events`).
+    crc_ram : bool
+        Compute the CRC-32 from a table in a block RAM (256 x 32 bits) instead of an XOR
+        network: the same bytes in the same cycles, for a small FPGA.
+    counter_dsp : bool
+        The counters in iCE40 DSPs (:class:`EventCounters`; ``counter_bits`` at most 16).
 
     Members
     -------
@@ -160,9 +345,15 @@ class Framer(wiring.Component):
     """
 
     @refuses_quietly
-    def __init__(self, *, max_payload=MAX_PAYLOAD):
+    def __init__(self, *, max_payload=MAX_PAYLOAD, counter_bits=COUNTER_BITS, crc_ram=False,
+                 counter_dsp=False):
         check_max_payload(max_payload)
+        check_counters(counter_bits, counter_dsp)
+        check_crc_ram(crc_ram)
+        self.counter_dsp = counter_dsp
         self.max_payload = max_payload
+        self.counter_bits = counter_bits
+        self.crc_ram = crc_ram
         super().__init__({
             "start": In(stream.Signature(FrameStart)),
             "payload": In(stream.Signature(8)),
@@ -175,12 +366,17 @@ class Framer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         start, payload, out = self.start, self.payload, self.bytes
+        # Payload bytes left to send (or drop); while the header is sent, the frame's length.
+        remaining = Signal(FrameStart["length"].shape)
         header = {"type": Signal(FrameStart["type"].shape, name="type"),
                   "seq": self.seq,
-                  "length": Signal(FrameStart["length"].shape, name="length")}
-        remaining = Signal.like(header["length"])
+                  "length": remaining}
         position = Signal(range(max(HEADER_BYTES, TRAILER_BYTES)))
-        crc = Signal(32, init=CRC32_INIT)
+        if self.crc_ram:
+            table_crc = _TableCRC32(m, "crc", CRC32_INIT)
+            crc = table_crc.value
+        else:
+            crc = Signal(32, init=CRC32_INIT)
         load = ~out.valid | out.ready
         refused = Signal()
         sent = Signal()
@@ -198,7 +394,11 @@ class Framer(wiring.Component):
         trailer_byte = (crc ^ CRC32_XOROUT).word_select(position[:2], 8)
 
         def send(value):
-            m.d.sync += [out.valid.eq(1), out.payload.eq(value), crc.eq(_crc32_step(crc, value))]
+            m.d.sync += [out.valid.eq(1), out.payload.eq(value)]
+            if self.crc_ram:
+                m.d.comb += [table_crc.step.eq(1), table_crc.byte.eq(value)]
+            else:
+                m.d.sync += crc.eq(_crc32_step(crc, value))
 
         with m.FSM():
             with m.State("IDLE"):
@@ -209,11 +409,13 @@ class Framer(wiring.Component):
                     length = start.payload.length
                     m.d.sync += [
                         header["type"].eq(start.payload.type),
-                        header["length"].eq(length),
                         remaining.eq(length),
                         position.eq(0),
-                        crc.eq(CRC32_INIT),
                     ]
+                    if self.crc_ram:
+                        m.d.comb += table_crc.load.eq(1)
+                    else:
+                        m.d.sync += crc.eq(CRC32_INIT)
                     with m.If(length > self.max_payload):
                         m.d.comb += refused.eq(1)
                         m.next = "DROP"
@@ -258,8 +460,10 @@ class Framer(wiring.Component):
                     m.d.sync += remaining.eq(remaining - 1)
                     with m.If(remaining == 1):
                         m.next = "IDLE"
-        count_saturating(m, self.frames, sent)
-        count_saturating(m, self.oversize, refused)
+        counters = EventCounters(m, self.counter_bits, dsp=self.counter_dsp)
+        counters.count(self.frames, sent)
+        counters.count(self.oversize, refused)
+        counters.finish()
         return m
 
 
@@ -299,7 +503,7 @@ class Deframer(wiring.Component):
     Buffer and backpressure: the buffer (:attr:`buffer_depth` bytes, the smallest power of
     two holding two frames of ``max_payload``) keeps the bytes from the current candidate
     sync word on, and the payloads of delivered frames until read; up to
-    ``HEADER_QUEUE_DEPTH`` delivered frames wait for ``header`` (with that many waiting, the
+    ``queue_depth`` delivered frames wait for ``header`` (with that many waiting, the
     checker waits before the last byte of the next good frame). ``bytes.ready`` is low
     while the buffer is full (a delivered payload not read, or a candidate frame waiting for
     its bytes fills it): a source that cannot wait, a :class:`UARTRx`, then counts overruns.
@@ -315,6 +519,14 @@ class Deframer(wiring.Component):
     timeout : int or None
         Cycles without a byte after which a frame whose header passed is given up, or
         ``None``.
+    counter_bits : int
+        Width of the counters (see :func:`count_events`).
+    queue_depth : int
+        Delivered frames the header queue holds, 1 .. ``HEADER_QUEUE_DEPTH`` (the default).
+    crc_ram : bool
+        As :class:`Framer`'s: the same decisions in the same cycles.
+    counter_dsp : bool
+        As :class:`Framer`'s.
 
     Members
     -------
@@ -329,11 +541,19 @@ class Deframer(wiring.Component):
     """
 
     @refuses_quietly
-    def __init__(self, *, max_payload=64, timeout=None):
+    def __init__(self, *, max_payload=64, timeout=None, counter_bits=COUNTER_BITS,
+                 queue_depth=HEADER_QUEUE_DEPTH, crc_ram=False, counter_dsp=False):
         check_max_payload(max_payload)
         check_timeout(timeout)
+        check_counters(counter_bits, counter_dsp)
+        self.counter_dsp = counter_dsp
+        check_queue_depth(queue_depth)
+        check_crc_ram(crc_ram)
+        self.crc_ram = crc_ram
         self.max_payload = max_payload
         self.timeout = timeout
+        self.counter_bits = counter_bits
+        self.queue_depth = queue_depth
         #: Bytes the buffer holds.
         self.buffer_depth = 1 << ceil_log2(2 * (max_payload + OVERHEAD_BYTES))
         super().__init__({
@@ -366,7 +586,7 @@ class Deframer(wiring.Component):
             "length": bits_for(self.max_payload),
             "start": position,
         })
-        m.submodules.queue = queue = fifo.SyncFIFO(width=entry.size, depth=HEADER_QUEUE_DEPTH)
+        m.submodules.queue = queue = fifo.SyncFIFO(width=entry.size, depth=self.queue_depth)
         head = Signal(entry)
         m.d.comb += head.eq(queue.r_data)
 
@@ -409,10 +629,22 @@ class Deframer(wiring.Component):
         with m.If(rewinding):
             m.d.sync += base.eq(base + 1)
 
-        crc = Signal(32)
-        crc_next = _crc32_step(crc, byte)
-        with m.If(consume):
-            m.d.sync += crc.eq(crc_next)
+        if self.crc_ram:
+            table_crc = _TableCRC32(m, "crc", _CRC32_AFTER_SYNC)
+            m.d.comb += [table_crc.step.eq(consume), table_crc.byte.eq(byte)]
+            crc_good = table_crc.steps_to(_CRC32_GOOD_REGISTER)
+        else:
+            crc = Signal(32)
+            crc_next = _crc32_step(crc, byte)
+            with m.If(consume):
+                m.d.sync += crc.eq(crc_next)
+            crc_good = crc_next == _CRC32_GOOD_REGISTER
+
+        def crc_after_sync():
+            if self.crc_ram:
+                m.d.comb += table_crc.load.eq(1)
+            else:
+                m.d.sync += crc.eq(_CRC32_AFTER_SYNC)
 
         matched = Signal(range(len(SYNC)))          # sync bytes matched before ``scan``
         match = Signal(range(len(SYNC) + 1))        # ... and with ``byte``
@@ -420,7 +652,7 @@ class Deframer(wiring.Component):
         got = data.View(FrameHeader, fields)
         field = Signal(range(_CHECKED_BYTES + 1))
         trailer = Signal(range(TRAILER_BYTES))
-        count = Signal.like(got.length)
+        count = Signal(range(self.max_payload + 1))     # a length that passed the check
         last_trailer = trailer == TRAILER_BYTES - 1
         bad_header = Signal()
         bad_length = Signal()
@@ -456,7 +688,8 @@ class Deframer(wiring.Component):
                 with m.If(available & ~rewinding):
                     m.d.sync += base.eq(scan + 1 - match)
                     with m.If(match == len(SYNC)):
-                        m.d.sync += [matched.eq(0), field.eq(0), crc.eq(_CRC32_AFTER_SYNC)]
+                        m.d.sync += [matched.eq(0), field.eq(0)]
+                        crc_after_sync()
                         m.next = "HEADER"
                     with m.Else():
                         m.d.sync += matched.eq(match)
@@ -491,7 +724,7 @@ class Deframer(wiring.Component):
                 with m.If(consume):
                     m.d.sync += trailer.eq(trailer + 1)
                     with m.If(last_trailer):
-                        with m.If(crc_next == _CRC32_GOOD_REGISTER):
+                        with m.If(crc_good):
                             m.d.comb += good.eq(1)
                             m.d.sync += base.eq(scan + 1)
                         with m.Else():
@@ -534,9 +767,10 @@ class Deframer(wiring.Component):
         # Delivered payloads lie before the candidate at ``base``, oldest first.
         m.d.comb += tail.eq(Mux(remaining != 0, out_rd, Mux(queue.r_rdy, head.start, base)))
 
-        count_saturating(m, self.frames, good)
-        count_saturating(m, self.header_errors, bad_header)
-        count_saturating(m, self.oversize, bad_length)
-        count_saturating(m, self.crc_errors, bad_crc)
-        count_saturating(m, self.truncated, gave_up)
+        counters = EventCounters(m, self.counter_bits, dsp=self.counter_dsp)
+        for counter, event in ((self.frames, good), (self.header_errors, bad_header),
+                               (self.oversize, bad_length), (self.crc_errors, bad_crc),
+                               (self.truncated, gave_up)):
+            counters.count(counter, event)
+        counters.finish()
         return m

@@ -11,7 +11,8 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import cdc, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_int, count_saturating, refuses_quietly
+from ..common import check_int, refuses_quietly
+from .framer import EventCounters, check_counters, count_events
 
 __all__ = ["MIN_DIVISOR", "MAX_DIVISOR", "ERROR_COUNTER_BITS", "check_divisor",
            "UARTTx", "UARTRx"]
@@ -122,11 +123,20 @@ class UARTRx(wiring.Component):
       taken in that cycle; the previous byte stays and the new one is dropped.
 
     ``framing_error`` and ``overrun`` are high from the cycle after the first such error on.
+    ``errors`` counts both (a character is one or the other, never both), saturating: what a
+    board shows as its link PHY's errors.
 
     Parameters
     ----------
     divisor : int
         Clock cycles per bit, 4 .. 2**20 (the clock frequency over the baud rate).
+    counter_bits : int
+        Width of the counters behind ``framing_errors`` and ``overruns``
+        (:func:`~timebin.gateware.link.framer.count_events`: a narrower one sticks at its
+        own maximum).
+    counter_dsp : bool
+        The ``errors`` counter in an iCE40 DSP
+        (:class:`~timebin.gateware.link.framer.EventCounters`).
 
     Members
     -------
@@ -142,6 +152,8 @@ class UARTRx(wiring.Component):
         Bytes dropped because the previous one was not taken, saturating.
     overrun : Out(1)
         An overrun since reset.
+    errors : Out(32)
+        Framing errors and overruns, saturating.
     """
 
     rx:             In(1, init=1)
@@ -150,11 +162,15 @@ class UARTRx(wiring.Component):
     framing_error:  Out(1)
     overruns:       Out(ERROR_COUNTER_BITS)
     overrun:        Out(1)
+    errors:         Out(ERROR_COUNTER_BITS)
 
     @refuses_quietly
-    def __init__(self, *, divisor):
+    def __init__(self, *, divisor, counter_bits=ERROR_COUNTER_BITS, counter_dsp=False):
         check_divisor(divisor)
+        check_counters(counter_bits, counter_dsp)
+        self.counter_dsp = counter_dsp
         self.divisor = divisor
+        self.counter_bits = counter_bits
         super().__init__()
 
     def latency(self):
@@ -215,8 +231,11 @@ class UARTRx(wiring.Component):
         lost = stop_high & out.valid & ~out.ready
         with m.If(stop_high & ~lost):
             m.d.sync += [out.valid.eq(1), out.payload.eq(shift)]
-        count_saturating(m, self.framing_errors, stop_low)
-        count_saturating(m, self.overruns, lost)
+        count_events(m, self.framing_errors, stop_low, self.counter_bits)
+        count_events(m, self.overruns, lost, self.counter_bits)
+        counters = EventCounters(m, self.counter_bits, dsp=self.counter_dsp)
+        counters.count(self.errors, stop_low | lost)
+        counters.finish()
         m.d.comb += [
             self.framing_error.eq(self.framing_errors != 0),
             self.overrun.eq(self.overruns != 0),

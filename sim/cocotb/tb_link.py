@@ -6,7 +6,10 @@ Run through :func:`timebin.sim.cocotb.runner.run_cocotb` on the ``LinkHarness`` 
 ``tests/test_cocotb_link.py``, whose Verilog ports are the blocks' ports prefixed with
 ``uart_tx_``, ``uart_rx_``, ``framer_``, ``deframer_``. Parameters (``tb_params()``):
 
-``harness``      ``divisor``, ``max_payload``, ``timeout`` the harness was built with
+``harness``      ``divisor``, ``max_payload``, ``timeout`` the harness was built with, and
+                 optionally a small FPGA's link options: ``counter_bits``, ``queue_depth``,
+                 ``crc_ram``, ``counter_dsp`` (the models take the first two; the other
+                 two change no output)
 ``uart_cycles``  cycles of the UART test
 ``link_cycles``  cycles of the framer-deframer test
 ``seed``         seed of both
@@ -33,6 +36,7 @@ import time
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
+from timebin.gateware.link.framer import COUNTER_BITS, HEADER_QUEUE_DEPTH
 from timebin.sim.cocotb.ports import reset
 from timebin.sim.cocotb.runner import tb_params
 from timebin.sim.link.framer import COUNTERS, DeframerModel, FramerModel, LinkBench, random_frames
@@ -51,11 +55,15 @@ RESET_CYCLES = 4
 _MASKS = {"payload": "valid", "bytes__payload": "bytes__valid",
           "header__payload": "header__valid", "payload__payload": "payload__valid"}
 _UART_RX_OUTPUTS = ("valid", "payload", "framing_errors", "framing_error", "overruns",
-                    "overrun")
+                    "overrun", "errors")
 _INPUTS = ("uart_tx_data__valid", "uart_tx_data__payload", "uart_rx_data__ready",
            *(f"framer_{name}" for name in FramerModel.INPUTS),
            *(f"deframer_{name}" for name in DeframerModel.INPUTS))
 
+
+
+def _counter_bits(harness):
+    return int(harness.get("counter_bits", COUNTER_BITS))
 
 
 def _value(handle):
@@ -110,7 +118,7 @@ async def uart_loop_matches_models(dut):
     tx_model = UARTTxModel(divisor=divisor)
     compare_cycles({"tx": rec["tx"], "ready": rec["ready"]},
                    tx_model.run(rec["valid"], rec["payload"]), what="UARTTx")
-    rx_model = UARTRxModel(divisor=divisor)
+    rx_model = UARTRxModel(divisor=divisor, counter_bits=_counter_bits(p["harness"]))
     want = rx_model.run(rec["rx"], ready)
     compare_cycles(got, want, masks=_MASKS, what="UARTRx")
     assert want["framing_errors"][-1] > 0 and want["overruns"][-1] > 0
@@ -161,10 +169,12 @@ async def framer_deframer_match_models(dut):
         await falling
     t_sim = time.monotonic() - t0
 
-    framer = FramerModel(max_payload=max_payload)
+    bits = _counter_bits(harness)
+    framer = FramerModel(max_payload=max_payload, counter_bits=bits)
     compare_cycles(rec_out["framer"], framer.run(rec_in["framer"]), masks=_MASKS,
                    what="Framer")
-    deframer = DeframerModel(max_payload=max_payload, timeout=timeout)
+    deframer = DeframerModel(max_payload=max_payload, timeout=timeout, counter_bits=bits,
+                             queue_depth=int(harness.get("queue_depth", HEADER_QUEUE_DEPTH)))
     want = deframer.run(rec_in["deframer"])
     compare_cycles(rec_out["deframer"], want, masks=_MASKS, what="Deframer")
     assert bench.done, "the framer did not take every frame"

@@ -42,6 +42,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 from timebin.gateware.frames import MAX_PAYLOAD, FrameType
+from timebin.gateware.link.framer import COUNTER_BITS
 from timebin.gateware.protocol import POINTER_BYTES
 from timebin.sim.cocotb.ports import reset
 from timebin.sim.cocotb.runner import tb_params
@@ -81,9 +82,11 @@ def _models(h):
             "items": ItemPacketizerModel(item_bits=h["item_bits"],
                                          frame_type=FrameType.SIFT_RESULTS,
                                          max_items=h["max_items"], timeout=h["timeout"]),
-            "mux": FrameMuxModel(h["sources"]), "alarms": AlarmReporterModel(h["width"]),
+            "mux": FrameMuxModel(h["sources"]),
+            "alarms": AlarmReporterModel(h["width"], counter_bits=int(
+                h.get("link", {}).get("counter_bits", COUNTER_BITS))),
             "controller": LinkControllerModel(description=bytes.fromhex(h["description"]),
-                                              lookups=h["lookups"])}
+                                              lookups=h["lookups"], **h.get("link", {}))}
 
 
 async def _start(dut, models, timeout):

@@ -57,14 +57,15 @@ __all__ = ["SyncFIFOBufferedModel", "FrameGathererModel", "FrameMuxModel",
            "NOT_REQUESTS", "controller_requests", "executed_items", "expected_responses",
            "LinkControllerBench"]
 
-_TOP = (1 << COUNTER_BITS) - 1
 _LENGTH_BITS = 16               # FrameStart.length, FrameHeader.length
 _LENGTH_MASK = (1 << _LENGTH_BITS) - 1
 _TIMEOUT_MASK = 0xFFFF          # the timeout register: 16 bits
 
 
-def _saturate(value):
-    return min(value + 1, _TOP)
+def _saturate(value, counter_bits=COUNTER_BITS):
+    """A counter's value after one more event: ``count_events`` of the gateware (a
+    ``counter_bits`` counter sticks at its maximum)."""
+    return min(value + 1, (1 << counter_bits) - 1)
 
 
 def _bits_for(n):
@@ -475,8 +476,9 @@ class AlarmReporterModel(_Model):
     OUTPUTS = ("start__valid", "start__payload", "payload__valid", "payload__payload",
                "reports")
 
-    def __init__(self, width):
+    def __init__(self, width, *, counter_bits=COUNTER_BITS):
         self.width = width
+        self.counter_bits = counter_bits
         self.previous = 0
         self.pending = 0
         self.mask = 0
@@ -499,7 +501,7 @@ class AlarmReporterModel(_Model):
             out.update(start__valid=self.pending,
                        start__payload=pack_start(FrameType.ALARM, ALARM_BYTES))
             if self.pending and v["start__ready"]:
-                self.reports = _saturate(self.reports)
+                self.reports = _saturate(self.reports, self.counter_bits)
                 self.mask, self.byte, self.pending = alarms, 0, int(rose)
                 self.masks.append(alarms)
                 self.state = "send"
@@ -806,7 +808,8 @@ def request_accepted(kind, length, *, lookups):
 
 class LinkControllerModel(_Model):
     """:class:`~timebin.gateware.link.controller.LinkController` (``description``,
-    ``lookups``) from reset.
+    ``lookups``, ``counter_bits``; ``description_ram`` and ``counter_dsp`` change no output)
+    from reset.
 
     Inputs: ``header__valid``, ``header__payload`` (a packed
     :data:`~timebin.gateware.link.framer.FrameHeader`,
@@ -848,7 +851,13 @@ class LinkControllerModel(_Model):
         without a byte).
     """
 
-    def __init__(self, *, description, lookups=False):
+    def __init__(self, *, description, lookups=False, counter_bits=COUNTER_BITS,
+                 description_ram=False, counter_dsp=False):
+        # ``description_ram`` and ``counter_dsp`` change how the gateware stores the
+        # description and its counters, not what it sends when: the model takes them only
+        # to be built from the same parameters.
+        del description_ram, counter_dsp
+        self.counter_bits = counter_bits
         description = bytes(description)
         if not 1 <= len(description) <= MAX_PAYLOAD:
             raise ValueError(f"Board description length must be 1..{MAX_PAYLOAD}, "
@@ -924,7 +933,7 @@ class LinkControllerModel(_Model):
     def _idle(self, v):
         if not v["header__valid"]:
             return
-        self.requests = _saturate(self.requests)
+        self.requests = _saturate(self.requests, self.counter_bits)
         header = v["header__payload"]
         kind, length = header & 0xFF, (header >> 24) & _LENGTH_MASK
         self.kind, self.count, self.answer = kind, length, 0
@@ -972,7 +981,7 @@ class LinkControllerModel(_Model):
             self.count -= 1
             self.events["drain_bytes"] += 1
         if done:
-            self.bad_requests = _saturate(self.bad_requests)
+            self.bad_requests = _saturate(self.bad_requests, self.counter_bits)
             self.state = "start" if self.answer else "idle"
 
     def _start(self, v):

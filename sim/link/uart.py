@@ -18,7 +18,6 @@ from ...gateware.link.uart import CHARACTER_BITS, ERROR_COUNTER_BITS, check_divi
 __all__ = ["character_bits", "line_levels", "UARTTxModel", "UARTRxModel", "StreamSource",
            "ready_pattern", "line_faults", "apply_line_faults", "compare_cycles"]
 
-_COUNTER_TOP = (1 << ERROR_COUNTER_BITS) - 1
 
 
 def character_bits(byte, stop=1):
@@ -88,7 +87,8 @@ class UARTTxModel:
 
 
 class UARTRxModel:
-    """:class:`~timebin.gateware.link.uart.UARTRx` from reset.
+    """:class:`~timebin.gateware.link.uart.UARTRx` (``divisor``, ``counter_bits``) from
+    reset.
 
     ``rx`` passes a 2-flop synchroniser (high from reset): the synchronised line in cycle
     ``t`` is ``rx`` of cycle ``t - 2``. A fall of the synchronised line seen while idle, in
@@ -109,9 +109,10 @@ class UARTRxModel:
         The cycle the next :meth:`step` is.
     """
 
-    def __init__(self, *, divisor):
+    def __init__(self, *, divisor, counter_bits=ERROR_COUNTER_BITS):
         check_divisor(divisor)
         self.divisor = divisor
+        self.counter_bits = counter_bits
         self.cycle = 0
         self.received = []
         self._sync = [1, 1]         # the synchroniser's flops, first then second
@@ -123,14 +124,16 @@ class UARTRxModel:
         self.payload = 0
         self.framing_errors = 0
         self.overruns = 0
+        self.errors = 0
 
     def outputs(self):
         """``{"valid", "payload", "framing_errors", "framing_error", "overruns",
-        "overrun"}`` shown in the current cycle."""
+        "overrun", "errors"}`` shown in the current cycle."""
         return {"valid": self.valid, "payload": self.payload,
                 "framing_errors": self.framing_errors,
                 "framing_error": int(self.framing_errors != 0),
-                "overruns": self.overruns, "overrun": int(self.overruns != 0)}
+                "overruns": self.overruns, "overrun": int(self.overruns != 0),
+                "errors": self.errors}
 
     def step(self, rx=1, ready=0):
         """One cycle: return :meth:`outputs` of this cycle, then take ``rx`` (the line level)
@@ -163,13 +166,19 @@ class UARTRxModel:
         if stop_high and not lost:
             self.valid, self.payload = 1, self._shift
             self.received.append((t + 1, self._shift))
-        if stop_low and self.framing_errors != _COUNTER_TOP:
-            self.framing_errors += 1
-        if lost and self.overruns != _COUNTER_TOP:
-            self.overruns += 1
+        if stop_low:
+            self.framing_errors = self._counted(self.framing_errors)
+        if lost:
+            self.overruns = self._counted(self.overruns)
+        if stop_low or lost:
+            self.errors = self._counted(self.errors)
         self._sync = [int(bool(rx)), self._sync[0]]
         self.cycle += 1
         return shown
+
+    def _counted(self, value):
+        # ``count_events``: a ``counter_bits`` counter sticks at its maximum.
+        return min(value + 1, (1 << self.counter_bits) - 1)
 
     def run(self, rx, ready):
         """:meth:`step` over ``n`` cycles (``rx``, ``ready``: ``n`` ints each, or ``ready``
