@@ -204,7 +204,7 @@ W8 = {"lanes": 2, "span": 4}
 def test_edges_on_word_boundaries(mode):
     """Rising edges at UI 0 after a low last UI, across a word boundary, under a level held
     over whole words, and at UI 0 of the first word after reset."""
-    n, W = 10, 8
+    n, W = 7 + ClickFrontEnd.latency, 8
     samples = pulse_words(n, W, [
         [(0, 3),        # high in cycle 0: an edge at UI 0 (nothing before reset)
          (16, 19),      # UI 0 of word 2 after a low UI 7 of word 1
@@ -228,7 +228,7 @@ def test_edges_on_word_boundaries(mode):
 def test_one_accepted_click_per_word(dead_time, accepted):
     """Several edges in a word: the first outside the dead interval is accepted; the rest of
     the word is dead (D >= W), and a click at exactly t_a + D is accepted."""
-    n, W = 8, 8
+    n, W = 5 + ClickFrontEnd.latency, 8
     edges = [9, 12, 14, 17, 25, 27, 29, 31]
     samples = single_clicks(n, W, [edges])
     out = run_both(frontend(1, **W8), samples, dead_time=dead_time, dead_mode=PER_DETECTOR)
@@ -247,7 +247,7 @@ SAME_UI_CLICKS = [[10, 35], [10, 37], [10], [25, 60]]
     (PER_DETECTOR, SAME_UI_CLICKS),
 ])
 def test_clicks_at_the_same_ui(mode, accepted):
-    n, W = 12, 8
+    n, W = 9 + ClickFrontEnd.latency, 8
     samples = single_clicks(n, W, SAME_UI_CLICKS)
     out = run_both(frontend(4, **W8), samples, dead_time=20, dead_mode=mode)
     for k in range(4):
@@ -292,7 +292,7 @@ MODE_CLICKS = [[10, 40, 70], [20, 45, 64, 95]]
     (PER_DETECTOR, [[10, 40, 70], [20, 45, 95]]),
 ])
 def test_common_and_per_detector_dead_time(mode, accepted):
-    n, W = 16, 8
+    n, W = 13 + ClickFrontEnd.latency, 8
     samples = single_clicks(n, W, MODE_CLICKS)
     out = run_both(frontend(2, **W8), samples, dead_time=3 * W, dead_mode=mode)
     for k in range(2):
@@ -329,7 +329,7 @@ def test_burst_of_one_click_per_channel_per_cycle(extra):
 def test_symbol_index_wraps():
     """``epoch_load`` with 2**64 - 3: symbols of the hits are modulo 2**64 (also within a
     word, lane 1 of the word at 2**64 - 1); time and ``ui`` are unaffected."""
-    n, W = 8, 8
+    n, W = 5 + ClickFrontEnd.latency, 8
     top = 1 << 64
     epoch_load = np.zeros(n, bool)
     epoch_load[0] = True                          # word 1 starts at symbol 2**64 - 3
@@ -394,7 +394,7 @@ def test_refused_dead_time():
     """``dead_time`` below W, above ``max_dead_time`` or 0 is refused while present: the
     last accepted value (W from reset) stays in use, seen in the spacing of accepted
     clicks of a train of one click every 10 UIs."""
-    n, W = 103, 8                               # word 99 is counted in cycle 102
+    n, W = 100 + ClickFrontEnd.latency, 8       # word 99 is counted by the last cycle
     dead_time = one_per_cycle(n, [(0, 7), (20, 30), (40, 7), (60, 101), (80, 0), (100, 30)])
     train = np.arange(3, 800, 10)
     samples = single_clicks(n, W, [train])

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from timebin.gateware.records import CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE
-from timebin.gateware.rx.binning import x_windows, z_windows
-from timebin.gateware.rx.frontend import DeadTimeMode
+from timebin.gateware.rx.binning import Binner, x_windows, z_windows
+from timebin.gateware.rx.frontend import ClickFrontEnd, DeadTimeMode
 from timebin.gateware.rx.histogram import PhaseHistogram
 from timebin.gateware.rx.top import SETTINGS, Receiver
 from timebin.sim.rx.histogram import histogram_from_sweep
@@ -88,7 +88,7 @@ def test_latency_and_fields_of_one_click():
 def test_classes_of_z_and_x_detectors():
     """A Z detector's early and late bins and the X detector's three slots."""
     params = dict(channels=2, lanes=2, uis_per_symbol=4)
-    samples = np.zeros((20, 2, 8), np.uint8)
+    samples = np.zeros((13 + Receiver.latency, 2, 8), np.uint8)  # the last click's records
     samples[2, 0, 1] = samples[4, 0, 6] = 1                     # Z: early, late
     for cycle, ui in ((6, 0), (8, 2), (10, 4 + 0), (12, 4 + 3)):
         samples[cycle, 1, ui] = 1                               # X slots
@@ -141,7 +141,7 @@ def test_alarm_flags_records_until_cleared():
     samples = np.zeros((200, 1, 4), np.uint8)
     samples[10:100:10, 0, 0] = 1                                # 9 clicks
     clear = np.zeros(200, bool)
-    clear[75] = True
+    clear[70 + ClickFrontEnd.latency + Binner.latency] = True   # as click 70 reaches the merge
     rtl, model = run_both(params, samples, watchdog_max_clicks=3, alarm_clear=clear)
     records = model.taken()
     assert records["alarm"].tolist() == [0, 0, 0, 1, 1, 1, 1, 0, 0]

@@ -96,11 +96,17 @@ def _sum_tree(values):
     return values[0]
 
 
-def _below(x, width):
-    """The ``width`` bits ``u`` with ``u < x`` set, for a signed ``x`` of any value."""
+def _below_parts(x, width):
+    """``(x <= 0, x >= width, x mod 2**b)``, ``b = bits_for(width - 1)``: what
+    :func:`_below_mask` needs of a signed ``x`` of any value."""
+    return x <= 0, x >= width, x[:bits_for(width - 1)]
+
+
+def _below_mask(parts, width):
+    """The ``width`` bits ``u`` with ``u < x`` set, from :func:`_below_parts` of ``x``."""
+    none, full, low = parts
     ones = Const((1 << width) - 1, width)
-    low = x[:bits_for(width - 1)]
-    return Mux(x <= 0, 0, Mux(x >= width, ones, ~(ones << low)[:width]))
+    return Mux(none, 0, Mux(full, ones, ~(ones << low)[:width]))
 
 
 def _add_saturating(m, counter, amount):
@@ -143,9 +149,9 @@ class ClickFrontEnd(wiring.Component):
     **Hits.** For each accepted click, the channel's slot of ``hits`` is valid with ``time``
     (the UI of the edge), ``symbol`` (the symbol counter of the word plus the lane of the
     edge, modulo 2**64) and ``ui`` (the UI within that symbol, ``u mod S``). Slots without a
-    click are all zero. The word taken in cycle ``c`` shows on ``hits`` in cycle ``c + 3``
+    click are all zero. The word taken in cycle ``c`` shows on ``hits`` in cycle ``c + 6``
     (:attr:`latency`), and is counted in ``clicks`` and ``dead_discards`` from cycle
-    ``c + 3`` on (both saturate at 2**32 - 1).
+    ``c + 6`` on (both saturate at 2**32 - 1).
 
     **Gates.** For gated detectors each channel has a periodic gate, on ``gates``: UI ``t``
     (Bob's time, as above) is gated iff ``gate_enable`` and ``(t - gate_offset) mod P <
@@ -214,7 +220,7 @@ class ClickFrontEnd(wiring.Component):
     """
 
     #: Cycles from the word on ``samples`` to its ``hits``, and until it is counted.
-    latency = 3
+    latency = 6
 
     @refuses_quietly
     def __init__(self, *, channels, lanes, uis_per_symbol,
@@ -260,7 +266,6 @@ class ClickFrontEnd(wiring.Component):
     def _dead_time(self, m):
         C, L, S, W = self.channels, self.lanes, self.uis_per_symbol, self.uis_per_word
         u_bits = bits_for(W - 1)
-
         # The dead time in use is a register: an accepted value acts from the next cycle.
         # It is kept as `D - W = q * W + r` (0 <= r < W), and as the threshold rows of the
         # alive masks below, all registers.
@@ -270,9 +275,9 @@ class ClickFrontEnd(wiring.Component):
         q = Signal(range(q_max + 1), name="dead_q")
         q_zero = Signal(name="dead_q_zero", init=1)
         q_one = Signal(name="dead_q_one")
-        # m_lo[d]: d >= r (d = 0..W-1); m_hi[d]: d + W >= r (d = -(W-1)..W-1, index d + W - 1)
+        # m_lo[d]: d >= r (d = 0..W-1); m_hi[d]: d + W >= r (d = -(W-1)..-1, index d + W - 1)
         m_lo = Signal(W, name="dead_m_lo", init=(1 << W) - 1)
-        m_hi = Signal(2 * W - 1, name="dead_m_hi", init=(1 << (2 * W - 1)) - 1)
+        m_hi = Signal(W - 1, name="dead_m_hi", init=(1 << (W - 1)) - 1)
         with m.If(ok):
             r_port = extra_port % W
             q_port = extra_port // W
@@ -281,7 +286,7 @@ class ClickFrontEnd(wiring.Component):
                 q_zero.eq(q_port == 0),
                 q_one.eq(q_port == 1),
                 m_lo.eq(Cat(Const(d, u_bits + 1) >= r_port for d in range(W))),
-                m_hi.eq(Cat(Const(d + W, u_bits + 2) >= r_port for d in range(-(W - 1), W))),
+                m_hi.eq(Cat(Const(d + W, u_bits + 2) >= r_port for d in range(-(W - 1), 0))),
             ]
         common = self.dead_mode == DeadTimeMode.COMMON
 
@@ -293,51 +298,107 @@ class ClickFrontEnd(wiring.Component):
             symbol.eq(Mux(self.epoch_load, self.epoch, symbol + L)),
         ]
 
-        # Stage 1, on the word on `samples`: edges, and the dead-time loop. `alive[k]` marks
-        # the UIs of this word outside channel k's dead interval. After an accepted click at
-        # UI p (earliest candidate of the channel, or of all channels in COMMON mode) the
-        # next q words are dead, then come `lo` (UIs u >= p + r), `hi` (u >= p + r - W) and
-        # all alive: each a mask of "some candidate v <= u - threshold", an AND-OR of the
-        # candidates with the threshold rows, of bounded depth. The pick selects nothing at
-        # the end of the loop: `alive` is `alive_picked | (alive_else & ~picked_1)`, the
-        # masks after a pick (zero without one) and without one, both taken every cycle;
-        # `lo` and `hi` likewise are the last pick's masks or the ones held before it.
-        edges, cands = [], []
+        # Stage 0, on the word on `samples`: its edges, registered (in two replicas, one per
+        # half of the terms below). Stage 1: the products of each edge with the threshold rows
+        # of the dead time in use for that word (replicas of the rows, per channel and half,
+        # a cycle behind them), registered. The dead-time loop of stage 2 then only ANDs them
+        # with its state (one AND-OR from the state register back to it), as the loop cannot
+        # be pipelined. Replicas keep each register's loads few and near (see
+        # `replicated_setting`); the board build keeps them apart.
+        # lo_terms[u][v] = edge v & (u - v >= r), v <= u: "an accepted click at v leaves UI u
+        # of the next word alive when q = 0"; hi_terms[u][v] = edge v & (u + W - v >= r),
+        # v > u (for v <= u it is the edge alone): the same for the word after next.
+        half = W // 2
+        edges_1, lo_terms, hi_terms = [], [], []      # edges_1: of the word in stage 2
         for k in range(C):
             word = self.samples[k]
             last = Signal(name=f"last_ui_{k}")
             edge = Signal(W, name=f"edges_{k}")
             m.d.sync += last.eq(word[W - 1])
             m.d.comb += edge.eq(word & ~Cat(last, word[:W - 1]))
-            edges.append(edge)
-        alives, alive_regs = [], []
-        for k in range(C):
-            regs = (Signal(W, name=f"alive_picked_{k}"),
-                    Signal(W, name=f"alive_else_{k}", init=(1 << W) - 1),
-                    Signal(name=f"picked_1_{k}"))
-            alive = Signal(W, name=f"alive_{k}")
-            m.d.comb += alive.eq(regs[0] | (regs[1] & ~regs[2].replicate(W)))
-            alives.append(alive)
-            alive_regs.append(regs)
-        for k in range(C):
-            cand = Signal(W, name=f"candidates_{k}")
-            m.d.comb += cand.eq(edges[k] & alives[k])
-            cands.append(cand)
-        any_cand = Signal(W, name="candidates_any")
-        m.d.comb += any_cand.eq(_or_all(cands, W))
+            edge_rows = [Signal(W, name=f"edges_{k}_replica{h}") for h in range(2)]
+            lo_rows = [Signal(W, name=f"dead_m_lo_{k}_replica{h}", init=(1 << W) - 1)
+                       for h in range(2)]
+            hi_rows = [Signal(W - 1, name=f"dead_m_hi_{k}_replica{h}", init=(1 << (W - 1)) - 1)
+                       for h in range(2)]
+            m.d.sync += [row.eq(edge) for row in edge_rows]
+            m.d.sync += [row.eq(m_lo) for row in lo_rows] + [row.eq(m_hi) for row in hi_rows]
+            edge_1 = Signal(W, name=f"edges_1_{k}")
+            m.d.sync += edge_1.eq(edge_rows[1])
+            edges_1.append(edge_1)
+            lo_k, hi_k = [], []
+            for u in range(W):
+                h = int(u >= half)
+                lo = Signal(u + 1, name=f"dead_lo_terms_{k}_{u}")
+                m.d.sync += lo.eq(Cat(edge_rows[h][v] & lo_rows[h][u - v] for v in range(u + 1)))
+                lo_k.append(lo)
+                if u < W - 1:
+                    hi = Signal(W - 1 - u, name=f"dead_hi_terms_{k}_{u}")
+                    m.d.sync += hi.eq(Cat(edge_rows[h][v] & hi_rows[h][u - v + W - 1]
+                                          for v in range(u + 1, W)))
+                    hi_k.append(hi)
+            lo_terms.append(lo_k)
+            hi_terms.append(hi_k)
+        # The settings of the word in stage 2 (two cycles behind), and its time and symbol
+        # counter.
+        q_0 = Signal.like(q, name="dead_q_0")
+        q_1 = Signal.like(q, name="dead_q_1")
+        q_zero_0 = Signal(name="dead_q_zero_0", init=1)
+        q_zero_1 = Signal(name="dead_q_zero_1", init=1)
+        q_one_0 = Signal(name="dead_q_one_0")
+        q_one_1 = Signal(name="dead_q_one_1")
+        common_0 = Signal(name="common_0", init=1)
+        common_1 = Signal(name="common_1", init=1)
+        time_0, time_1 = Signal(TIME_BITS), Signal(TIME_BITS)
+        symbol_0, symbol_1 = Signal(INDEX_BITS), Signal(INDEX_BITS)
+        m.d.sync += [q_0.eq(q), q_zero_0.eq(q_zero), q_one_0.eq(q_one), common_0.eq(common),
+                     time_0.eq(time), symbol_0.eq(symbol),
+                     q_1.eq(q_0), q_zero_1.eq(q_zero_0), q_one_1.eq(q_one_0),
+                     common_1.eq(common_0), time_1.eq(time_0), symbol_1.eq(symbol_0)]
 
+        # Stage 2: the dead-time loop. `alive[k]` (a register) marks the UIs of this word
+        # outside channel k's dead interval; the candidates are its edges there. After an
+        # accepted click at UI p (earliest candidate of the channel, or of all channels in
+        # COMMON mode) the next q words are dead, then come `lo` (UIs u >= p + r), `hi`
+        # (u >= p + r - W) and all alive: each a mask of "some candidate v <= u - threshold",
+        # the AND-OR of `alive` with the stage-1 terms (OR over the channels in COMMON mode).
+        # `following` is the next word's mask if nothing is picked now (from registers
+        # only); the pick selects between it and `lo` at the end of the loop.
+        # `alive` is kept in four equal registers (replicas, kept apart in the board build),
+        # each feeding a quarter of the AND-OR, so that no state bit drives some 2 W loads.
+        cands, alive_regs = [], []
         for k in range(C):
-            sel = Signal(W, name=f"dead_sel_{k}")
-            m.d.comb += sel.eq(Mux(common, any_cand, cands[k]))
+            replicas = [Signal(W, name=f"alive_{k}_replica{i}", init=(1 << W) - 1)
+                        for i in range(4)]
+            cand = Signal(W, name=f"candidates_{k}")
+            m.d.comb += cand.eq(edges_1[k] & replicas[3])
+            cands.append(cand)
+            alive_regs.append(replicas)
+        own_lo, own_hi = [], []
+        for k, replicas in enumerate(alive_regs):
+            def alive(u, v, hi, replicas=replicas):
+                return replicas[2 * hi + (u >= half)][v]
+            lo_own = Cat(Cat(alive(u, v, 0) & lo_terms[k][u][v] for v in range(u + 1)).any()
+                         for u in range(W))
+            # For v <= u the term is the candidate itself: a prefix OR.
+            hi_own = Cat(Cat(*(alive(u, v, 1) & edges_1[k][v] for v in range(u + 1)),
+                             *(alive(u, v, 1) & hi_terms[k][u][v - u - 1]
+                               for v in range(u + 1, W))).any()
+                         for u in range(W))
+            own_lo.append(lo_own)
+            own_hi.append(hi_own)
+        any_lo, any_hi = _or_all(own_lo, W), _or_all(own_hi, W)
+
+        for k, replicas in enumerate(alive_regs):
+            lo_new = Signal(W, name=f"dead_lo_new_{k}")
+            hi_new = Signal(W, name=f"dead_hi_new_{k}")
+            m.d.comb += [lo_new.eq(Mux(common_1, any_lo, own_lo[k])),
+                         hi_new.eq(Mux(common_1, any_hi, own_hi[k]))]
             picked = Signal(name=f"picked_{k}")
-            m.d.comb += picked.eq(sel.any())
-            lo_new = Cat(Cat(sel[v] & m_lo[u - v] for v in range(u + 1)).any()
-                         for u in range(W))
-            hi_new = Cat(Cat(sel[v] & m_hi[u - v + W - 1] for v in range(W)).any()
-                         for u in range(W))
+            m.d.comb += picked.eq(hi_new[W - 1])         # some candidate in the word
             # After the pick: the state of the word after next. `step` counts the words
             # to the `lo` one from the next word: > 0 dead, 0 lo, -1 hi, -2 all alive.
-            alive_picked, alive_else, picked_1 = alive_regs[k]
+            picked_1 = Signal(name=f"picked_1_{k}")
             lo_picked = Signal(W, name=f"dead_lo_picked_{k}")
             hi_picked = Signal(W, name=f"dead_hi_picked_{k}")
             lo_held = Signal(W, name=f"dead_lo_held_{k}")
@@ -355,17 +416,17 @@ class ClickFrontEnd(wiring.Component):
             m.d.comb += following.eq(
                 (lo & f_lo.replicate(W)) | (hi & f_hi.replicate(W)) | f_ones.replicate(W))
             m.d.sync += [
-                alive_picked.eq(lo_new & q_zero.replicate(W)),
-                alive_else.eq(following),
+                *(alive.eq(Mux(picked, lo_new & q_zero_1.replicate(W), following))
+                  for alive in replicas),
                 picked_1.eq(picked),
                 lo_picked.eq(lo_new), hi_picked.eq(hi_new),
                 lo_held.eq(lo), hi_held.eq(hi),
             ]
             with m.If(picked):
                 m.d.sync += [
-                    step.eq(q - 1),
+                    step.eq(q_1 - 1),
                     # The word after next: dead if q >= 2, lo if q == 1, hi if q == 0.
-                    f_dead.eq(~q_zero & ~q_one), f_lo.eq(q_one), f_hi.eq(q_zero),
+                    f_dead.eq(~q_zero_1 & ~q_one_1), f_lo.eq(q_one_1), f_hi.eq(q_zero_1),
                     f_ones.eq(0),
                 ]
             with m.Else():
@@ -375,48 +436,68 @@ class ClickFrontEnd(wiring.Component):
                     f_ones.eq(step < 0),
                 ]
 
-        # Stage 1 registers: the candidates (and the mode they were taken in), partial edge
+        # Stage 3 registers: the candidates (and the mode they were taken in), partial edge
         # counts per group of 8 UIs.
         groups = [(g, min(g + 8, W)) for g in range(0, W, 8)]
-        time_1 = Signal(TIME_BITS)
-        symbol_1 = Signal(INDEX_BITS)
-        common_1 = Signal()
-        m.d.sync += [time_1.eq(time), symbol_1.eq(symbol), common_1.eq(common)]
-        cands_1, parts_1 = [], []
+        time_2 = Signal(TIME_BITS)
+        symbol_2 = Signal(INDEX_BITS)
+        common_2 = Signal()
+        m.d.sync += [time_2.eq(time_1), symbol_2.eq(symbol_1), common_2.eq(common_1)]
+        cands_2, parts_2 = [], []
         for k in range(C):
-            cand_1 = Signal(W, name=f"candidates_1_{k}")
-            m.d.sync += cand_1.eq(cands[k])
-            cands_1.append(cand_1)
+            cand_2 = Signal(W, name=f"candidates_2_{k}")
+            m.d.sync += cand_2.eq(cands[k])
+            cands_2.append(cand_2)
             parts = []
             for i, (a, b) in enumerate(groups):
                 part = Signal(bits_for(b - a), name=f"edge_part_{k}_{i}")
-                m.d.sync += part.eq(_popcount(edges[k][a:b], b - a))
+                m.d.sync += part.eq(_popcount(edges_1[k][a:b], b - a))
                 parts.append(part)
-            parts_1.append(parts)
+            parts_2.append(parts)
 
-        # Stage 2, per group of 8 UIs: whether it holds a candidate and the encodings of its
+        # Stage 3, per group of 8 UIs: whether it holds a candidate and the encodings of its
         # earliest one (of each channel, and of all channels for COMMON mode, with the
-        # channels that have a candidate there); then those of the earliest group.
-        def group_first(bits):
-            """(any, u, lane, ui) of the earliest set bit of each group, and its one-hot."""
+        # channels that have a candidate there), registered.
+        def group_first(bits, name):
+            """Registers (any, u, lane, ui) of the earliest set bit of each group, and its
+            one-hot."""
             out, onehots = [], []
-            for a, b in groups:
+            for i, (a, b) in enumerate(groups):
                 part = bits[a:b]
                 onehot = Cat(part[j] & ~part[:j].any() if j else part[0]
                              for j in range(b - a))
-                out.append((part.any(),
-                            _encode(onehot, b - a, lambda j, a=a: a + j),
-                            _encode(onehot, b - a, lambda j, a=a: (a + j) // S),
-                            _encode(onehot, b - a, lambda j, a=a: (a + j) % S)))
+                values = (part.any(),
+                          _encode(onehot, b - a, lambda j, a=a: a + j),
+                          _encode(onehot, b - a, lambda j, a=a: (a + j) // S),
+                          _encode(onehot, b - a, lambda j, a=a: (a + j) % S))
+                regs = tuple(Signal(len(value), name=f"{name}_{i}_{field}")
+                             for value, field in zip(values, ("any", "u", "lane", "ui"),
+                                                     strict=True))
+                m.d.sync += [reg.eq(value) for reg, value in zip(regs, values, strict=True)]
+                out.append(regs)
                 onehots.append(onehot)
             return out, onehots
 
-        common_groups, common_onehots = group_first(_or_all(cands_1, W))
-        own_groups, at_common_1 = [], []
+        common_groups, common_onehots = group_first(_or_all(cands_2, W), "first_common")
+        own_groups, at_common_3 = [], []
         for k in range(C):
-            own_groups.append(group_first(cands_1[k])[0])
-            at_common_1.append([(cands_1[k][a:b] & common_onehots[i]).any()
-                                for i, (a, b) in enumerate(groups)])
+            own_groups.append(group_first(cands_2[k], f"first_{k}")[0])
+            hits = []
+            for i, (a, b) in enumerate(groups):
+                hit = Signal(name=f"first_common_{i}_at_{k}")
+                m.d.sync += hit.eq((cands_2[k][a:b] & common_onehots[i]).any())
+                hits.append(hit)
+            at_common_3.append(hits)
+        time_3 = Signal(TIME_BITS)
+        symbol_3 = Signal(INDEX_BITS)
+        common_3 = Signal()
+        m.d.sync += [time_3.eq(time_2), symbol_3.eq(symbol_2), common_3.eq(common_2)]
+        parts_3 = []
+        for k in range(C):
+            parts = [Signal.like(part, name=f"edge_part_3_{k}_{i}")
+                     for i, part in enumerate(parts_2[k])]
+            m.d.sync += [reg.eq(part) for reg, part in zip(parts, parts_2[k], strict=True)]
+            parts_3.append(parts)
 
         def pick(group_regs, values):
             """The values of the earliest group with a candidate (0 if none): an AND-OR."""
@@ -430,43 +511,42 @@ class ClickFrontEnd(wiring.Component):
         def picks(group_regs):
             return [pick(group_regs, [regs[j] for regs in group_regs]) for j in (1, 2, 3)]
 
-        # Stage 2: the earliest candidate of each channel, or of all of them in COMMON mode.
+        # Stage 4: the earliest candidate of each channel, or of all of them in COMMON mode.
         common_u, common_lane, common_ui = picks(common_groups)
-        time_2 = Signal(TIME_BITS)
-        symbol_2 = Signal(INDEX_BITS)
-        m.d.sync += [time_2.eq(time_1), symbol_2.eq(symbol_1)]
+        time_4 = Signal(TIME_BITS)
+        symbol_4 = Signal(INDEX_BITS)
+        m.d.sync += [time_4.eq(time_3), symbol_4.eq(symbol_3)]
         stage = []
         for k in range(C):
             own_u, own_lane, own_ui = picks(own_groups[k])
             own_any = Cat(regs[0] for regs in own_groups[k]).any()
-            common_hit = pick(common_groups, [Cat(hit) for hit in at_common_1[k]])
+            common_hit = pick(common_groups, [Cat(hit) for hit in at_common_3[k]])
             accepted = Signal(name=f"accepted_{k}")
             u = Signal(u_bits, name=f"hit_u_{k}")
             lane = Signal(bits_for(L - 1), name=f"hit_lane_{k}")
             ui = Signal(bits_for(S - 1), name=f"hit_ui_{k}")
             count = Signal(bits_for(W), name=f"edge_count_{k}")
-            parts = parts_1[k]
             m.d.sync += [
-                accepted.eq(Mux(common_1, common_hit, own_any)),
-                u.eq(Mux(common_1, common_u, own_u)),
-                lane.eq(Mux(common_1, common_lane, own_lane)),
-                ui.eq(Mux(common_1, common_ui, own_ui)),
-                count.eq(_sum_tree(parts)),
+                accepted.eq(Mux(common_3, common_hit, own_any)),
+                u.eq(Mux(common_3, common_u, own_u)),
+                lane.eq(Mux(common_3, common_lane, own_lane)),
+                ui.eq(Mux(common_3, common_ui, own_ui)),
+                count.eq(_sum_tree(parts_3[k])),
             ]
             stage.append((accepted, u, lane, ui, count))
 
-        # Stage 3: the registered hits and counters.
+        # Stage 5: the registered hits and counters.
         power_of_two = W & (W - 1) == 0
         for k, (accepted, u, lane, ui, count) in enumerate(stage):
             hit = self.hits[k]
             if power_of_two:
-                hit_time = Cat(u, time_2[u_bits if W > 1 else 0:])
+                hit_time = Cat(u, time_4[u_bits if W > 1 else 0:])
             else:
-                hit_time = (time_2 + u)[:TIME_BITS]
+                hit_time = (time_4 + u)[:TIME_BITS]
             with m.If(accepted):
                 m.d.sync += [
                     hit.time.eq(hit_time),
-                    hit.symbol.eq((symbol_2 + lane)[:INDEX_BITS]),
+                    hit.symbol.eq((symbol_4 + lane)[:INDEX_BITS]),
                     hit.ui.eq(ui),
                 ]
             with m.Else():
@@ -485,7 +565,7 @@ class ClickFrontEnd(wiring.Component):
         # Frame schedule (step = cycle mod F): step 0 samples the settings in use and the
         # symbol time of the frame's commit word (cycle F later); steps 1..64 divide it by
         # the period, MSB first; steps 2..2W+1 build the short-period pattern; then the phase;
-        # step F - 3 commits, so that the word of cycle F (shown then, through two register
+        # step F - 4 commits, so that the word of cycle F (shown then, through three register
         # stages) is the first under the new settings. F >= max(64, 2W) + 8 leaves room.
         step = Signal(range(F))
         m.d.sync += step.eq(step + 1)
@@ -496,7 +576,7 @@ class ClickFrontEnd(wiring.Component):
         at_delta = step == W + 2
         at_x = step == max(GATE_DIVIDEND_BITS, 2 * W) + 1
         at_phase = step == max(GATE_DIVIDEND_BITS, 2 * W) + 2
-        commit = step == F - 3
+        commit = step == F - 4
 
         mask64 = (1 << GATE_DIVIDEND_BITS) - 1
         commit_symbols = Signal(GATE_DIVIDEND_BITS, init=(F * L) & mask64)
@@ -572,10 +652,11 @@ class ClickFrontEnd(wiring.Component):
             with m.If(at_phase):
                 m.d.sync += st_phase.eq(Mux(x < 0, x + st_period, x))
 
-            # In use, stage A: `phase` is (t - offset) mod P of the word shown on `gates` two
+            # In use, stage A: `phase` is (t - offset) mod P of the word shown on `gates` three
             # cycles later, with x1 = width - phase, x2 = width + P - phase, x3 = P - phase
-            # (the bounds of the gate in that word) kept alongside. Stage B: the masks of the
-            # word; then the registered gate word.
+            # (the bounds of the gate in that word) kept alongside. Stage B: the short word and
+            # the compares of the bounds; stage C: the masks of the word; then the registered
+            # gate word.
             enable = reg("enable", 1)
             delta = reg("delta", period_uis)
             quotient = reg("quotient", bits_for(W))
@@ -614,19 +695,35 @@ class ClickFrontEnd(wiring.Component):
             quotient_b = reg("quotient_b", bits_for(W))
             starts_b = reg("starts_b", 1)
             short_b = reg("short_b", W)
-            below = [reg(f"below{i}_b", W) for i in (1, 2, 3)]
+            bounds = []
+            for i, x in zip((1, 2, 3), (x1, x2, x3), strict=True):
+                parts = _below_parts(x, W)
+                regs = (reg(f"none{i}_b", 1), reg(f"full{i}_b", 1),
+                        reg(f"low{i}_b", len(parts[2])))
+                m.d.sync += [r.eq(v) for r, v in zip(regs, parts, strict=True)]
+                bounds.append(regs)
             m.d.sync += [
                 enable_b.eq(enable), long_b.eq(long), quotient_b.eq(quotient),
                 starts_b.eq(Mux(phase == 0, delta != 0, phase > period_less_delta)),
                 short_b.eq((pattern >> phase[:bits_for(W - 1)])[:W]),
             ]
-            m.d.sync += [b.eq(_below(x, W)) for b, x in zip(below, (x1, x2, x3), strict=True)]
+            # Stage C.
+            enable_c = reg("enable_c", 1)
+            long_c = reg("long_c", 1)
+            quotient_c = reg("quotient_c", bits_for(W))
+            starts_c = reg("starts_c", 1)
+            short_c = reg("short_c", W)
+            below = [reg(f"below{i}_c", W) for i in (1, 2, 3)]
+            m.d.sync += [enable_c.eq(enable_b), long_c.eq(long_b), quotient_c.eq(quotient_b),
+                         starts_c.eq(starts_b), short_c.eq(short_b)]
+            m.d.sync += [b.eq(_below_mask(parts, W))
+                         for b, parts in zip(below, bounds, strict=True)]
             long_word = below[0] | (below[1] & ~below[2])
             word = Signal(W, name=f"gate_word_{k}")
-            m.d.comb += word.eq(Mux(long_b, long_word, short_b))
-            with m.If(enable_b):
+            m.d.comb += word.eq(Mux(long_c, long_word, short_c))
+            with m.If(enable_c):
                 m.d.sync += [self.gates[k].eq(word),
-                             self.gate_starts[k].eq(quotient_b + starts_b)]
+                             self.gate_starts[k].eq(quotient_c + starts_c)]
             with m.Else():
                 m.d.sync += [self.gates[k].eq(0), self.gate_starts[k].eq(0)]
         return errors
