@@ -282,7 +282,7 @@ def _run_flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides):
 
 
 def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
-          board_params=None, scope=False, seed=1, placer="heap", name="top", log=None):
+          board_params=None, scope=False, seed=1, placer=None, name="top", log=None):
     """Build the ``role`` top of ``board`` into the folder ``out``; return the report.
 
     Writes ``out/report.json`` (the returned dict), the bitstream ``out/<board>-<role>.bit``
@@ -295,7 +295,8 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     seeds are tried, up to :data:`ROUTE_RETRIES` times, when routing fails; the failed ones
     are ``route_failed_seeds``), ``placer`` (nextpnr's: ``heap``, its default, or ``static``,
     its electrostatic placer, which spreads a design more and so can leave the router less
-    congestion to clear) and ``build_seconds``. Raises ``ValueError`` for a bad
+    congestion to clear; ``None``: the board's :attr:`~timebin.boards.common.BoardSpec.placer`) and
+    ``build_seconds``. Raises ``ValueError`` for a bad
     board, role or parameter, :class:`ToolchainError` for a missing tool and
     :class:`BuildError` when a tool fails (not when timing fails: see ``timing_met``).
     """
@@ -303,6 +304,7 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     if role not in ROLES + PIPELINE_ROLES:
         raise ValueError(f"Board role must be one of {', '.join(ROLES + PIPELINE_ROLES)}, "
                          f"not {role!r}")
+    placer = spec.placer if placer is None else placer
     if placer not in PLACERS:
         raise ValueError(f"Placer must be one of {', '.join(PLACERS)}, not {placer!r}")
     freq_hz = None if freq_mhz is None else freq_mhz * 1e6

@@ -95,6 +95,10 @@ class BoardSpec:
     serdes : callable or None
         The PHY of the board's ``dcu`` data pins (SERDES channels):
         ``serdes(pins, f_sys_hz=...)``, see :class:`~timebin.boards.pins.PinOutputs`.
+    placer : str
+        nextpnr's placer a build of this board uses unless told otherwise (``timebin build
+        --placer``): ``"heap"`` or ``"static"`` (which spreads the design more; on a nearly
+        full device it leaves the router less congestion).
     """
 
     name: str
@@ -115,6 +119,7 @@ class BoardSpec:
     bitstream: str = "bit"
     notes: tuple = ()
     serdes: object = None
+    placer: str = "heap"
 
     def clock_generator(self, f_sys_hz, edge_banks=()):
         """The PLL clock generator of ``sync`` at ``f_sys_hz``."""

@@ -116,8 +116,9 @@ def add_build_commands(sub, bench_sub=None):
     build.add_argument("--scope", action="store_true",
                        help="loopback: also put Alice's serializer word on the data pins")
     build.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed")
-    build.add_argument("--placer", default="heap",
-                       help="nextpnr's placer: heap (default) or static (spreads more)")
+    build.add_argument("--placer",
+                       help="nextpnr's placer: heap or static (spreads more); default: the "
+                            "board's (static on the iCEBreaker, heap elsewhere)")
     build.add_argument("--out", required=True, help="output folder")
     build.add_argument("--json", action="store_true", help="print the report as JSON")
     build.set_defaults(run_build=_run_build)
@@ -175,7 +176,8 @@ def _run_build(args):
 
     board = _choice("board", args.board, _BOARD_NAMES)
     role = _choice("role", args.role, _ROLE_NAMES + _PIPELINE_ROLES)
-    _choice("placer", args.placer, PLACERS)
+    if args.placer is not None:
+        _choice("placer", args.placer, PLACERS)
     alice, bob = _role_overrides(role.removesuffix("-pipeline"), args.param)
     kwargs = dict(out=args.out, lanes=args.lanes, freq_mhz=args.freq_mhz, alice=alice,
                   bob=bob, board_params=_board_overrides(args.board_param), scope=args.scope,

@@ -280,6 +280,16 @@ def test_bench_build_rows_and_the_table_of_its_folder(tmp_path):
         bench_build(boards=["ulx3s"], roles=["alice"], out=tmp_path, placer="sa")
 
 
+def test_a_build_uses_the_board_placer_unless_told():
+    # The iCEBreaker's Alice fills 96 % of the device: only the static placer's placement
+    # meets its clock. A bad placer is refused before any tool runs.
+    assert board_spec("icebreaker").placer == "static"
+    assert {board_spec(b).placer for b in BOARDS if b != "icebreaker"} == {"heap"}
+    from timebin.boards.build import build
+    with pytest.raises(ValueError, match="Placer must be one of heap, static, not 'sa'"):
+        build("icebreaker", "alice", out="unused", placer="sa")
+
+
 # --- Command line ----------------------------------------------------------------------------
 
 def _parser():
