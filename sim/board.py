@@ -43,8 +43,14 @@ from ..gateware.system import LINK_DEFAULTS, AliceBoard, BobBoard, LoopbackBoard
 from .amaranth_helpers import SYS_PERIOD
 from .words import bits_to_ints
 
-__all__ = ["OUTPUT_BUFFER", "LinkEndpoints", "LinkPump", "SeededQrng", "seeded_qrng_bits",
+__all__ = ["OUTPUT_BUFFER", "SIM_BOARD_TIMEOUT", "LinkEndpoints", "LinkPump", "SeededQrng",
+           "seeded_qrng_bits",
            "DetectorPlayer", "BoardSimulation", "reference_records", "serve_main"]
+
+#: Seconds a host client gives a simulated board to answer a request. A board in Amaranth's
+#: Python simulator answers in seconds rather than a real board's milliseconds, and on a loaded
+#: 2-core machine some requests have taken more than the client's default 10 s.
+SIM_BOARD_TIMEOUT = 60.0
 
 #: Bytes the board's output may hold before ``link_tx`` stops being ready.
 OUTPUT_BUFFER = 1 << 16

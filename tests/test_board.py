@@ -15,7 +15,7 @@ from timebin.gateware.regmap import board_registers
 from timebin.gateware.rx.binning import x_windows, z_windows
 from timebin.host.board import Board, BoardError, DetectionReassembler, RegisterRefused
 from timebin.host.cli import main
-from timebin.sim.board import reference_records
+from timebin.sim.board import SIM_BOARD_TIMEOUT, reference_records
 from timebin.sim.rx.run import generate_words
 from timebin.sim.tx.run import run_tx, seed_key_iv
 
@@ -72,7 +72,7 @@ def test_bob_records_over_pty_equal_the_model(bob_board):
     settings = {"dead_time": 3 * BOB["lanes"] * S + 1, "dead_mode": 0,
                 "delay": np.array([3, 6])}
     epoch = (1 << 40) + 17
-    with Board.open(f"serial://{bob_board['pty']}") as bob:
+    with Board.open(f"serial://{bob_board['pty']}", timeout=SIM_BOARD_TIMEOUT) as bob:
         assert bob.role == "bob" and bob.params["channels"] == 2
         bob.write({"dead_time": settings["dead_time"], "dead_mode": 0, "delay.0": 3,
                    "delay.1": 6, "windows.1": packed(windows[1]), "record_timeout": 300,
@@ -100,7 +100,7 @@ def test_bob_refuses_and_counts(bob_board):
     """A value the map refuses is refused before sending; one the host map lets through but
     the bank refuses (a read-only register written raw) comes back refused and counted; a
     malformed request is answered empty and counted."""
-    with Board.open(f"tcp://127.0.0.1:{bob_board['tcp']}") as bob:
+    with Board.open(f"tcp://127.0.0.1:{bob_board['tcp']}", timeout=SIM_BOARD_TIMEOUT) as bob:
         with pytest.raises(ValueError, match="dead_time takes"):
             bob.set("dead_time", 1)
         with pytest.raises(ValueError, match="records_out is ro"):
@@ -132,7 +132,7 @@ def test_alice_lookups_over_pty_equal_the_model(alice_board):
     holds equal the transmitter model's; older and newer ones come back unavailable."""
     lanes = ALICE["lanes"]
     key, iv = seed_key_iv(5)
-    with Board.open(f"serial://{alice_board['pty']}") as alice:
+    with Board.open(f"serial://{alice_board['pty']}", timeout=SIM_BOARD_TIMEOUT) as alice:
         assert alice.role == "alice"
         alice.write({"key@0": key & (2**64 - 1), "key@64": key >> 64,
                      "iv@0": iv & (2**64 - 1), "iv@64": iv >> 64})

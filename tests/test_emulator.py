@@ -31,11 +31,11 @@ from timebin.gateware.regmap import (
 )
 from timebin.gateware.rx.binning import x_windows
 from timebin.gateware.system import LoopbackBoard
-from timebin.gateware.tx.driver import default_im_levels, im_level_index
+from timebin.gateware.tx.driver import TimeBinDriver, default_im_levels, im_level_index
 from timebin.gateware.tx.top import Transmitter
 from timebin.host.board import Board
 from timebin.sim.amaranth_helpers import SYS_PERIOD
-from timebin.sim.board import LinkEndpoints, LinkPump, SeededQrng
+from timebin.sim.board import SIM_BOARD_TIMEOUT, LinkEndpoints, LinkPump, SeededQrng
 from timebin.sim.emulator import (
     SLOTS,
     ChannelEmulatorModel,
@@ -178,7 +178,7 @@ def alice_words(L, S, n, rng, *, basis=None, bit=None, intensity=None, im_levels
                 pulse=(0, None)):
     """Serializer words of ``n`` cycles of random symbols from Alice's driver model, and the
     symbols: ``(driver output, {field: (n, L)})``; the symbols of cycle ``c`` leave in cycle
-    ``c + 2``."""
+    ``c + TimeBinDriver.latency``."""
     shape = (n, L)
     fields = {"basis": rng.integers(0, 2, shape) if basis is None else np.full(shape, basis),
               "bit": rng.integers(0, 2, shape) if bit is None else np.full(shape, bit),
@@ -195,10 +195,11 @@ def alice_words(L, S, n, rng, *, basis=None, bit=None, intensity=None, im_levels
 
 def clicks_by_symbol(model, samples, delay, channel):
     """``(symbol index, phase)`` of every sample of ``channel`` at zero jitter: Alice's
-    symbol ``j = c * L + lane`` left in cycle ``c + 2``."""
+    symbol ``j = c * L + lane`` left in cycle ``c + TimeBinDriver.latency``."""
     g = model.geometry
     W, S = g.uis_per_word, g.uis_per_symbol
-    ui = np.flatnonzero(samples[:, channel, :].ravel()) - model.base_delay - delay - 2 * W
+    ui = (np.flatnonzero(samples[:, channel, :].ravel()) - model.base_delay - delay
+          - TimeBinDriver.latency * W)
     return ui // S, ui % S
 
 
@@ -471,7 +472,7 @@ def test_loopback_board_with_emulator_sifts_the_set_qber():
     key, iv = seed_key_iv(9)
     emu_delay, p_err = 5, 0.2
     try:
-        with Board.open(f"serial://{endpoints.pty_path}") as board:
+        with Board.open(f"serial://{endpoints.pty_path}", timeout=SIM_BOARD_TIMEOUT) as board:
             assert board.role == "loopback" and "emu_p_x_error" in board.registers
             board.write({"tx_key@0": key & (2**64 - 1), "tx_key@64": key >> 64,
                          "tx_iv@0": iv & (2**64 - 1), "tx_iv@64": iv >> 64})

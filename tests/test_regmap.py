@@ -336,7 +336,8 @@ def test_bank_drives_receiver():
         await write(ctx, bank, "delay.1", 5)
         assert ctx.get(rx.delay[1]) == 5 and ctx.get(rx.delay[0]) == 0
         # Three clicks on channel 0, 2 words apart (8 UIs >= the dead time of 7).
-        for word in (0b0001, 0, 0b0001, 0, 0b0001, 0, 0, 0, 0):
+        # Then zero words until the last click is through the receiver's pipeline.
+        for word in (0b0001, 0, 0b0001, 0, 0b0001) + (0,) * rx.latency:
             ctx.set(rx.samples, [word, 0])
             await ctx.tick()
         assert await read(ctx, bank, "clicks.0") == 3
