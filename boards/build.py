@@ -281,6 +281,17 @@ def _run_flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides):
     return result, platform
 
 
+def _check_role(role):
+    if role not in ROLES + PIPELINE_ROLES:
+        raise ValueError(f"Board role must be one of {', '.join(ROLES + PIPELINE_ROLES)}, "
+                         f"not {role!r}")
+
+
+def _check_placer(placer):
+    if placer not in PLACERS:
+        raise ValueError(f"Placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+
+
 def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
           board_params=None, scope=False, seed=1, placer=None, name="top", log=None):
     """Build the ``role`` top of ``board`` into the folder ``out``; return the report.
@@ -301,12 +312,9 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     :class:`BuildError` when a tool fails (not when timing fails: see ``timing_met``).
     """
     spec = board_spec(board)
-    if role not in ROLES + PIPELINE_ROLES:
-        raise ValueError(f"Board role must be one of {', '.join(ROLES + PIPELINE_ROLES)}, "
-                         f"not {role!r}")
+    _check_role(role)
     placer = spec.placer if placer is None else placer
-    if placer not in PLACERS:
-        raise ValueError(f"Placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+    _check_placer(placer)
     freq_hz = None if freq_mhz is None else freq_mhz * 1e6
     params, board_p = role_params(spec, role, lanes=lanes, alice=alice, bob=bob,
                                   board=board_params)
@@ -422,11 +430,8 @@ def bench_build(*, boards=None, roles=None, out="timebin-bench-build", lanes=Non
     for board in boards:
         board_spec(board)
     for role in roles:
-        if role not in ROLES + PIPELINE_ROLES:
-            raise ValueError(f"Board role must be one of {', '.join(ROLES + PIPELINE_ROLES)}, "
-                             f"not {role!r}")
-    if placer not in PLACERS:
-        raise ValueError(f"Placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+        _check_role(role)
+    _check_placer(placer)
     if int(jobs) < 1:
         raise ValueError(f"Parallel builds (jobs) must be at least 1, not {jobs!r}")
     jobs_list = [(b, r) for b in boards for r in roles]
