@@ -264,9 +264,10 @@ def test_dead_time_over_many_cycles():
     """D = 37 W + 5 = 301 UIs against regular click trains (per detector): a click at
     exactly t_a + D is accepted, one at t_a + D - 1 is not. The dead time set in cycle 0
     acts from cycle 1, so the trains start in word 1."""
-    n, W = 400, 8
+    W = 8
     D = 37 * W + 5
-    last = 3150                                   # word 393: all counted by cycle 396
+    last = 3150                                   # word 393: counted from cycle 393 + latency
+    n = last // W + ClickFrontEnd.latency + 1
     trains = [np.arange(W + 5, last, 43),         # 7 * 43 = D: every 7th click at t_a + D
               np.arange(W + 7, last, D - 1),      # every other click at t_a + D - 1
               np.arange(W, last, 2)]              # an edge every other UI, from word 1
@@ -298,6 +299,23 @@ def test_common_and_per_detector_dead_time(mode, accepted):
     for k in range(2):
         assert accepted_times(out, k) == accepted[k], k
         assert out.dead_discards[-1, k] == len(MODE_CLICKS[k]) - len(accepted[k]), k
+
+
+def test_switch_to_common_mode_blanks_every_channel_for_one_dead_time():
+    """D = 20, W = 8. Per detector, channel 0 accepts 10 (dead to 29) while channel 1 is
+    alive. The switch to COMMON in word 3 (UIs 24..31) starts one interval of D UIs from UI
+    24 on both channels: 26 and 40 on channel 1 are lost (26 would have been accepted per
+    detector), 44 on channel 0 is accepted and blanks both to 63; 50 is lost, 64 accepted.
+    Back to per detector at word 9: channel 0 keeps the common interval of 64 (to 83)."""
+    n, W = 14 + ClickFrontEnd.latency, 8
+    clicks = [[10, 44, 80, 84], [26, 40, 50, 64]]
+    samples = single_clicks(n, W, clicks)
+    mode = np.full(n, PER_DETECTOR)
+    mode[3:9] = COMMON
+    out = run_both(frontend(2, **W8), samples, dead_time=20, dead_mode=mode)
+    assert accepted_times(out, 0) == [10, 44, 84]
+    assert accepted_times(out, 1) == [64]
+    assert out.dead_discards[-1].tolist() == [1, 3]
 
 
 @pytest.mark.parametrize("extra", [0, 1])

@@ -14,7 +14,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import accepted_setting, check_int, refuses_quietly
+from ..common import check_int, refuses_quietly, registered_setting
 from ..records import INDEX_BITS, MAX_CHANNELS, PHASE_BITS, TIME_BITS
 from .layouts import Hit, SampleWord
 
@@ -109,6 +109,20 @@ def _below_mask(parts, width):
     return Mux(none, 0, Mux(full, ones, ~(ones << low)[:width]))
 
 
+def _mux_tree(select, values):
+    """``values[select]`` as a tree of 2:1 multiplexers, one level per bit of ``select``
+    (least significant first), the shape that maps onto the ECP5's LUT and wide-function
+    multiplexers; a ``select`` beyond the values gives the last one."""
+    level = list(values)
+    for bit in select:
+        if len(level) == 1:
+            break
+        if len(level) % 2:
+            level.append(level[-1])
+        level = [Mux(bit, level[i + 1], level[i]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def _add_saturating(m, counter, amount):
     """Add to ``m.d.sync``: ``counter`` += ``amount``, sticking at its maximum."""
     width = len(counter)
@@ -141,7 +155,11 @@ class ClickFrontEnd(wiring.Component):
     is accepted iff it is outside its channel's dead interval; in ``COMMON`` mode clicks at
     the same UI on several channels are taken together, so all of them are accepted. Every
     other click is a dead-time discard: counted in
-    ``dead_discards``, never passed on. There is no dead interval after reset. With ``D >= W``
+    ``dead_discards``, never passed on. There is no dead interval after reset. A word taken
+    in ``COMMON`` mode after one taken in ``PER_DETECTOR`` mode starts a dead interval of
+    ``D`` UIs from its first UI on every channel (as a click accepted at that UI would, on
+    the UI itself too): the word accepts no click, and the channels' intervals, which could
+    differ, become one that covers all of them. With ``D >= W``
     a channel accepts at most one click per word: the first one outside its interval (in
     ``COMMON`` mode, the earliest such UI over all channels, on each channel with a click
     there). ``dead_mode`` is read every cycle.
@@ -149,9 +167,9 @@ class ClickFrontEnd(wiring.Component):
     **Hits.** For each accepted click, the channel's slot of ``hits`` is valid with ``time``
     (the UI of the edge), ``symbol`` (the symbol counter of the word plus the lane of the
     edge, modulo 2**64) and ``ui`` (the UI within that symbol, ``u mod S``). Slots without a
-    click are all zero. The word taken in cycle ``c`` shows on ``hits`` in cycle ``c + 6``
+    click are all zero. The word taken in cycle ``c`` shows on ``hits`` in cycle ``c + 9``
     (:attr:`latency`), and is counted in ``clicks`` and ``dead_discards`` from cycle
-    ``c + 6`` on (both saturate at 2**32 - 1).
+    ``c + 9`` on (both saturate at 2**32 - 1).
 
     **Gates.** For gated detectors each channel has a periodic gate, on ``gates``: UI ``t``
     (Bob's time, as above) is gated iff ``gate_enable`` and ``(t - gate_offset) mod P <
@@ -220,7 +238,7 @@ class ClickFrontEnd(wiring.Component):
     """
 
     #: Cycles from the word on ``samples`` to its ``hits``, and until it is counted.
-    latency = 6
+    latency = 9
 
     @refuses_quietly
     def __init__(self, *, channels, lanes, uis_per_symbol,
@@ -267,182 +285,212 @@ class ClickFrontEnd(wiring.Component):
         C, L, S, W = self.channels, self.lanes, self.uis_per_symbol, self.uis_per_word
         u_bits = bits_for(W - 1)
         # The dead time in use is a register: an accepted value acts from the next cycle.
-        # It is kept as `D - W = q * W + r` (0 <= r < W), and as the threshold rows of the
-        # alive masks below, all registers.
+        # It is kept as `D - W = q * W + r` (0 <= r < W).
         ok = (self.dead_time >= W) & (self.dead_time <= self.max_dead_time)
         extra_port = (self.dead_time - W)[:len(self.dead_time)]
         q_max = (self.max_dead_time - W) // W
         q = Signal(range(q_max + 1), name="dead_q")
+        q_plus = Signal(range(q_max + 2), name="dead_q_plus", init=1)   # q + 1
         q_zero = Signal(name="dead_q_zero", init=1)
         q_one = Signal(name="dead_q_one")
-        # m_lo[d]: d >= r (d = 0..W-1); m_hi[d]: d + W >= r (d = -(W-1)..-1, index d + W - 1)
-        m_lo = Signal(W, name="dead_m_lo", init=(1 << W) - 1)
-        m_hi = Signal(W - 1, name="dead_m_hi", init=(1 << (W - 1)) - 1)
+        r = Signal(max(u_bits, 1), name="dead_r")
         with m.If(ok):
-            r_port = extra_port % W
             q_port = extra_port // W
             m.d.sync += [
-                q.eq(q_port),
-                q_zero.eq(q_port == 0),
-                q_one.eq(q_port == 1),
-                m_lo.eq(Cat(Const(d, u_bits + 1) >= r_port for d in range(W))),
-                m_hi.eq(Cat(Const(d + W, u_bits + 2) >= r_port for d in range(-(W - 1), 0))),
+                q.eq(q_port), q_plus.eq(q_port + 1),
+                q_zero.eq(q_port == 0), q_one.eq(q_port == 1),
+                r.eq(extra_port % W),
             ]
-        common = self.dead_mode == DeadTimeMode.COMMON
 
-        # Bob's time and symbol counter of the word on `samples`.
-        time = Signal(TIME_BITS)
-        symbol = Signal(INDEX_BITS)
-        m.d.sync += [
-            time.eq(time + W),
-            symbol.eq(Mux(self.epoch_load, self.epoch, symbol + L)),
-        ]
+        def delayed(value, cycles, name, init=0):
+            """``value`` ``cycles`` cycles late: its registers, one per cycle (``[0]``: one
+            cycle late)."""
+            out = []
+            for i in range(cycles):
+                reg = Signal(len(value), name=f"{name}_d{i + 1}", init=init)
+                m.d.sync += reg.eq(value)
+                out.append(reg)
+                value = reg
+            return out
 
-        # Stage 0, on the word on `samples`: its edges, registered (in two replicas, one per
-        # half of the terms below). Stage 1: the products of each edge with the threshold rows
-        # of the dead time in use for that word (replicas of the rows, per channel and half,
-        # a cycle behind them), registered. The dead-time loop of stage 2 then only ANDs them
-        # with its state (one AND-OR from the state register back to it), as the loop cannot
-        # be pipelined. Replicas keep each register's loads few and near (see
-        # `replicated_setting`); the board build keeps them apart.
-        # lo_terms[u][v] = edge v & (u - v >= r), v <= u: "an accepted click at v leaves UI u
-        # of the next word alive when q = 0"; hi_terms[u][v] = edge v & (u + W - v >= r),
-        # v > u (for v <= u it is the edge alone): the same for the word after next.
-        half = W // 2
-        edges_1, lo_terms, hi_terms = [], [], []      # edges_1: of the word in stage 2
+        # The word taken in cycle `c` is in stage `s` in cycle `c + s`: stage 0 takes its
+        # edges, stages 1-4 tabulate its dead-time outcome for every state the loop could be
+        # in, stage 5 is the loop, stages 6-8 find and encode the accepted clicks, and its
+        # hits show in cycle `c + 9`.
+        #
+        # The loop's state (per channel) for a word is `n`, the whole words still dead before
+        # it, and `e`, its first alive UI when `n == 0`. For each `e` the word's outcome is
+        # known before the loop: the earliest edge `p >= e` (if any), after which the next
+        # word has `n = q + carry` and `e = (p + r) mod W` (carry: `p + r >= W`); without
+        # one, `n = e = 0`. So the loop selects the entry of `e` (a W:1 multiplexer on
+        # registers) or, in a dead word, counts `n` down: one multiplexer deep. In COMMON
+        # mode every channel's state is the same (a switch to COMMON starts one interval on
+        # all of them), and every channel takes the table of the OR of their edges.
+        common = Signal(name="common", init=1)
+        m.d.comb += common.eq(self.dead_mode == DeadTimeMode.COMMON)
+        edges = []
         for k in range(C):
             word = self.samples[k]
             last = Signal(name=f"last_ui_{k}")
-            edge = Signal(W, name=f"edges_{k}")
             m.d.sync += last.eq(word[W - 1])
+            edge = Signal(W, name=f"edges_0_{k}")
             m.d.comb += edge.eq(word & ~Cat(last, word[:W - 1]))
-            edge_rows = [Signal(W, name=f"edges_{k}_replica{h}") for h in range(2)]
-            lo_rows = [Signal(W, name=f"dead_m_lo_{k}_replica{h}", init=(1 << W) - 1)
-                       for h in range(2)]
-            hi_rows = [Signal(W - 1, name=f"dead_m_hi_{k}_replica{h}", init=(1 << (W - 1)) - 1)
-                       for h in range(2)]
-            m.d.sync += [row.eq(edge) for row in edge_rows]
-            m.d.sync += [row.eq(m_lo) for row in lo_rows] + [row.eq(m_hi) for row in hi_rows]
-            edge_1 = Signal(W, name=f"edges_1_{k}")
-            m.d.sync += edge_1.eq(edge_rows[1])
-            edges_1.append(edge_1)
-            lo_k, hi_k = [], []
-            for u in range(W):
-                h = int(u >= half)
-                lo = Signal(u + 1, name=f"dead_lo_terms_{k}_{u}")
-                m.d.sync += lo.eq(Cat(edge_rows[h][v] & lo_rows[h][u - v] for v in range(u + 1)))
-                lo_k.append(lo)
-                if u < W - 1:
-                    hi = Signal(W - 1 - u, name=f"dead_hi_terms_{k}_{u}")
-                    m.d.sync += hi.eq(Cat(edge_rows[h][v] & hi_rows[h][u - v + W - 1]
-                                          for v in range(u + 1, W)))
-                    hi_k.append(hi)
-            lo_terms.append(lo_k)
-            hi_terms.append(hi_k)
-        # The settings of the word in stage 2 (two cycles behind), and its time and symbol
-        # counter.
-        q_0 = Signal.like(q, name="dead_q_0")
-        q_1 = Signal.like(q, name="dead_q_1")
-        q_zero_0 = Signal(name="dead_q_zero_0", init=1)
-        q_zero_1 = Signal(name="dead_q_zero_1", init=1)
-        q_one_0 = Signal(name="dead_q_one_0")
-        q_one_1 = Signal(name="dead_q_one_1")
-        common_0 = Signal(name="common_0", init=1)
-        common_1 = Signal(name="common_1", init=1)
-        time_0, time_1 = Signal(TIME_BITS), Signal(TIME_BITS)
-        symbol_0, symbol_1 = Signal(INDEX_BITS), Signal(INDEX_BITS)
-        m.d.sync += [q_0.eq(q), q_zero_0.eq(q_zero), q_one_0.eq(q_one), common_0.eq(common),
-                     time_0.eq(time), symbol_0.eq(symbol),
-                     q_1.eq(q_0), q_zero_1.eq(q_zero_0), q_one_1.eq(q_one_0),
-                     common_1.eq(common_0), time_1.eq(time_0), symbol_1.eq(symbol_0)]
+            edges.append(edge)
+        # Stage 1 registers: each table's edges (channel k's, then any channel's).
+        table_edges = []
+        for t, edge in enumerate(edges + [_or_all(edges, W)]):
+            reg = Signal(W, name=f"edges_1_{t if t < C else 'any'}")
+            m.d.sync += reg.eq(edge)
+            table_edges.append(reg)
+        tables = range(C + 1)
+        span = 8                                       # stage 1: UIs per group
 
-        # Stage 2: the dead-time loop. `alive[k]` (a register) marks the UIs of this word
-        # outside channel k's dead interval; the candidates are its edges there. After an
-        # accepted click at UI p (earliest candidate of the channel, or of all channels in
-        # COMMON mode) the next q words are dead, then come `lo` (UIs u >= p + r), `hi`
-        # (u >= p + r - W) and all alive: each a mask of "some candidate v <= u - threshold",
-        # the AND-OR of `alive` with the stage-1 terms (OR over the channels in COMMON mode).
-        # `following` is the next word's mask if nothing is picked now (from registers
-        # only); the pick selects between it and `lo` at the end of the loop.
-        # `alive` is kept in four equal registers (replicas, kept apart in the board build),
-        # each feeding a quarter of the AND-OR, so that no state bit drives some 2 W loads.
-        cands, alive_regs = [], []
+        # Stage 1: for every e, the earliest edge in UIs e .. e + 7 (absolute UI).
+        first8 = []
+        for t in tables:
+            bits = table_edges[t]
+            row = []
+            for e in range(W):
+                part = bits[e:min(e + span, W)]
+                onehot = Cat(part[j] & ~part[:j].any() if j else part[0]
+                             for j in range(len(part)))
+                found = Signal(name=f"dead_found8_{t}_{e}")
+                at = Signal(max(u_bits, 1), name=f"dead_at8_{t}_{e}")
+                m.d.sync += [found.eq(part.any()),
+                             at.eq(_encode(onehot, len(part), lambda j, e=e: e + j))]
+                row.append((found, at))
+            first8.append(row)
+        # Stage 2: for every e, the earliest edge in UIs e .. W - 1.
+        first = []
+        for t in tables:
+            row = []
+            for e in range(W):
+                groups = [first8[t][g] for g in range(e, W, span)]
+                found = Signal(name=f"dead_found_{t}_{e}")
+                at = Signal(max(u_bits, 1), name=f"dead_at_{t}_{e}")
+                pick = 0
+                for i, (g_found, g_at) in enumerate(groups):
+                    earliest = g_found & ~Cat(f for f, _ in groups[:i]).any() if i else g_found
+                    pick = pick | (g_at & earliest.replicate(len(g_at)))
+                m.d.sync += [found.eq(Cat(f for f, _ in groups).any()), at.eq(pick)]
+                row.append((found, at))
+            first.append(row)
+        # The dead time and mode of the word, stage by stage.
+        common_d = delayed(common, 7, "dead_common", init=1)    # common_d[s - 1]: stage s
+        r_d = delayed(r, 4, "dead_r")
+        q_zero_d = delayed(q_zero, 4, "dead_q_zero", init=1)
+        q_one_d = delayed(q_one, 4, "dead_q_one")
+        q_d = delayed(q, 5, "dead_q")
+        q_plus_d = delayed(q_plus, 5, "dead_q_plus", init=1)
+        # A switch to COMMON mode: the word is dead on every channel and starts an interval
+        # of D UIs from its first UI, as a click accepted at its UI 0 (stage 4; the mode of
+        # the word before is one register further).
+        force_4 = common_d[3] & ~common_d[4]
+        force_next_4 = common_d[2] & ~common_d[3]        # of the next word, as it is in stage 3
+        force_after_4 = common_d[1] & ~common_d[2]       # and of the one after
+        # Stage 3: each channel's table (its own edges, or any channel's in COMMON mode),
+        # and the next word's state after the pick: carry and e.
+        stage3 = []
         for k in range(C):
-            replicas = [Signal(W, name=f"alive_{k}_replica{i}", init=(1 << W) - 1)
-                        for i in range(4)]
-            cand = Signal(W, name=f"candidates_{k}")
-            m.d.comb += cand.eq(edges_1[k] & replicas[3])
-            cands.append(cand)
-            alive_regs.append(replicas)
-        own_lo, own_hi = [], []
-        for k, replicas in enumerate(alive_regs):
-            def alive(u, v, hi, replicas=replicas):
-                return replicas[2 * hi + (u >= half)][v]
-            lo_own = Cat(Cat(alive(u, v, 0) & lo_terms[k][u][v] for v in range(u + 1)).any()
-                         for u in range(W))
-            # For v <= u the term is the candidate itself: a prefix OR.
-            hi_own = Cat(Cat(*(alive(u, v, 1) & edges_1[k][v] for v in range(u + 1)),
-                             *(alive(u, v, 1) & hi_terms[k][u][v - u - 1]
-                               for v in range(u + 1, W))).any()
-                         for u in range(W))
-            own_lo.append(lo_own)
-            own_hi.append(hi_own)
-        any_lo, any_hi = _or_all(own_lo, W), _or_all(own_hi, W)
+            row = []
+            for e in range(W):
+                own, any_ = first[k][e], first[C][e]
+                found = Mux(common_d[2], any_[0], own[0])
+                at = Mux(common_d[2], any_[1], own[1])
+                total = at + r_d[2]
+                carry = total >= W
+                found_3 = Signal(name=f"dead_found_3_{k}_{e}")
+                carry_3 = Signal(name=f"dead_carry_3_{k}_{e}")
+                next_3 = Signal(max(u_bits, 1), name=f"dead_next_3_{k}_{e}")
+                m.d.sync += [found_3.eq(found), carry_3.eq(carry & found),
+                             next_3.eq(Mux(found, Mux(carry, total - W, total), 0))]
+                row.append((found_3, carry_3, next_3))
+            stage3.append(row)
+        # Stage 4: the loop's entries. `zero`: the next word may be alive (n' == 0), or is
+        # a switch; `one`: so may the word after it if the next one is dead (n' == 1).
+        entries = []
+        for k in range(C):
+            row = []
+            for e in range(W):
+                found, carry, nxt = stage3[k][e]
+                zero = ~found | (q_zero_d[3] & ~carry)
+                one = found & ((q_one_d[3] & ~carry) | (q_zero_d[3] & carry))
+                fields = (
+                    ("found", Mux(force_4, 1, found)),
+                    ("carry", Mux(force_4, 0, carry)),
+                    ("next", Mux(force_4, r_d[3], nxt)),
+                    ("zero", Mux(force_4, q_zero_d[3], zero) | force_next_4),
+                    ("one", Mux(force_4, q_one_d[3], one) | force_after_4),
+                )
+                regs = {}
+                for name, value in fields:
+                    reg = Signal(len(nxt) if name == "next" else 1,
+                                 name=f"dead_entry_{name}_{k}_{e}", init=name == "zero")
+                    m.d.sync += reg.eq(value)
+                    regs[name] = reg
+                row.append(regs)
+            entries.append(row)
+        force_5 = Signal(name="dead_force_5")
+        m.d.sync += force_5.eq(force_4)
+        force_after_5 = Signal(name="dead_force_after_5")
+        m.d.sync += force_after_5.eq(force_after_4)
+        edges_d = [delayed(table_edges[k], 4, f"edges_{k}") for k in range(C)]   # stage 5
 
-        for k, replicas in enumerate(alive_regs):
-            lo_new = Signal(W, name=f"dead_lo_new_{k}")
-            hi_new = Signal(W, name=f"dead_hi_new_{k}")
-            m.d.comb += [lo_new.eq(Mux(common_1, any_lo, own_lo[k])),
-                         hi_new.eq(Mux(common_1, any_hi, own_hi[k]))]
-            picked = Signal(name=f"picked_{k}")
-            m.d.comb += picked.eq(hi_new[W - 1])         # some candidate in the word
-            # After the pick: the state of the word after next. `step` counts the words
-            # to the `lo` one from the next word: > 0 dead, 0 lo, -1 hi, -2 all alive.
-            picked_1 = Signal(name=f"picked_1_{k}")
-            lo_picked = Signal(W, name=f"dead_lo_picked_{k}")
-            hi_picked = Signal(W, name=f"dead_hi_picked_{k}")
-            lo_held = Signal(W, name=f"dead_lo_held_{k}")
-            hi_held = Signal(W, name=f"dead_hi_held_{k}")
-            lo = Signal(W, name=f"dead_lo_{k}")
-            hi = Signal(W, name=f"dead_hi_{k}")
-            m.d.comb += [lo.eq(Mux(picked_1, lo_picked, lo_held)),
-                         hi.eq(Mux(picked_1, hi_picked, hi_held))]
-            step = Signal(range(-2, q_max + 1), name=f"dead_step_{k}", init=-2)
-            f_dead = Signal(name=f"dead_next_dead_{k}")
-            f_lo = Signal(name=f"dead_next_lo_{k}")
-            f_hi = Signal(name=f"dead_next_hi_{k}")
-            f_ones = Signal(name=f"dead_next_ones_{k}", init=1)
-            following = Signal(W, name=f"dead_following_{k}")    # next word, no pick now
-            m.d.comb += following.eq(
-                (lo & f_lo.replicate(W)) | (hi & f_hi.replicate(W)) | f_ones.replicate(W))
+        # Stage 5: the loop. Per channel: `alive` (n == 0 or a switch: the entries apply),
+        # `e`, `n` and `soon` (n == 1 or the word after is a switch: alive next if dead now).
+        # `e` and `alive` are kept in replicas (kept apart in the board build), each driving
+        # a share of the multiplexers, so that no state bit drives every one of them.
+        cands = []
+        for k in range(C):
+            # One replica of `e` per multiplexer tree (one per bit of `next`, one per flag)
+            # and one for the candidates; `alive` per group of loads.
+            bits = max(u_bits, 1)
+            trees = [f"next{b}" for b in range(bits)] + ["zero", "one", "found", "carry"]
+            e_regs = {g: Signal(bits, name=f"dead_e_{k}_{g}_replica")
+                      for g in trees + ["cands"]}
+            alive = {g: Signal(name=f"dead_alive_{k}_{g}_replica", init=1)
+                     for g in ("next", "flags", "count", "cands")}
+            n = Signal(range(q_max + 2), name=f"dead_n_{k}")
+            soon = Signal(name=f"dead_soon_{k}")
+
+            def select(field, tree=None, bit=None, k=k, e_regs=e_regs):
+                values = [entries[k][e][field] for e in range(W)]
+                if bit is not None:
+                    values = [value[bit] for value in values]
+                return _mux_tree(e_regs[tree or field], values)
+
+            sel_next = Cat(select("next", f"next{b}", b) for b in range(bits))
+            sel_zero, sel_one = select("zero"), select("one")
+            sel_found, sel_carry = select("found"), select("carry")
+            m.d.sync += [reg.eq(Mux(alive["next"], sel_next, e_regs["next0"]))
+                         for reg in e_regs.values()]
+            m.d.sync += [reg.eq(Mux(alive["flags"], sel_zero, soon)) for reg in alive.values()]
+            counted = Mux(sel_found, Mux(sel_carry, q_plus_d[4], q_d[4]), 0)
             m.d.sync += [
-                *(alive.eq(Mux(picked, lo_new & q_zero_1.replicate(W), following))
-                  for alive in replicas),
-                picked_1.eq(picked),
-                lo_picked.eq(lo_new), hi_picked.eq(hi_new),
-                lo_held.eq(lo), hi_held.eq(hi),
+                n.eq(Mux(alive["count"], counted, n - 1)),
+                soon.eq(Mux(alive["flags"], sel_one, (n == 2) | force_after_5)),
             ]
-            with m.If(picked):
-                m.d.sync += [
-                    step.eq(q_1 - 1),
-                    # The word after next: dead if q >= 2, lo if q == 1, hi if q == 0.
-                    f_dead.eq(~q_zero_1 & ~q_one_1), f_lo.eq(q_one_1), f_hi.eq(q_zero_1),
-                    f_ones.eq(0),
-                ]
-            with m.Else():
-                m.d.sync += [
-                    step.eq(Mux(step == -2, -2, step - 1)),
-                    f_dead.eq(step > 1), f_lo.eq(step == 1), f_hi.eq(step == 0),
-                    f_ones.eq(step < 0),
-                ]
+            # This word's candidates: its edges at UIs e and on, none in a dead word.
+            e = e_regs["cands"]
+            live = alive["cands"] & ~force_5
+            cand = Signal(W, name=f"candidates_{k}")
+            m.d.comb += cand.eq(edges_d[k][3] & Cat((e <= u) & live for u in range(W)))
+            cands.append(cand)
+        # Bob's time and symbol counter of the word in stage 8 (the symbol counter is that of
+        # the word on `samples`, eight registers on; the time is a count of its own that
+        # starts eight words back), and the mode of the word in stage 7.
+        time_4 = Signal(TIME_BITS, init=-8 * W % (1 << TIME_BITS))
+        symbol = Signal(INDEX_BITS)
+        m.d.sync += [
+            time_4.eq(time_4 + W),
+            symbol.eq(Mux(self.epoch_load, self.epoch, symbol + L)),
+        ]
+        symbol_4 = delayed(symbol, 8, "symbol")[-1]
+        common_3 = common_d[6]
 
-        # Stage 3 registers: the candidates (and the mode they were taken in), partial edge
+        # Stage 6 registers: the candidates (and the mode they were taken in), partial edge
         # counts per group of 8 UIs.
         groups = [(g, min(g + 8, W)) for g in range(0, W, 8)]
-        time_2 = Signal(TIME_BITS)
-        symbol_2 = Signal(INDEX_BITS)
-        common_2 = Signal()
-        m.d.sync += [time_2.eq(time_1), symbol_2.eq(symbol_1), common_2.eq(common_1)]
         cands_2, parts_2 = [], []
         for k in range(C):
             cand_2 = Signal(W, name=f"candidates_2_{k}")
@@ -451,11 +499,11 @@ class ClickFrontEnd(wiring.Component):
             parts = []
             for i, (a, b) in enumerate(groups):
                 part = Signal(bits_for(b - a), name=f"edge_part_{k}_{i}")
-                m.d.sync += part.eq(_popcount(edges_1[k][a:b], b - a))
+                m.d.sync += part.eq(_popcount(edges_d[k][3][a:b], b - a))
                 parts.append(part)
             parts_2.append(parts)
 
-        # Stage 3, per group of 8 UIs: whether it holds a candidate and the encodings of its
+        # Stage 6, per group of 8 UIs: whether it holds a candidate and the encodings of its
         # earliest one (of each channel, and of all channels for COMMON mode, with the
         # channels that have a candidate there), registered.
         def group_first(bits, name):
@@ -488,16 +536,11 @@ class ClickFrontEnd(wiring.Component):
                 m.d.sync += hit.eq((cands_2[k][a:b] & common_onehots[i]).any())
                 hits.append(hit)
             at_common_3.append(hits)
-        time_3 = Signal(TIME_BITS)
-        symbol_3 = Signal(INDEX_BITS)
-        common_3 = Signal()
-        m.d.sync += [time_3.eq(time_2), symbol_3.eq(symbol_2), common_3.eq(common_2)]
-        parts_3 = []
+        counts_3 = []                       # the edges of the word in stage 7
         for k in range(C):
-            parts = [Signal.like(part, name=f"edge_part_3_{k}_{i}")
-                     for i, part in enumerate(parts_2[k])]
-            m.d.sync += [reg.eq(part) for reg, part in zip(parts, parts_2[k], strict=True)]
-            parts_3.append(parts)
+            count = Signal(bits_for(W), name=f"edge_count_3_{k}")
+            m.d.sync += count.eq(_sum_tree(parts_2[k]))
+            counts_3.append(count)
 
         def pick(group_regs, values):
             """The values of the earliest group with a candidate (0 if none): an AND-OR."""
@@ -511,11 +554,8 @@ class ClickFrontEnd(wiring.Component):
         def picks(group_regs):
             return [pick(group_regs, [regs[j] for regs in group_regs]) for j in (1, 2, 3)]
 
-        # Stage 4: the earliest candidate of each channel, or of all of them in COMMON mode.
+        # Stage 7: the earliest candidate of each channel, or of all of them in COMMON mode.
         common_u, common_lane, common_ui = picks(common_groups)
-        time_4 = Signal(TIME_BITS)
-        symbol_4 = Signal(INDEX_BITS)
-        m.d.sync += [time_4.eq(time_3), symbol_4.eq(symbol_3)]
         stage = []
         for k in range(C):
             own_u, own_lane, own_ui = picks(own_groups[k])
@@ -526,18 +566,21 @@ class ClickFrontEnd(wiring.Component):
             lane = Signal(bits_for(L - 1), name=f"hit_lane_{k}")
             ui = Signal(bits_for(S - 1), name=f"hit_ui_{k}")
             count = Signal(bits_for(W), name=f"edge_count_{k}")
+            lost = Signal(bits_for(W), name=f"dead_lost_{k}")
+            taken = Mux(common_3, common_hit, own_any)
             m.d.sync += [
-                accepted.eq(Mux(common_3, common_hit, own_any)),
+                accepted.eq(taken),
+                lost.eq(counts_3[k] - taken),
                 u.eq(Mux(common_3, common_u, own_u)),
                 lane.eq(Mux(common_3, common_lane, own_lane)),
                 ui.eq(Mux(common_3, common_ui, own_ui)),
-                count.eq(_sum_tree(parts_3[k])),
+                count.eq(counts_3[k]),
             ]
-            stage.append((accepted, u, lane, ui, count))
+            stage.append((accepted, u, lane, ui, count, lost))
 
-        # Stage 5: the registered hits and counters.
+        # Stage 8: the registered hits and counters.
         power_of_two = W & (W - 1) == 0
-        for k, (accepted, u, lane, ui, count) in enumerate(stage):
+        for k, (accepted, u, lane, ui, count, lost) in enumerate(stage):
             hit = self.hits[k]
             if power_of_two:
                 hit_time = Cat(u, time_4[u_bits if W > 1 else 0:])
@@ -553,30 +596,45 @@ class ClickFrontEnd(wiring.Component):
                 m.d.sync += [hit.time.eq(0), hit.symbol.eq(0), hit.ui.eq(0)]
             m.d.sync += hit.valid.eq(accepted)
             _add_saturating(m, self.clicks[k], count)
-            _add_saturating(m, self.dead_discards[k], count - accepted)
+            _add_saturating(m, self.dead_discards[k], lost)
         return [~ok]
 
     def _gates(self, m):
         C, L, S, W = self.channels, self.lanes, self.uis_per_symbol, self.uis_per_word
+        u_bits = bits_for(W - 1)
         F = self.gate_frame
         max_n = self.max_gate_period
         period_uis = unsigned(bits_for(max_n * S))
 
-        # Frame schedule (step = cycle mod F): step 0 samples the settings in use and the
-        # symbol time of the frame's commit word (cycle F later); steps 1..64 divide it by
-        # the period, MSB first; steps 2..2W+1 build the short-period pattern; then the phase;
+        # Frame schedule (step = cycle mod F): step 0 samples the enable and the symbol time
+        # of the frame's commit word (cycle F later), step 1 the triple in use in step 0 (the
+        # register of the last accepted one); steps 2..65 divide the symbol time by the
+        # period, MSB first; steps 3..2W+2 build the short-period pattern; then the phase;
         # step F - 4 commits, so that the word of cycle F (shown then, through three register
-        # stages) is the first under the new settings. F >= max(64, 2W) + 8 leaves room.
+        # stages) is the first under the new settings. F > max(64, 2W) + 4 and W even leave
+        # room (F - 4 > max(64, 2W) + 3).
+        # The decodes of the step are registers, set the cycle before from the next step.
         step = Signal(range(F))
         m.d.sync += step.eq(step + 1)
-        start = step == 0
-        dividing = (step >= 1) & (step <= GATE_DIVIDEND_BITS)
-        building = (step >= 2) & (step <= 2 * W + 1)
-        counting = (step >= 2) & (step <= W + 1)
-        at_delta = step == W + 2
-        at_x = step == max(GATE_DIVIDEND_BITS, 2 * W) + 1
-        at_phase = step == max(GATE_DIVIDEND_BITS, 2 * W) + 2
-        commit = step == F - 4
+        next_step = (step + 1)[:len(step)]            # F is a power of two
+
+        def steps(first, last, name):
+            flag = Signal(name=f"gate_step_{name}", init=first <= 0 <= last)
+            m.d.sync += flag.eq((next_step >= first) & (next_step <= last))
+            return flag
+
+        last = max(GATE_DIVIDEND_BITS, 2 * W) + 3               # the step of the phase
+        assert last < F - 4, (W, F)
+        start = steps(0, 0, "start")
+        sampling = steps(1, 1, "sample")
+        loading = steps(2, 2, "load")
+        dividing = steps(2, GATE_DIVIDEND_BITS + 1, "dividing")
+        building = steps(3, 2 * W + 2, "building")
+        counting = steps(3, W + 2, "counting")
+        at_delta = steps(W + 3, W + 3, "delta")
+        at_x = steps(last - 1, last - 1, "x")
+        at_phase = steps(last, last, "phase")
+        commit = steps(F - 4, F - 4, "commit")
 
         mask64 = (1 << GATE_DIVIDEND_BITS) - 1
         commit_symbols = Signal(GATE_DIVIDEND_BITS, init=(F * L) & mask64)
@@ -598,9 +656,10 @@ class ClickFrontEnd(wiring.Component):
             ok = ((n_port >= 1) & (n_port <= max_n) & (width_port >= 1)
                   & (width_port <= port_period) & (offset_port < port_period))
             errors.append(~ok)
-            n_use = accepted_setting(m, f"gate_period_{k}", n_port, ok, 1)
-            offset_use = accepted_setting(m, f"gate_offset_{k}", offset_port, ok, 0)
-            width_use = accepted_setting(m, f"gate_width_{k}", width_port, ok, S // 2)
+            # The engine samples the triple last accepted before its cycle (a register).
+            n_use = registered_setting(m, f"gate_period_{k}", n_port, ok, 1)
+            offset_use = registered_setting(m, f"gate_offset_{k}", offset_port, ok, 0)
+            width_use = registered_setting(m, f"gate_width_{k}", width_port, ok, S // 2)
 
             def reg(name, shape, init=0, k=k):
                 return Signal(shape, name=f"gate_{name}_{k}", init=init)
@@ -614,33 +673,37 @@ class ClickFrontEnd(wiring.Component):
             rem = reg("rem", len(n_port))                    # symbol time mod n
             count = reg("count", period_uis)                 # UI index mod P
             left = reg("left", period_uis, S)                # P - count
+            wrap = reg("left_one", 1)                        # left == 1 (P >= S >= 2)
             wraps = reg("wraps", bits_for(W))
             st_delta = reg("st_delta", period_uis)           # W mod P
             st_quotient = reg("st_quotient", bits_for(W))    # W // P
             st_pattern = reg("st_pattern", 2 * W)            # bit i: (i mod P) < width
             x = reg("x", signed(period_uis.width + 1))
             st_phase = reg("st_phase", period_uis)
-            with m.If(start):
+            with m.If(sampling):
                 m.d.sync += [
-                    st_enable.eq(self.gate_enable[k]),
                     st_n.eq(n_use),
                     st_period.eq(n_use * S),
                     st_offset.eq(offset_use),
                     st_width.eq(width_use),
+                ]
+            with m.If(start):
+                m.d.sync += [
+                    st_enable.eq(self.gate_enable[k]),
                     rem.eq(0),
                     count.eq(0),
                     wraps.eq(0),
                 ]
-            with m.If(step == 1):
-                m.d.sync += left.eq(st_period)
+            with m.If(loading):
+                m.d.sync += [left.eq(st_period), wrap.eq(0)]
             twice = Cat(dividend_bit, rem)
             with m.If(dividing):
                 m.d.sync += rem.eq(Mux(twice >= st_n, twice - st_n, twice))
-            wrap = left == 1
             with m.If(building):
                 m.d.sync += [
                     count.eq(Mux(wrap, 0, count + 1)),
                     left.eq(Mux(wrap, st_period, left - 1)),
+                    wrap.eq(~wrap & (left == 2)),
                     st_pattern.eq(Cat(st_pattern[1:], count < st_width)),
                 ]
             with m.If(counting & wrap):
@@ -663,14 +726,20 @@ class ClickFrontEnd(wiring.Component):
             period_less_delta = reg("period_less_delta", period_uis, S)
             long = reg("long", 1)
             pattern = reg("pattern", 2 * W)
-            phase = reg("phase", period_uis)
             x1 = reg("x1", signed(period_uis.width + 1), S // 2)
             x2 = reg("x2", signed(period_uis.width + 2), S // 2 + S)
             x3 = reg("x3", period_uis, S)
-            # phase + delta wraps iff phase - (P - delta) >= 0: both sums side by side.
-            wrapped = Signal(signed(period_uis.width + 1), name=f"gate_wrapped_{k}")
-            m.d.comb += wrapped.eq(phase - period_less_delta)
-            wraps_now = ~wrapped[-1]
+            # `phase` is kept in four equal registers (replicas, kept apart in the board
+            # build), one for each of phase, x1, x2, x3: phase + delta wraps iff
+            # phase - (P - delta) >= 0, and each register takes that from its own replica,
+            # so that no carry chain's sign drives all four.
+            phases = [Signal(period_uis, name=f"gate_phase_{k}_replica{i}") for i in range(4)]
+            phase = phases[0]
+            phase_wraps = []
+            for i, copy in enumerate(phases):
+                wrapped = Signal(signed(period_uis.width + 1), name=f"gate_wrapped_{k}_{i}")
+                m.d.comb += wrapped.eq(copy - period_less_delta)
+                phase_wraps.append((~wrapped[-1], wrapped))
             with m.If(commit):
                 m.d.sync += [
                     enable.eq(st_enable),
@@ -679,14 +748,15 @@ class ClickFrontEnd(wiring.Component):
                     period_less_delta.eq(st_period - st_delta),
                     long.eq(st_period > W),
                     pattern.eq(st_pattern),
-                    phase.eq(st_phase),
+                    *(copy.eq(st_phase) for copy in phases),
                     x1.eq(st_width - st_phase),
                     x2.eq(st_width + st_period - st_phase),
                     x3.eq(st_period - st_phase),
                 ]
             with m.Else():
-                m.d.sync += phase.eq(Mux(wraps_now, wrapped, phase + delta))
-                for x in (x1, x2, x3):
+                for copy, (wraps_now, wrapped) in zip(phases, phase_wraps, strict=True):
+                    m.d.sync += copy.eq(Mux(wraps_now, wrapped, copy + delta))
+                for x, (wraps_now, _) in zip((x1, x2, x3), phase_wraps[1:], strict=True):
                     m.d.sync += x.eq(Mux(wraps_now, x + period_less_delta, x - delta))
 
             # Stage B. P <= W: a window of the pattern. P > W: at most one wrap in the word.
@@ -694,7 +764,11 @@ class ClickFrontEnd(wiring.Component):
             long_b = reg("long_b", 1)
             quotient_b = reg("quotient_b", bits_for(W))
             starts_b = reg("starts_b", 1)
-            short_b = reg("short_b", W)
+            # The window of the pattern at `phase` (P <= W, so phase < W) is shifted out in
+            # two steps, by the multiple of 8 in stage B and the rest in stage C.
+            fine = min(3, u_bits)
+            coarse_b = reg("coarse_b", W + (1 << fine) - 1)
+            fine_b = reg("fine_b", fine)
             bounds = []
             for i, x in zip((1, 2, 3), (x1, x2, x3), strict=True):
                 parts = _below_parts(x, W)
@@ -705,7 +779,10 @@ class ClickFrontEnd(wiring.Component):
             m.d.sync += [
                 enable_b.eq(enable), long_b.eq(long), quotient_b.eq(quotient),
                 starts_b.eq(Mux(phase == 0, delta != 0, phase > period_less_delta)),
-                short_b.eq((pattern >> phase[:bits_for(W - 1)])[:W]),
+                coarse_b.eq((Cat(pattern, Const(0, 8)) >> Cat(Const(0, fine),
+                                                               phase[fine:u_bits]))
+                            [:len(coarse_b)]),
+                fine_b.eq(phase[:fine]),
             ]
             # Stage C.
             enable_c = reg("enable_c", 1)
@@ -715,7 +792,7 @@ class ClickFrontEnd(wiring.Component):
             short_c = reg("short_c", W)
             below = [reg(f"below{i}_c", W) for i in (1, 2, 3)]
             m.d.sync += [enable_c.eq(enable_b), long_c.eq(long_b), quotient_c.eq(quotient_b),
-                         starts_c.eq(starts_b), short_c.eq(short_b)]
+                         starts_c.eq(starts_b), short_c.eq((coarse_b >> fine_b)[:W])]
             m.d.sync += [b.eq(_below_mask(parts, W))
                          for b, parts in zip(below, bounds, strict=True)]
             long_word = below[0] | (below[1] & ~below[2])

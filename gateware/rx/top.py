@@ -62,11 +62,12 @@ class Receiver(wiring.Component):
                                gates   Watchdog (clicks, gate starts) -> alarm flag
 
     Timing: the word on ``samples`` in cycle ``c`` is timed and put through the dead time in
-    the front end (its hits in cycle ``c + 6``), binned (cycle ``c + 8``) and merged: its
-    records are offered on ``records`` from cycle ``c + 10`` at the earliest
+    the front end (its hits in cycle ``c + 9``), binned (cycle ``c + 11``) and merged: its
+    records are offered on ``records`` from cycle ``c + 13`` at the earliest
     (:attr:`latency`), in the round-robin order of :class:`RecordMerge`. The binned clicks
-    of cycle ``c + 8`` enter the histogram; the front end's accepted clicks of cycle ``c + 6``
-    and gate starts of cycle ``c`` feed the watchdog, whose ``alarm`` in cycle ``c + 8`` is
+    of cycle ``c + 11`` enter the histogram; the front end's accepted clicks of cycle
+    ``c + 9`` and gate starts of cycle ``c`` feed the watchdog, whose ``alarm`` in cycle
+    ``c + 11`` is
     stamped on the records of that word.
 
     Ports are the blocks' ports (see :data:`FORWARDED` for the renamed ones, and each

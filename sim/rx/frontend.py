@@ -54,7 +54,12 @@ def _dead_time(samples, dead_time, common, accepted, first_ui, edge_count):
     last = np.zeros(channels, np.uint8)
     dead_left = np.zeros(channels, np.int64)    # leading UIs of this word still dead
     first = np.empty(channels, np.int64)
+    was_common = True                           # the mode's reset value
     for c in range(n):
+        if common[c] and not was_common:
+            # A switch to COMMON: an interval of D UIs from the word's first UI, everywhere.
+            dead_left[:] = dead_time[c]
+        was_common = common[c]
         for k in range(channels):
             previous = last[k]
             count, found = 0, -1
