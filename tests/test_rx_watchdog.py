@@ -128,6 +128,25 @@ def test_rtl_matches_model_3_channels():
     assert model.trips[-1] > 100
 
 
+def test_rtl_matches_model_settings_changing_every_cycle():
+    """Short windows, clears and rate bounds that change in every cycle (with refused
+    windows): the end of a window and the rate compare are computed a cycle ahead in the
+    gateware, from the next cycle's inputs."""
+    n, channels, max_window = 3000, 2, 9
+    rng = np.random.default_rng(77)
+    clicks = (rng.random((n, channels)) < 0.6).astype(np.uint8)
+    gates = rng.integers(0, 4, (n, channels))
+    settings = {
+        "clear": rng.random(n) < 0.15,
+        "window": rng.integers(0, max_window + 3, n),               # 0 and above: refused
+        "max_clicks": rng.integers(0, 6, n),
+        "max_fill": rng.choice([64, 128, 200, 256, 300], n),
+    }
+    model = run_both({"channels": channels, "gate_count_bits": 2, "max_window": max_window},
+                     clicks, gates, **settings)
+    assert model.trips[-1] > 100 and not model.alarm.all()
+
+
 # --- directed ---
 
 def test_blinded_detector_trips_fill_check_within_one_window():
@@ -179,10 +198,11 @@ def test_rate_burst_trips_at_the_exact_cycle():
     clicks[1994:2006, 0] = 1                            # 12 clicks split 6 + 6 by the window
     model = run_both({"channels": 4}, clicks, gates, window=window, max_clicks=limit)
     trip = burst[-1]
-    assert first(model.alarm) == trip + Watchdog.rate_latency
-    assert model.alarm_channels[trip + 1].tolist() == [0, 1, 0, 0]
-    assert model.trips[trip + 1] == 1 and model.trips[-1] == 1
-    assert model.alarm[trip + 1:].all()
+    seen = trip + Watchdog.rate_latency
+    assert first(model.alarm) == seen
+    assert model.alarm_channels[seen].tolist() == [0, 1, 0, 0]
+    assert model.trips[seen] == 1 and model.trips[-1] == 1
+    assert model.alarm[seen:].all()
 
 
 def test_normal_traffic_never_trips():
@@ -213,9 +233,10 @@ def test_clear_drops_the_alarm_and_restarts_the_window():
     clear = np.zeros(n, bool)
     clear[100] = True
     model = run_both({"channels": 2}, clicks, gates, clear=clear, window=1000, max_clicks=5)
-    assert first(model.alarm) == 16
-    assert model.alarm[16:101].all() and not model.alarm[101:211].any()
-    assert first(model.alarm[101:]) + 101 == 211
+    R, X = Watchdog.rate_latency, Watchdog.clear_latency
+    assert first(model.alarm) == 15 + R
+    assert model.alarm[15 + R:100 + X].all() and not model.alarm[100 + X:210 + R].any()
+    assert first(model.alarm[100 + X:]) + 100 + X == 210 + R
     assert model.trips[-1] == 2                         # clear does not reset the counter
 
     # Fill, channel 0 clicking every gate: windows of 50 from cycle 0 trip at 49 (seen in
@@ -229,7 +250,7 @@ def test_clear_drops_the_alarm_and_restarts_the_window():
     clear[[75, 125]] = True
     model = run_both({"channels": 2}, clicks, gates, clear=clear, window=50, max_fill=128)
     assert first(model.alarm) == 49 + F
-    assert model.alarm[49 + F:76].all() and not model.alarm[76:174 + F].any()
+    assert model.alarm[49 + F:75 + X].all() and not model.alarm[75 + X:174 + F].any()
     assert model.alarm[174 + F:].all()
     assert model.trips[-1] == 1 + (n - (174 + F) + 49) // 50
 
@@ -240,7 +261,11 @@ def test_trip_in_the_clear_cycle_wins():
     clear = np.zeros(20, bool)
     clear[[8, 10]] = True
     model = run_both({"channels": 1}, clicks, np.zeros((20, 1)), clear=clear, max_clicks=0)
-    assert model.alarm.tolist() == [False] * 6 + [True] * 3 + [False] * 2 + [True] * 9
+    # Alarm from click 5; dropped by the clear of 8; the clear of 10 comes with a trip.
+    R, X = Watchdog.rate_latency, Watchdog.clear_latency
+    want = np.zeros(20, bool)
+    want[5 + R:8 + X] = want[10 + R:] = True
+    assert X == R and model.alarm.tolist() == want.tolist()
 
 
 def test_refused_settings_keep_last_accepted():

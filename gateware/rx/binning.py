@@ -269,14 +269,16 @@ class Binner(wiring.Component):
                                        Const(CLASS_DISCARD, 2)))
             discard = cls == CLASS_DISCARD
             every, kept = self.all_binned[k], self.binned[k]
+            # `binned.valid` has a register of its own, so that the merge's FIFO writes start
+            # at a flip-flop.
             m.d.sync += [
                 every.valid.eq(valid),
                 every.index.eq(index),
                 every.phase.eq(phase),
                 every.cls.eq(cls),
+                kept.valid.eq(valid & ~discard),
             ]
             m.d.comb += [
-                kept.valid.eq(every.valid & (every.cls != CLASS_DISCARD)),
                 kept.index.eq(every.index),
                 kept.phase.eq(every.phase),
                 kept.cls.eq(every.cls),

@@ -141,7 +141,6 @@ class PhaseHistogram(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         span, bins = self.uis_per_symbol, self.bins
-        top = (1 << self.count_bits) - 1
         counter_top = (1 << CLICK_COUNTER_BITS) - 1
 
         # Sweep: one bin of every channel a cycle; from reset too (the memories keep their
@@ -167,10 +166,14 @@ class PhaseHistogram(wiring.Component):
             memory = m.submodules[f"bins_{k}"] = Memory(shape=unsigned(self.count_bits),
                                                         depth=bins, init=[])
             write = memory.write_port()
-            # Read-modify-write: the read of cycle t sees the write of cycle t (transparent),
-            # so a click on the bin the click before it is writing counts on top of it.
+            # Read-modify-write over three stages: the count computed in cycle t is written in
+            # cycle t + 1 from registers. The reads see the write of their own cycle
+            # (transparent), and the count computed in the cycle before a read's data is used
+            # is forwarded from its register, so that a click on the bin the click before it
+            # counted counts on top of it, and the host sees the counts computed up to the
+            # cycle before its read, as if written at once.
             fetch = memory.read_port(transparent_for=(write,))
-            host = memory.read_port()
+            host = memory.read_port(transparent_for=(write,))
             m.d.comb += host.addr.eq(self.read_bin)
             with m.If(read_channel == k):
                 m.d.comb += selected.eq(host.data)
@@ -191,14 +194,27 @@ class PhaseHistogram(wiring.Component):
             m.d.sync += [add.eq(slot.valid & ~bad), refused.eq(slot.valid & bad),
                          held.eq(address)]
 
-            # Stage 2 (cycle t + 1): the incremented count, or the sweep's zero, is written.
-            count = fetch.data
+            # Stage 2 (cycle t + 1): the incremented count, or the sweep's zero, is computed.
+            # The saturating increment from the adder's carry out (the count is all ones
+            # exactly when `count + 1` carries, and then it stays all ones), so that no
+            # compare of the whole count sits beside the adder in this loop.
+            new_en = Signal(name=f"new_en_{k}")
+            new_addr = Signal.like(address, name=f"new_bin_{k}")
+            new_data = Signal(self.count_bits, name=f"new_count_{k}")
+            forward = Signal(name=f"forward_{k}")       # the bin of stage 2 was just computed
+            count = Mux(forward, write.data, fetch.data)
+            increment = Signal(self.count_bits + 1, name=f"increment_{k}")
+            m.d.comb += increment.eq(count + 1)
+            saturated = increment[:-1] | increment[-1].replicate(self.count_bits)
             with m.If(sweeping):
-                m.d.comb += [write.addr.eq(sweep_bin), write.data.eq(0), write.en.eq(1)]
+                m.d.comb += [new_addr.eq(sweep_bin), new_data.eq(0), new_en.eq(1)]
             with m.Elif(add):
-                m.d.comb += [write.addr.eq(held),
-                             write.data.eq(Mux(count == top, count, count + 1)),
-                             write.en.eq(1)]
+                m.d.comb += [new_addr.eq(held), new_data.eq(saturated), new_en.eq(1)]
+            # Stage 3 (cycle t + 2): the write, from registers.
+            m.d.sync += [
+                write.addr.eq(new_addr), write.data.eq(new_data), write.en.eq(new_en),
+                forward.eq(new_en & (new_addr == address)),
+            ]
 
             counted = self.counted[k]
             with m.If(self.clear):

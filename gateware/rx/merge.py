@@ -5,7 +5,7 @@ Ref: DESIGN.md sections 4 and 7 (one named record layout; what the gateware cann
 counts and flags, never drops silently).
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -135,8 +135,14 @@ class RecordMerge(wiring.Component):
         m.d.comb += self.overflow.eq(self.overflows.as_value() != 0)
 
         # Round-robin arbiter: the first channel with a record after the last one granted.
+        # The requests are registers kept equal to the FIFOs' `r_rdy` (level != 0), so that
+        # the arbiter starts at flip-flops instead of behind each FIFO's level compare.
         requests = Signal(channels)
-        m.d.comb += requests.eq(Cat(queue.r_rdy for queue in fifos))
+        for k, queue in enumerate(fifos):
+            level = queue.r_level
+            written = self.binned[k].valid & queue.w_rdy
+            read = queue.r_en & requests[k]
+            m.d.sync += requests[k].eq(written | (level >= 2) | ((level == 1) & ~read))
         last = Signal(bits_for(channels - 1), init=channels - 1)
         grant = Signal.like(last)
         with m.Switch(last):

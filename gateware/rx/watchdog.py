@@ -69,23 +69,26 @@ class Watchdog(wiring.Component):
       trips if the window had gates and ``clicks * 256 > max_fill * gates``. ``max_fill`` is
       the one in force in the window's last cycle; ``max_fill = 256`` disables the check.
       The check is made in the cycle after the window's last cycle (a ``clear`` in that cycle
-      cancels it) and, pipelined, trips 3 cycles later: the fill check of a window ending in
-      cycle ``e`` trips in cycle ``e + 4``.
+      cancels it) and, pipelined, trips 4 cycles later: the fill check of a window ending in
+      cycle ``e`` trips in cycle ``e + 5``.
 
     A trip latches the channel's bit of ``alarm_channels`` and ``alarm`` (their OR) until a
     cycle with ``clear`` high and no trip; ``trips`` counts the cycles in which at least one
     check of one channel tripped (saturating; ``clear`` does not reset it).
 
-    Timing: all outputs are registered. The click of cycle ``c`` that trips the rate check
-    shows on ``alarm`` from cycle ``c + 1`` (:attr:`rate_latency`); the fill check of a window
-    ending in cycle ``e`` shows from cycle ``e + 5`` (:attr:`fill_latency`). A ``clear`` in
-    cycle ``c`` drops the alarms from cycle ``c + 1`` unless a check trips in cycle ``c``
-    (the rate check with ``max_clicks = 0``, or the fill check of a window that ended in
-    cycle ``c - 4``).
+    Timing: every input is registered before use, and the rules above apply to the inputs
+    of each cycle as of the cycle after (a window "ending in cycle ``e``" ends with the
+    inputs of cycle ``e``). All outputs are registered. The click of cycle ``c`` that trips
+    the rate check shows on ``alarm`` from cycle ``c + 2`` (:attr:`rate_latency`); the fill
+    check of a window ending in cycle ``e`` shows from cycle ``e + 7`` (:attr:`fill_latency`).
+    A ``clear`` in cycle ``c`` drops the alarms from cycle ``c + 2`` (:attr:`clear_latency`)
+    unless a check trips with it (the rate check with ``max_clicks = 0`` on a click of cycle
+    ``c``, or the fill check of a window that ended in cycle ``c - 5``). ``settings_error``
+    alone is not delayed: it shows the settings of its own cycle.
 
     Settings are read every cycle; ``window`` acts from the cycle after the one it is
-    presented in (the window in use is a register), ``max_clicks`` and ``max_fill`` in the
-    same cycle. A refused value (``window`` 0 or above ``max_window``, ``max_fill`` above
+    presented in (the window in use is a register), as does ``max_clicks``; ``max_fill`` acts
+    in the same cycle. A refused value (``window`` 0 or above ``max_window``, ``max_fill`` above
     256) leaves the last accepted one in use (the default after reset), and
     ``settings_error`` is high while a refused value is present. The defaults (``window =
     max_window``, ``max_clicks = max_window``, ``max_fill = 256``) trip on nothing: what is
@@ -127,9 +130,13 @@ class Watchdog(wiring.Component):
     """
 
     #: Cycles from the click that trips the rate check to ``alarm``.
-    rate_latency = 1
+    rate_latency = 2
     #: Cycles from the last cycle of a window that trips the fill check to ``alarm``.
-    fill_latency = 5
+    fill_latency = 7
+    #: Cycles from a ``clear`` to the first cycle without the alarms it drops.
+    clear_latency = 2
+    #: Cycles from an input to the cycle the watchdog acts on it (the input registers).
+    input_latency = 1
 
     @refuses_quietly
     def __init__(self, *, channels, gate_count_bits=6, max_window=1 << 24):
@@ -157,74 +164,137 @@ class Watchdog(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        clear = self.clear
+        channels = self.channels
+
+        # Input registers: the block is the one its docstring describes, behind one register
+        # stage on every input, so that no input net from outside fans out to the counters.
+        # `clear` is kept in copies (`*_replica*`: kept apart in the board build), one per
+        # group of loads; the logic below reads the inputs of the cycle before from these.
+        def register(name, port):
+            reg = Signal.like(port, name=f"{name}_in")
+            m.d.sync += reg.eq(port)
+            return reg
+
+        def copies(name, value, count, init=0):
+            regs = [Signal(name=f"{name}_replica{i}", init=init) for i in range(count)]
+            m.d.sync += [reg.eq(value) for reg in regs]
+            return regs
+
+        clicks_in = register("clicks", self.clicks)
+        gate_starts_in = [register(f"gate_starts_{k}", self.gate_starts[k])
+                          for k in range(channels)]
+        window_in = register("window", self.window)
+        max_clicks_in = register("max_clicks", self.max_clicks)
+        max_fill_in = register("max_fill", self.max_fill)
+        window_ok_now = (self.window != 0) & (self.window <= self.max_window)
+        fill_ok_now = self.max_fill <= FILL_SCALE
+        m.d.comb += self.settings_error.eq(~window_ok_now | ~fill_ok_now)
+        window_ok = Signal(name="window_ok_in", init=1)
+        fill_ok = Signal(name="fill_ok_in", init=1)
+        m.d.sync += [window_ok.eq(window_ok_now), fill_ok.eq(fill_ok_now)]
+        clear, *clear_copies = copies("clear", self.clear, 1 + 2 * channels)
 
         # Settings: refuse a window that is empty or longer than the counters hold, and a fill
         # bound above one. The window in use is a register (an accepted value acts from the
         # next cycle), so that the end-of-window logic starts at flip-flops.
-        window_ok = (self.window != 0) & (self.window <= self.max_window)
-        fill_ok = self.max_fill <= FILL_SCALE
-        window = registered_setting(m, "window", self.window, window_ok, self.max_window)
+        window = registered_setting(m, "window", window_in, window_ok, self.max_window)
         window_is_one = Signal(init=self.max_window == 1)
-        m.d.sync += window_is_one.eq(Mux(window_ok, self.window == 1, window_is_one))
+        window_is_one_next = Mux(window_ok, window_in == 1, window_is_one)
+        window_to_two = Signal(init=self.max_window <= 2)
+        window_to_two_next = Mux(window_ok, window_in <= 2, window_to_two)
+        m.d.sync += [window_is_one.eq(window_is_one_next), window_to_two.eq(window_to_two_next)]
         max_fill = Signal.like(self.max_fill, name="max_fill_in_use")
-        m.d.comb += [
-            max_fill.eq(accepted_setting(m, "max_fill", self.max_fill, fill_ok, FILL_SCALE)),
-            self.settings_error.eq(~window_ok | ~fill_ok),
-        ]
+        m.d.comb += max_fill.eq(accepted_setting(m, "max_fill", max_fill_in, fill_ok,
+                                                 FILL_SCALE))
 
-        # Window: `count` is the cycles of the window so far, counting this one (unless
-        # `clear` starts a new window in this cycle).
-        count = Signal(range(self.max_window + 2), init=1)
-        last = Signal()                         # this cycle ends the window
-        m.d.comb += last.eq(Mux(clear, window_is_one, count >= window))
-        m.d.sync += count.eq(Mux(last, 1, Mux(clear, 2, count + 1)))
+        # Window: `last` (this cycle ends the window) is
+        #     clear ? window == 1 : count >= window,
+        # `count` being the cycles of the window so far, counting this one. It is computed a
+        # cycle ahead into registers (copies, one per group of loads), from `ahead`
+        # (`count + 1`), the window of the next cycle and the next cycle's `clear`, which is
+        # this cycle's input: count is 1 after a window ends, 2 after a clear, else count + 1.
+        # In the first cycle after reset the input registers hold no input yet: the first
+        # window starts in the cycle after (count 0 here).
+        ahead = Signal(range(self.max_window + 3), init=1)
+        last = Signal(name="last_replica")
+        reached = Mux(window_ok, ahead >= window_in, ahead >= window)
+        last_next = Mux(self.clear | last, window_is_one_next,
+                        Mux(clear, window_to_two_next, reached))
+        last_copies = copies("last", last_next, 2 * channels)
+        m.d.sync += [
+            last.eq(last_next),
+            ahead.eq(Mux(last, 2, Mux(clear, 3, ahead + 1))),
+        ]
 
         # The fill check runs on the totals of a window in the cycle after it ends, from
         # registers, as a pipeline: `fill_limit * total_gates` in three adder stages (the
         # limit is below 256 when the check is on: 8 shifted partial products), then the
-        # compare. Its trip shows in `trip` FILL_STAGES cycles after that cycle.
+        # compare, registered: its trip shows in `trip` 4 cycles after that cycle.
         pending = Signal()
         fill_limit = Signal.like(max_fill)
+        fill_on = Signal()                      # fill_limit != FILL_SCALE
         m.d.sync += pending.eq(last)
         with m.If(last):
-            m.d.sync += fill_limit.eq(max_fill)
-        fill_due = pending & ~clear & (fill_limit != FILL_SCALE)
+            m.d.sync += [fill_limit.eq(max_fill), fill_on.eq(max_fill != FILL_SCALE)]
+        fill_due = pending & ~clear & fill_on
 
         trips = []
-        for k in range(self.channels):
-            click = self.clicks[k]
+        for k in range(channels):
+            click = clicks_in[k]
+            clear_clicks, clear_gates = clear_copies[2 * k:2 * k + 2]
+            last_clicks, last_gates = last_copies[2 * k:2 * k + 2]
+            gate_starts = gate_starts_in[k]
             clicks = Signal(self.count_bits, name=f"clicks_{k}")         # this window, so far
             gates = Signal(self.gate_total_bits, name=f"gates_{k}")
+            gates_nonzero = Signal(name=f"gates_nonzero_{k}")            # gates != 0
             rate_tripped = Signal(name=f"rate_tripped_{k}")              # this window
             total_clicks = Signal(self.count_bits, name=f"total_clicks_{k}")   # of the last
             total_gates = Signal(self.gate_total_bits, name=f"total_gates_{k}")  # window
+            total_nonzero = Signal(name=f"total_gates_nonzero_{k}")
             new_clicks = Signal.like(clicks, name=f"new_clicks_{k}")
             new_gates = Signal.like(gates, name=f"new_gates_{k}")
+            new_nonzero = Signal(name=f"new_gates_nonzero_{k}")
             tripped = Signal(name=f"rate_tripped_before_{k}")
             m.d.comb += [
-                new_clicks.eq(Mux(clear, 0, clicks) + click),
-                new_gates.eq(Mux(clear, 0, gates) + self.gate_starts[k]),
-                tripped.eq(rate_tripped & ~clear),
+                new_clicks.eq(Mux(clear_clicks, 0, clicks) + click),
+                new_gates.eq(Mux(clear_gates, 0, gates) + gate_starts),
+                # The counts never wrap (a window holds at most `max_window` cycles).
+                new_nonzero.eq((~clear_gates & gates_nonzero) | (gate_starts != 0)),
+                tripped.eq(rate_tripped & ~clear_clicks),
             ]
-            # new_clicks > max_clicks, for a click: (clear ? 0 : clicks) + 1 > max_clicks.
-            above = Mux(clear, self.max_clicks == 0, clicks >= self.max_clicks)
+            # new_clicks > max_clicks, for a click: (clear ? 0 : clicks) + 1 > max_clicks, is
+            #     above = clear ? max_clicks == 0 : clicks >= max_clicks,
+            # computed a cycle ahead into a register from the next cycle's `clear` (this
+            # cycle's input) and `max_clicks` (a register: the setting acts from the cycle
+            # after it is presented) and the next `clicks`: 0 after a window ends,
+            # else `(clear ? 0 : clicks) + click`, whose compares are made on `clicks` and
+            # `clicks_plus` (`clicks + 1`, a register too) before the choice.
+            clicks_plus = Signal(range(self.max_window + 2), name=f"clicks_plus_{k}", init=1)
+            above = Signal(name=f"above_{k}")
+            max_next = max_clicks_in
+            zero_next = max_next == 0
+            above_next = Mux(
+                self.clear | last_clicks, zero_next,
+                Mux(clear_clicks, Mux(click, max_next <= 1, zero_next),
+                    Mux(click, clicks_plus >= max_next, clicks >= max_next)))
+            m.d.sync += above.eq(above_next)
             rate_trip = click & ~tripped & above
-            with m.If(last):
-                m.d.sync += [
-                    clicks.eq(0), gates.eq(0), rate_tripped.eq(0),
-                    total_clicks.eq(new_clicks), total_gates.eq(new_gates),
-                ]
+            with m.If(last_clicks):
+                m.d.sync += [clicks.eq(0), clicks_plus.eq(1), rate_tripped.eq(0),
+                             total_clicks.eq(new_clicks)]
             with m.Else():
-                m.d.sync += [
-                    clicks.eq(new_clicks), gates.eq(new_gates),
-                    rate_tripped.eq(tripped | rate_trip),
-                ]
+                m.d.sync += [clicks.eq(new_clicks), rate_tripped.eq(tripped | rate_trip),
+                             clicks_plus.eq(Mux(clear_clicks, 1, clicks_plus) + click)]
+            with m.If(last_gates):
+                m.d.sync += [gates.eq(0), gates_nonzero.eq(0), total_gates.eq(new_gates),
+                             total_nonzero.eq(new_nonzero)]
+            with m.Else():
+                m.d.sync += [gates.eq(new_gates), gates_nonzero.eq(new_nonzero)]
 
             # Fill pipeline: stage 1 pairs of partial products, 2 and 3 their sums, then the
             # compare `total_clicks * 256 > fill_limit * total_gates`.
             product_bits = self.gate_total_bits + 8
-            due = fill_due & (total_gates != 0)
+            due = fill_due & total_nonzero
             terms = [Mux(fill_limit[b], total_gates << b, 0) for b in range(8)]
             sums = [terms[i] + terms[i + 1] for i in range(0, 8, 2)]
             fill_clicks = total_clicks
@@ -237,7 +307,8 @@ class Watchdog(wiring.Component):
                 m.d.sync += [due_r.eq(due), clicks_r.eq(fill_clicks)]
                 sums = [regs[i] + regs[i + 1] for i in range(0, len(regs) - 1, 2)] or regs
                 due, fill_clicks = due_r, clicks_r
-            fill_trip = due & (Cat(Const(0, 8), fill_clicks) > sums[0])
+            fill_trip = Signal(name=f"fill_trip_{k}")
+            m.d.sync += fill_trip.eq(due & (Cat(Const(0, 8), fill_clicks) > sums[0]))
             trip = Signal(name=f"trip_{k}")
             m.d.comb += trip.eq(rate_trip | fill_trip)
             trips.append(trip)

@@ -19,8 +19,10 @@ from ...gateware.rx.watchdog import (
 __all__ = ["WatchdogOutput", "WatchdogModel"]
 
 _TRIPS_TOP = (1 << TRIP_COUNTER_BITS) - 1
+#: Cycles from an input to the cycle the gateware acts on it (its input registers).
+_INPUT_DELAY = Watchdog.input_latency
 #: Cycles from the fill check (the cycle after a window ends) to its trip.
-_FILL_DELAY = Watchdog.fill_latency - 2
+_FILL_DELAY = Watchdog.fill_latency - _INPUT_DELAY - 2
 
 
 class WatchdogOutput(NamedTuple):
@@ -38,11 +40,11 @@ class WatchdogOutput(NamedTuple):
 
 
 @njit(cache=True)
-def _run(clicks, gate_starts, clear, window, max_clicks, max_fill, max_window,
-         alarm, alarm_channels, trips, settings_error):
+def _run(clicks, gate_starts, clear, window, max_clicks, max_fill, max_window, fill_delay,
+         start, alarm, alarm_channels, trips, settings_error):
     n, channels = clicks.shape
     applied_window, applied_fill = max_window, FILL_SCALE
-    elapsed = 0
+    elapsed = start                                 # cycles of this window before this one
     counts = np.zeros(channels, np.int64)           # clicks of this window so far
     gates = np.zeros(channels, np.int64)
     rate_tripped = np.zeros(channels, np.bool_)
@@ -52,7 +54,8 @@ def _run(clicks, gate_starts, clear, window, max_clicks, max_fill, max_window,
     latched = np.zeros(channels, np.bool_)
     trip = np.zeros(channels, np.bool_)
     # Fill checks made but not yet tripped: row j trips FILL_DELAY - j cycles from now.
-    fill_pipe = np.zeros((_FILL_DELAY, channels), np.bool_)
+    # (An argument, not the module's constant: numba's cache would keep a stale global.)
+    fill_pipe = np.zeros((fill_delay, channels), np.bool_)
     trip_count = 0
     for c in range(n):
         # Settings: a refused value leaves the last accepted one in use; an accepted
@@ -76,10 +79,10 @@ def _run(clicks, gate_starts, clear, window, max_clicks, max_fill, max_window,
         fill_due = pending and not clear[c] and fill_limit != FILL_SCALE
         for k in range(channels):
             trip[k] = fill_pipe[0, k]
-        for j in range(_FILL_DELAY - 1):
+        for j in range(fill_delay - 1):
             fill_pipe[j] = fill_pipe[j + 1]
         for k in range(channels):
-            fill_pipe[_FILL_DELAY - 1, k] = (
+            fill_pipe[fill_delay - 1, k] = (
                 fill_due and total_gates[k] != 0
                 and total_clicks[k] * FILL_SCALE > fill_limit * total_gates[k])
         pending = last
@@ -108,12 +111,21 @@ class WatchdogModel:
 
     Takes the same keyword parameters with the same checks. :meth:`run` reproduces the
     gateware's outputs cycle for cycle from reset (cycle 0 is the first cycle after reset).
+
+    The gateware registers its inputs: the model runs its rules on the inputs delayed by
+    :attr:`input_latency` cycles (``max_clicks`` one cycle more), the ports' reset values in
+    the first cycles (which do not count in the first window); ``settings_error`` alone is not
+    delayed.
     """
 
     #: Cycles from the click that trips the rate check to ``alarm``.
     rate_latency = Watchdog.rate_latency
     #: Cycles from the last cycle of a window that trips the fill check to ``alarm``.
     fill_latency = Watchdog.fill_latency
+    #: Cycles from a ``clear`` to the first cycle without the alarms it drops.
+    clear_latency = Watchdog.clear_latency
+    #: Cycles from an input to the cycle the gateware acts on it.
+    input_latency = Watchdog.input_latency
 
     def __init__(self, *, channels, gate_count_bits=6, max_window=1 << 24):
         check_watchdog_parameters(channels, gate_count_bits, max_window)
@@ -166,12 +178,31 @@ class WatchdogModel:
                                      self.count_bits)
         max_fill = self._per_cycle("max_fill", max_fill, n, FILL_SCALE,
                                    FILL_SCALE.bit_length())
+        # `settings_error` shows the settings of its own cycle (the check is not delayed).
+        settings_error = ~((window >= 1) & (window <= self.max_window)
+                           & (max_fill <= FILL_SCALE))
+        # The input registers: each input as of `_INPUT_DELAY` cycles before, the reset
+        # values (the ports' init) before cycle 0; the first window starts with cycle 0's
+        # inputs (`start`: the cycles before do not count).
+        def delayed(array, init):
+            head = np.full((_INPUT_DELAY,) + array.shape[1:], init, array.dtype)
+            return np.concatenate([head, array])[:n]
+
+        clicks = delayed(clicks.astype(np.int64), 0)
+        gate_starts = delayed(gate_starts.astype(np.int64), 0)
+        clear = delayed(clear, False)
+        window = delayed(window, self.max_window)
+        # `max_clicks` acts from the cycle after it is presented (a register in front of the
+        # input register).
+        max_clicks = delayed(delayed(max_clicks, self.max_window), self.max_window)
+        max_fill = delayed(max_fill, FILL_SCALE)
         out = WatchdogOutput(
             alarm=np.zeros(n, np.bool_),
             alarm_channels=np.zeros((n, self.channels), np.bool_),
             trips=np.zeros(n, np.uint32),
             settings_error=np.zeros(n, np.bool_),
         )
-        _run(clicks.astype(np.int64), gate_starts.astype(np.int64), clear, window, max_clicks,
-             max_fill, self.max_window, *out)
+        _run(clicks, gate_starts, clear, window, max_clicks,
+             max_fill, self.max_window, _FILL_DELAY, -_INPUT_DELAY, *out)
+        out.settings_error[:] = settings_error
         return out
