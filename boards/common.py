@@ -199,7 +199,13 @@ class PortHarness(Elaboratable):
     build of a pipeline alone: its inputs (settings) from a shift register fed by the pin
     ``scan`` (so that synthesis cannot treat them as constants), the ``ready`` of its output
     streams from the same register, its input streams not valid (as a bare board's QRNG), and
-    its outputs into flip-flops marked ``keep`` (so that the logic behind them stays)."""
+    its outputs into flip-flops marked ``keep`` (so that the logic behind them stays).
+
+    Each input takes the shift register's bits through one register of its own
+    (``in<k>``): the chain holds its flip-flops next to one another, while a board's
+    register bank or stream source gives each port a flip-flop that can sit by the port's
+    loads (without it, e.g. the log stream's ``ready`` crossed the chip from its chain
+    neighbours to the log FIFO). The values stay arbitrary; only their timing is a board's."""
 
     def __init__(self, component, *, skip, scan):
         self.component = component
@@ -228,9 +234,11 @@ class PortHarness(Elaboratable):
         chain = Signal(max(width, 1), name="scan_chain")
         m.d.sync += chain.eq(Cat(self.scan, chain[:-1]))
         offset = 0
-        for value in inputs:
+        for k, value in enumerate(inputs):
             n = len(Value.cast(value))
-            m.d.comb += value.eq(chain[offset:offset + n])
+            port = Signal(n, name=f"in{k}")
+            m.d.sync += port.eq(chain[offset:offset + n])
+            m.d.comb += value.eq(port)
             offset += n
         for k, value in enumerate(outputs):
             kept = Signal(len(Value.cast(value)), name=f"kept{k}", attrs={"keep": 1})

@@ -7,7 +7,7 @@ from amaranth.hdl import Const, Instance, Mux, Signal
 from .checks import check_int
 
 __all__ = ["check_int", "count_saturating", "refuses_quietly", "accepted_setting",
-           "registered_setting", "replicated_setting", "global_buffer"]
+           "registered_setting", "replicated_setting", "REPLICA_GROUP", "global_buffer"]
 
 
 def refuses_quietly(init):
@@ -50,19 +50,36 @@ def registered_setting(m, name, value, ok, init):
     return applied
 
 
+#: Copies of a replicated setting that share one register of the middle level.
+REPLICA_GROUP = 4
+
+
 def replicated_setting(m, name, value, ok, init, copies):
-    """``copies`` copies of :func:`registered_setting`'s register, one cycle behind it, for
-    logic spread over the chip (one copy per lane): each copy's loads sit near it instead of
-    all of them waiting on one flip-flop's long nets, and the acceptance check reaches one
-    register, not every copy. The setting thus acts two cycles after it appears on the port
-    (the reset value is in use in the first two cycles). The copies are named
+    """``copies`` copies of :func:`registered_setting`'s register, for logic spread over the
+    chip (one copy per lane): each copy's loads sit near it instead of all of them waiting
+    on one flip-flop's long nets, and the acceptance check reaches one register, not every
+    copy. The port value and its check ``ok`` are registered first (``<name>_port``,
+    ``<name>_ok``), so that neither the check nor the port's routing sits in front of the
+    accepting register's enable; the accepted value then reaches the copies through a middle
+    level, one register per group of :data:`REPLICA_GROUP` consecutive copies
+    (``<name>_group_replica<g>``), so that no net spans the chip from one flip-flop to all
+    the copies. The setting thus acts four cycles after it appears on the port (the reset
+    value is in use in the first four cycles after reset). The copies are named
     ``<name>_replica<k>``; the board build keeps them apart
     (``timebin.boards.build.KEEP_REPLICAS``); elsewhere they are just equal registers."""
-    accepted = registered_setting(m, name, value, ok, init)
+    port = Signal.like(value, name=f"{name}_port", init=init)
+    port_ok = Signal(name=f"{name}_ok")
+    m.d.sync += [port.eq(value), port_ok.eq(ok)]
+    accepted = registered_setting(m, name, port, port_ok, init)
+    groups = []
+    for g in range(-(-copies // REPLICA_GROUP)):
+        group = Signal.like(accepted, name=f"{name}_group_replica{g}", init=init)
+        m.d.sync += group.eq(accepted)
+        groups.append(group)
     replicas = []
     for k in range(copies):
         replica = Signal.like(accepted, name=f"{name}_replica{k}", init=init)
-        m.d.sync += replica.eq(accepted)
+        m.d.sync += replica.eq(groups[k // REPLICA_GROUP])
         replicas.append(replica)
     return replicas
 

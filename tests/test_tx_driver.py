@@ -330,14 +330,12 @@ def test_refused_settings_keep_last_accepted():
         "1+2": [0, 1, 1, 0, 0, 0],
         "0+1": [1, 0, 0, 0, 0, 0],
         "0+1, delayed 1": [0, 1, 0, 0, 0, 0],
-        "reset": [1, 1, 1, 0, 0, 0],
     }
-    # An accepted pulse window applies to the symbols of the next cycle, an accepted delay to
-    # the output after next (registered settings); cycle 0 uses the reset values.
-    for cycles, pattern in ((range(latency, latency + 1), "reset"),
-                            (range(latency + 1, 31 + latency), "1+2"),
-                            (range(31 + latency, 41 + UIDelay.latency), "0+1"),
-                            (range(41 + UIDelay.latency, n), "0+1, delayed 1")):
+    # An accepted pulse window applies to the symbols of the same cycle, an accepted delay to
+    # the output two cycles after (registered check, then the setting).
+    for cycles, pattern in ((range(latency, 30 + latency), "1+2"),
+                            (range(30 + latency, 42 + UIDelay.latency), "0+1"),
+                            (range(42 + UIDelay.latency, n), "0+1, delayed 1")):
         for cycle in cycles:
             assert list(carver[cycle]) == lane[pattern] * lanes, (cycle, pattern)
     # The refused im/pm delays leave those outputs where they were: im follows the window.

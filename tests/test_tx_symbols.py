@@ -179,14 +179,16 @@ def test_refused_setting_keeps_last_accepted():
         ctx.set(dut.p_z, 15)                                  # accepted: 14 < 15 -> Z
         await ctx.tick()
         ctx.set(dut.p_z, 17)                                  # refused (> 16)
-        for _ in range(5):
+        for _ in range(SymbolSource.latency + 3):
             await ctx.tick()
-            seen.append((ctx.get(dut.symbols.payload.symbols[0].basis),
-                         ctx.get(dut.settings_error)))
+            if ctx.get(dut.symbols.valid):
+                seen.append((ctx.get(dut.symbols.payload.symbols[0].basis),
+                             ctx.get(dut.settings_error)))
 
     simulate(dut, testbench)
-    # The words out were drawn in cycles 0, 1, ...: the first two with the reset p_z (8:
-    # 14 -> X); the accepted 15 acts from cycle 2 and stays when 17 is refused.
+    # The words out were drawn from the entropy of cycles 0, 1, ...: the first two with the
+    # reset p_z (8: 14 -> X); the accepted 15 acts on the entropy from cycle 2 (compared in
+    # cycle 4 against the lane copy) and stays when 17 is refused.
     assert [Basis(basis) for basis, _ in seen] == [Basis.X] * 2 + [Basis.Z] * 3
     assert all(error for _, error in seen)
 

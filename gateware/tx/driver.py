@@ -10,7 +10,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import refuses_quietly, registered_setting
+from ..common import REPLICA_GROUP, refuses_quietly, registered_setting
 from .layouts import SerializerWord, SymbolWord
 
 __all__ = ["MAX_DELAY_WORDS", "IM_LEVELS", "PM_LEVELS", "im_level_index", "pm_level_index",
@@ -224,15 +224,16 @@ class TimeBinDriver(wiring.Component):
     Timing: ``i_symbols`` is taken every cycle (``always_ready``); ``o_ser`` offers a word
     every cycle and the serializer takes it (``always_ready``). ``o_ser.valid`` is low in the
     reset cycle and high from the first cycle after it. The symbols of cycle ``c`` reach
-    ``o_ser`` in cycle ``c + latency`` (``latency`` = 3: a register of each lane's table
-    entries, an encoder register, then the delay register), moved later by the delay of each
-    output. Until the pipeline and the delay history fill, the UIs that hold no symbol yet are
-    all zero (carver 0, im 0, pm 0), not ``im_idle``.
+    ``o_ser`` in cycle ``c + latency`` (``latency`` = 4: a register of each lane's symbol,
+    one of its table entries, an encoder register, then the delay register), moved later by
+    the delay of each output. Until the pipeline and the delay history fill, the UIs that
+    hold no symbol yet are all zero (carver 0, im 0, pm 0), not ``im_idle``.
 
-    Settings are read every cycle. Levels (``im_levels``, ``im_idle``, ``pm_levels``) act
-    on the symbols taken in the same cycle; an accepted pulse window acts on the symbols of
-    the next cycle, an accepted delay on the output word after next (the reset values are in
-    use in the first cycle after reset). An out-of-range value
+    Settings are read every cycle. Levels (``im_levels``, ``im_idle``, ``pm_levels``) and an
+    accepted pulse window act on the symbols taken in the same cycle; an accepted delay on
+    the output word two cycles after (its check is registered; the reset values are in use
+    in the first two cycles after reset, while the output words hold no symbol yet). An
+    out-of-range value
     (``pulse_width`` 0, ``pulse_offset + pulse_width > k``, a delay above ``max_delay``) is
     refused: the driver keeps using the last value it accepted (the default after reset), and
     ``settings_error`` is high while any refused value is present. ``pulse_offset`` and
@@ -274,7 +275,7 @@ class TimeBinDriver(wiring.Component):
     """
 
     #: Cycles from ``i_symbols`` to ``o_ser`` at zero delay.
-    latency = 3
+    latency = 4
 
     @refuses_quietly
     def __init__(self, *, lanes, uis_per_symbol, dac_bits=8, pm_bits=1, max_delay=None):
@@ -316,32 +317,57 @@ class TimeBinDriver(wiring.Component):
         window_ok = (self.pulse_width != 0) & (self.pulse_offset + self.pulse_width <= k)
         offset = registered_setting(m, "pulse_offset", self.pulse_offset, window_ok, 0)
         width = registered_setting(m, "pulse_width", self.pulse_width, window_ok, k)
-        # Each delay is registered once per lane (all copies load together, as one register
-        # would), next to the lane's output multiplexers (UIDelay ``groups``).
+        # Each delay and its check are registered once (`delay_<out>_port`, `_ok`), then the
+        # accepted delay once per lane (all copies load together, as one register would),
+        # next to the lane's output multiplexers (UIDelay ``groups``): the check reaches one
+        # flip-flop, and the copies' enable starts at a flip-flop.
         delays, errors = {}, [~window_ok]
         for output in ("carver", "im", "pm"):
             port = getattr(self, f"delay_{output}")
             ok = port <= self.max_delay
-            delays[output] = Cat(registered_setting(m, f"delay_{output}_replica{lane}", port,
-                                                    ok, 0) for lane in range(lanes))
+            port_r = Signal.like(port, name=f"delay_{output}_port")
+            ok_r = Signal(name=f"delay_{output}_ok")
+            m.d.sync += [port_r.eq(port), ok_r.eq(ok)]
+            delays[output] = Cat(registered_setting(m, f"delay_{output}_replica{lane}", port_r,
+                                                    ok_r, 0) for lane in range(lanes))
             errors.append(~ok)
         m.d.comb += self.settings_error.eq(Cat(errors).any())
 
         in_pulse = Cat((offset <= u) & (u < offset + width) for u in range(k))
 
+        # Input stage, per lane: the symbol (whether it is on, its state and intensity) and a
+        # copy of `im_idle`, registered. The long net from the symbol source (whose word
+        # register also feeds the symbol log) to the lane, spread along the output pins,
+        # ends at a flip-flop of the lane, not in front of its table multiplexers.
         # Select stage, per lane: the symbol's table entries, whether it lights each bin, and
-        # copies of `im_idle` and of the pulse window, registered with the symbol. The levels
-        # thus act on the symbols taken in the same cycle, and the window on those of the
-        # next, as before; the wide table multiplexers end at flip-flops, so the long nets
-        # from the symbol source to the lanes' UIs (spread along the output pins) start at
-        # a register of each lane instead of at the symbol word's. The `_replica` names keep
-        # the board build from merging the equal copies (timebin.boards.build.KEEP_REPLICAS).
-        # All of it resets to 0, so that the encoder's first word is all zero (not `im_idle`).
+        # copies of `im_idle` and of the pulse window. The level tables are registered once
+        # per group of REPLICA_GROUP lanes, in step with the input stage: each lane's table
+        # multiplexers read a copy near the lane instead of the ports' flip-flops. Levels,
+        # `im_idle` and the window thus act on the symbols taken in the same cycle. The
+        # `_replica` names keep the board build from merging the equal copies
+        # (timebin.boards.build.KEEP_REPLICAS). All of it resets to 0, so that the encoder's
+        # first words are all zero (not `im_idle`).
+        tables = []
+        for g in range(-(-lanes // REPLICA_GROUP)):
+            im_table = Signal(self.im_levels.shape(), init=default_im_levels(self.dac_bits),
+                              name=f"im_levels_replica{g}")
+            pm_table = Signal(self.pm_levels.shape(), init=default_pm_levels(self.pm_bits),
+                              name=f"pm_levels_replica{g}")
+            m.d.sync += [im_table.eq(self.im_levels), pm_table.eq(self.pm_levels)]
+            tables.append((im_table, pm_table))
         selected = []
         for lane in range(lanes):
+            im_table, pm_table = tables[lane // REPLICA_GROUP]
             symbol = self.i_symbols.payload.symbols[lane]
-            state = Cat(symbol.bit, symbol.basis.as_value())
-            on = self.i_symbols.valid & ~symbol.dark
+            taken = Signal(data.StructLayout({"on": 1, "state": 2, "intensity": 2}),
+                           name=f"taken{lane}")
+            idle_in = Signal(self.dac_bits, name=f"im_idle_in_replica{lane}")
+            m.d.sync += [
+                taken.eq(Cat(self.i_symbols.valid & ~symbol.dark,
+                             Cat(symbol.bit, symbol.basis.as_value()), symbol.intensity)),
+                idle_in.eq(self.im_idle),
+            ]
+            state, on = taken.state, taken.on
             lit = (state != 1, state != 0)      # Z0 -> early, Z1 -> late, X+ and X- -> both
             sel = Signal(data.StructLayout({
                 "on": 1,
@@ -354,11 +380,10 @@ class TimeBinDriver(wiring.Component):
             for bin in range(2):
                 m.d.sync += [
                     sel.lit[bin].eq(on & lit[bin]),
-                    sel.im_code[bin].eq(
-                        self.im_levels[Cat(Const(bin, 1), state, symbol.intensity)]),
-                    sel.pm_code[bin].eq(Mux(on, self.pm_levels[Cat(Const(bin, 1), state)], 0)),
+                    sel.im_code[bin].eq(im_table[Cat(Const(bin, 1), state, taken.intensity)]),
+                    sel.pm_code[bin].eq(Mux(on, pm_table[Cat(Const(bin, 1), state)], 0)),
                 ]
-            m.d.sync += [sel.on.eq(on), idle.eq(self.im_idle), pulse.eq(in_pulse)]
+            m.d.sync += [sel.on.eq(on), idle.eq(idle_in), pulse.eq(in_pulse)]
             selected.append((sel, idle, pulse))
 
         # Encoder stage: one registered word per output, each UI from its lane's registers.

@@ -47,7 +47,7 @@ class EntropySource(wiring.Component):
     (default 64) run in lockstep; core ``c`` uses ``key`` and IV ``iv ^ c``, and bits
     ``[B c, B c + B)`` of a word are its ``B`` keystream bits (the last core's surplus bits are
     dropped). The cores load in the first cycle after reset and again in the cycle after
-    ``reseed``; the keystream is valid ``1 + 1152 / B`` cycles after the load cycle (19 for
+    ``reseed``; the keystream is valid ``2 + 1152 / B`` cycles after the load cycle (20 for
     ``B = 64``). Words are taken in keystream order, none skipped: the ``k``-th word taken is
     keystream word ``k`` (keystream bits ``[B k, B k + B)`` of each core). A ``B`` below 64
     (a divisor of 1152 no smaller than ``width``, e.g. 32 for a one-lane word of 25 bits)
@@ -146,9 +146,12 @@ class EntropySource(wiring.Component):
         load_r = Signal(init=1)
         m.d.sync += load_r.eq(self.reseed)
         load = global_buffer(m, platform, load_r, name="trivium_load")
-        # The source select reaches every bit of the entropy word (hundreds of loads).
-        use_csprng = global_buffer(m, platform, self.source == EntropySelect.CSPRNG,
-                                   name="entropy_source")
+        # The source select reaches every bit of the entropy word (hundreds of loads). It is
+        # high for the QRNG: where the QRNG word is constant (a bench build without one), the
+        # select then becomes the synchronous reset of the registers that take the word
+        # straight from the global network, not through an inverter LUT that drives them all.
+        use_qrng = global_buffer(m, platform, self.source == EntropySelect.QRNG,
+                                 name="entropy_source")
         cores = []
         for c in range(self._trivium_cores):
             core = m.submodules[f"trivium{c}"] = Trivium(self._core_bits, external_advance=True)
@@ -167,7 +170,7 @@ class EntropySource(wiring.Component):
             m.d.comb += [core.keystream.ready.eq(ready), core.advance.eq(advance)]
 
         # QRNG: health tests on every word taken.
-        taken = ~use_csprng & self.qrng.valid & self.entropy.ready
+        taken = use_qrng & self.qrng.valid & self.entropy.ready
         alarms, fails, errors = [], [], []
         for c, health in enumerate(self._health):
             m.submodules[f"health{c}"] = health
@@ -184,20 +187,20 @@ class EntropySource(wiring.Component):
         m.d.comb += [
             self.alarm.eq(Cat(alarms).any()),
             self.settings_error.eq(Cat(errors).any()),
-            self.qrng.ready.eq(~use_csprng & self.entropy.ready),
+            self.qrng.ready.eq(use_qrng & self.entropy.ready),
         ]
         count_saturating(m, self.health_fail_cycles, Cat(fails).any())
 
-        with m.If(use_csprng):
-            m.d.comb += [
-                self.entropy.valid.eq(keystream_valid),
-                self.entropy.payload.bits.eq(keystream),
-                self.entropy.payload.healthy.eq(1),
-            ]
-        with m.Else():
+        with m.If(use_qrng):
             m.d.comb += [
                 self.entropy.valid.eq(self.qrng.valid),
                 self.entropy.payload.bits.eq(self.qrng.payload),
                 self.entropy.payload.healthy.eq(~self.alarm),
+            ]
+        with m.Else():
+            m.d.comb += [
+                self.entropy.valid.eq(keystream_valid),
+                self.entropy.payload.bits.eq(keystream),
+                self.entropy.payload.healthy.eq(1),
             ]
         return m

@@ -44,9 +44,10 @@ class SymbolSource(wiring.Component):
     high ``prob_bits`` draw the intensity class against the cumulative ``thresholds``. In
     3-state mode the X basis sends only X+ (bit 0).
 
-    While ``enable`` is high a symbol word leaves every cycle: the entropy (and the
-    settings) of cycle ``c`` make the symbol word of cycle ``c + 2`` (two register stages:
-    the draws, then the word); the global ``index`` advances by ``lanes`` per word. A
+    While ``enable`` is high a symbol word leaves every cycle: the entropy (and ``enable``,
+    ``blank``, ``protocol``, ``training``, ``training_intensity``) of cycle ``c`` make the
+    symbol word of cycle ``c + 4`` (four register stages: the inputs twice, the draws, then
+    the word); the global ``index`` advances by ``lanes`` per word. A
     data-mode cycle whose entropy is missing, or unhealthy, yields dark symbols that are not
     valid for key, and is counted
     (``underflow``; ``blanked`` counts the cycles darkened by unhealthy entropy or
@@ -58,9 +59,10 @@ class SymbolSource(wiring.Component):
 
     Settings out of range (``p_z`` above one, thresholds not non-decreasing or above one) are
     refused: the last accepted value stays in use and ``settings_error`` is high. An accepted
-    ``p_z`` or ``thresholds`` acts from the second cycle after it appears on the port (the
-    reset values are in use in the first two cycles after reset): it is registered, then
-    copied to each lane.
+    ``p_z`` or ``thresholds`` acts on the entropy taken from the cycle after it appears on
+    the port: it is registered with its check, accepted, then copied to groups of lanes and
+    to each lane (four cycles), and the draws of the entropy of cycle ``c`` compare in cycle
+    ``c + 2`` (the reset values act on the entropy of the first two cycles after reset).
 
     Members
     -------
@@ -69,7 +71,7 @@ class SymbolSource(wiring.Component):
     """
 
     #: Cycles from ``entropy`` (and ``enable``) to ``symbols``.
-    latency = 2
+    latency = 4
 
     @refuses_quietly
     def __init__(self, *, lanes, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3)):
@@ -111,10 +113,10 @@ class SymbolSource(wiring.Component):
         m = Module()
         L, p, B, one = self._lanes, self._prob_bits, self._bits_per_lane, self._one
 
-        # Settings: the port value when valid, otherwise the last accepted one, registered:
-        # the draws of a cycle use the values accepted up to the cycle before (the reset
-        # values in the first cycle), so that the 3 * L threshold compares start at
-        # flip-flops, not behind the acceptance checks.
+        # Settings: the port value when valid, otherwise the last accepted one, registered
+        # and copied per lane (replicated_setting): the compares of a cycle use the port
+        # values of four cycles before (the reset values in the first four cycles), so
+        # that the 3 * L threshold compares start at flip-flops, not behind the checks.
         p_z_ok = self.p_z <= one
         th = self.thresholds
         th_ok = (th[0] <= th[1]) & (th[1] <= th[2]) & (th[2] <= one)
@@ -127,11 +129,39 @@ class SymbolSource(wiring.Component):
                 m, "thresholds", self.thresholds.as_value(), th_ok,
                 th_layout.const(self._init["thresholds"]).as_value().value, L)]
 
-        mode = self.training
+        # Stage 0: the cycle's inputs, registered twice. The entropy word is the output of
+        # the source multiplexer (keystream or QRNG, its select on a global network) and
+        # travels from the cipher cores to lanes spread along the output pins: two
+        # registers let the placer break that route, so that the draws' compares start at
+        # a flip-flop near the lane. The entropy is taken (`ready`) and counted in the
+        # cycle it is offered.
+        entropy = self.entropy.payload
+        taking = self.training == TrainingMode.DATA
+        m.d.comb += self.entropy.ready.eq(self.enable & taking)
+        inputs = data.StructLayout({
+            "enable": 1, "mode": TrainingMode, "good": 1, "blank": 1, "protocol": Protocol,
+            "intensity": 2})
+        s0_in = Signal(inputs)
+        m.d.sync += s0_in.eq(Cat(self.enable, self.training,
+                                 self.entropy.valid & entropy.healthy, self.blank,
+                                 self.protocol, self.training_intensity))
+        s0 = Signal(inputs)
+        m.d.sync += s0.eq(s0_in)
+        # No reset for the entropy registers (their words count only where `good`): a reset
+        # would be merged with the source select into one LUT driving all 400 of them.
+        entropy_in = Signal(len(entropy.bits), reset_less=True)
+        entropy_r = Signal(len(entropy.bits), reset_less=True)
+        m.d.sync += [entropy_in.eq(entropy.bits), entropy_r.eq(entropy_in)]
+
+        mode = s0.mode
         data_mode = mode == TrainingMode.DATA
         index = Signal(len(self.symbols.payload.index))
 
         # Training patterns: PRBS generators advance `lanes` steps per word while selected.
+        # They run one cycle ahead (on the first input register, `s0_in`), and each lane
+        # registers its bits (`<prbs>_lane<i>`): stage 1 then reads the bits of the word it
+        # draws from a flip-flop of the lane instead of through the XOR network from one
+        # state register far away.
         prbs_bits = {}
         for name, mode_value in (("prbs7", TrainingMode.PRBS7), ("prbs31", TrainingMode.PRBS31)):
             degree, tap = PRBS_POLYNOMIALS[name]
@@ -144,17 +174,15 @@ class SymbolSource(wiring.Component):
                 m.d.comb += b.eq(s[degree - 1] ^ s[tap - 1])
                 bits.append(b)
                 s = Cat(b, s[:degree - 1])
-            prbs_bits[mode_value] = bits
-            with m.If(self.enable & (mode == mode_value)):
+            lane_bits = [Signal(name=f"{name}_lane{lane}") for lane in range(L)]
+            m.d.sync += [r.eq(b) for r, b in zip(lane_bits, bits, strict=True)]
+            prbs_bits[mode_value] = lane_bits
+            with m.If(s0_in.enable & (s0_in.mode == mode_value)):
                 m.d.sync += state.eq(s)
 
-        # Stage 1 (every cycle): each lane's draws from the entropy (or its training bit),
-        # and the cycle's controls, registered. The compares start at the registered
-        # settings and end at a flip-flop; the controls (entropy valid and healthy, which
-        # the QRNG health tests decide in the same cycle, and `blank`) reach one flip-flop
-        # each instead of every field of every lane.
-        entropy = self.entropy.payload
-        m.d.comb += self.entropy.ready.eq(self.enable & data_mode)
+        # Stage 1 (every cycle): each lane's draws from the registered entropy (or its
+        # training bit), and the cycle's controls, registered. The compares start at the
+        # registered settings and entropy and end at a flip-flop.
         # The draws register the compares themselves: the sum of the intensity compares (a
         # thermometer code, as the accepted thresholds are non-decreasing) and the 3-state
         # rule on the bit are taken in stage 2, so that the carry chains end at flip-flops.
@@ -163,8 +191,8 @@ class SymbolSource(wiring.Component):
         controls = data.StructLayout({
             "enable": 1, "data_mode": 1, "healthy": 1, "blank": 1, "three_state": 1,
             "intensity": 2, "index": len(index)})
-        s1_value = Cat(self.enable, data_mode, self.entropy.valid & entropy.healthy, self.blank,
-                       self.protocol == Protocol.THREE_STATE, self.training_intensity, index)
+        s1_value = Cat(s0.enable, data_mode, s0.good, s0.blank,
+                       s0.protocol == Protocol.THREE_STATE, s0.intensity, index)
         s1 = Signal(controls)
         m.d.sync += s1.eq(s1_value)
         # One copy of the lane controls per lane (the `_replica` names keep the board build
@@ -173,7 +201,7 @@ class SymbolSource(wiring.Component):
         for copy in lane_s1:
             m.d.sync += copy.eq(s1_value)
         for i in range(L):
-            chunk = entropy.bits[i * B:(i + 1) * B]
+            chunk = entropy_r[i * B:(i + 1) * B]
             r_basis, r_bit, r_int = chunk[:p], chunk[p], chunk[p + 1:]
             train_bit = Signal(name=f"train_bit{i}")
             with m.Switch(mode):
@@ -191,7 +219,7 @@ class SymbolSource(wiring.Component):
                                       for k in range(MAX_INTENSITY_CLASSES - 1))),
                 draws[i].train_bit.eq(train_bit),
             ]
-        with m.If(self.enable):
+        with m.If(s0.enable):
             m.d.sync += index.eq(index + L)
 
         # Stage 2: the symbol word of the cycle before, from registers only.
@@ -219,7 +247,7 @@ class SymbolSource(wiring.Component):
         m.d.sync += self.symbols.valid.eq(s1.enable)
         with m.If(s1.enable):
             m.d.sync += self.symbols.payload.eq(word)
-        count_saturating(m, self.underflow, self.enable & data_mode & ~self.entropy.valid)
+        count_saturating(m, self.underflow, self.enable & taking & ~self.entropy.valid)
         count_saturating(m, self.blanked, self.enable & (
-            self.blank | (data_mode & self.entropy.valid & ~entropy.healthy)))
+            self.blank | (taking & self.entropy.valid & ~entropy.healthy)))
         return m

@@ -5,7 +5,7 @@ converts to Verilog for cocotb and for a board wrapper; the register map of the 
 issue drives these ports.
 """
 
-from amaranth.hdl import Cat, Module
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,9 +34,9 @@ class Transmitter(wiring.Component):
     on ``ser``) and, through a FIFO of ``log_depth`` words, to the symbol ``log`` stream for
     the sifting memory.
 
-    Timing: the entropy of cycle ``c`` becomes the symbol word of cycle ``c + 2`` and the
-    serializer word of cycle ``c + 5`` (plus each output's fine delay); the symbol word
-    enters the log FIFO in cycle ``c + 2`` (:attr:`latency` = 5: entropy to serializer).
+    Timing: the entropy of cycle ``c`` becomes the symbol word of cycle ``c + 4`` and the
+    serializer word of cycle ``c + 8`` (plus each output's fine delay); the symbol word
+    enters the log FIFO in cycle ``c + 4`` (:attr:`latency` = 8: entropy to serializer).
 
     The QRNG health alarm (``alarm``) blanks every symbol, in data and training modes and
     whichever source is selected, from the cycle of the failing word until ``alarm_clear``:
@@ -45,7 +45,9 @@ class Transmitter(wiring.Component):
     The log never stalls the symbols: a word that finds the FIFO full is dropped and counted
     in ``log_dropped`` (and ``log_overflow`` goes high); the gap shows in the log indexes.
 
-    ``settings_error`` is high while any block holds a refused setting.
+    ``settings_error`` is high from the cycle after any block holds a refused setting, as
+    long as it does (each block's flag registered once: the acceptance checks of the blocks
+    end at flip-flops near them, not at one far output); low in the first cycle after reset.
 
     Parameters
     ----------
@@ -62,7 +64,7 @@ class Transmitter(wiring.Component):
         Keystream bits per Trivium core per cycle, as :class:`EntropySource`'s ``core_bits``
         (default 64). A smaller divisor of 1152 (32 for one lane, whose entropy word is 25
         bits) halves the cipher's logic on a small FPGA; the CSPRNG is Trivium either way, but
-        the words take other keystream bits and the keystream is valid later (``1 + 1152 /
+        the words take other keystream bits and the keystream is valid later (``2 + 1152 /
         trivium_bits`` cycles after reset). It is in :attr:`params` only when not 64, so that
         the description of a board on the default is unchanged.
     log_ram : bool
@@ -192,10 +194,11 @@ class Transmitter(wiring.Component):
         ]
         count_saturating(m, self.log_dropped, src.symbols.valid & ~log.w_rdy)
 
+        errors = Signal(3)
+        m.d.sync += errors.eq(Cat(ent.settings_error, src.settings_error, drv.settings_error))
         m.d.comb += [
             self.alarm.eq(ent.alarm),
-            self.settings_error.eq(Cat(ent.settings_error, src.settings_error,
-                                       drv.settings_error).any()),
+            self.settings_error.eq(errors.any()),
             self.underflow.eq(src.underflow),
             self.blanked.eq(src.blanked),
             self.health_fail_cycles.eq(ent.health_fail_cycles),

@@ -16,10 +16,18 @@ from amaranth.lib.wiring import In, Out
 
 from ..common import refuses_quietly
 
-__all__ = ["Trivium", "WARMUP_ROUNDS"]
+__all__ = ["Trivium", "WARMUP_ROUNDS", "warmup_cycles"]
 
 #: Rounds the cipher runs after loading key and IV before any output (spec section 2.2).
 WARMUP_ROUNDS = 4 * 288
+
+
+def warmup_cycles(width):
+    """Cycles from a ``load`` to the first valid keystream word of a :class:`Trivium` of
+    ``width`` rounds per cycle: the ``1152 / width`` warm-up steps, and one more, as the
+    keystream word register follows the state one step behind."""
+    _check_width(width)
+    return WARMUP_ROUNDS // width + 1
 
 
 def _check_width(width):
@@ -35,7 +43,9 @@ class Trivium(wiring.Component):
     """Trivium stream cipher producing ``width`` keystream bits per cycle.
 
     A pulse on ``load`` takes ``key`` and ``iv`` and runs the 1152 warm-up rounds
-    (``1152 / width`` cycles); afterwards ``keystream`` offers ``width`` bits per transfer.
+    (``1152 / width`` cycles) and one more step; afterwards ``keystream`` offers ``width``
+    bits per transfer. ``keystream.valid`` rises :func:`warmup_cycles` cycles after the
+    ``load`` cycle.
 
     Parameters
     ----------
@@ -90,7 +100,7 @@ class Trivium(wiring.Component):
         # writes them all (`loaded` and `warmup` say when), and a reset would be ORed with
         # `load` in front of every one of these flip-flops.
         state = Signal(288, reset_less=True)
-        warmup = Signal(range(WARMUP_ROUNDS // w + 1))
+        warmup = Signal(range(warmup_cycles(w) + 1))
         loaded = Signal()
 
         def taps_of(x, k):
@@ -117,10 +127,11 @@ class Trivium(wiring.Component):
         # port bit order (s_i = key[80 - i]) both land as contiguous slices.
         initial = Cat(Const(0b111, 3), Const(0, 112), self.iv, Const(0, 13), self.key)
 
-        # Timing: the keystream word and its valid are registers of their own, written with
-        # the state (the word is the output function of the state written beside it), so the
+        # Timing: the keystream word and its valid are registers of their own, so the
         # consumers' logic starts at a flip-flop instead of behind six XORs and a counter
-        # compare. Same values, cycle by cycle, as computing them from the state.
+        # compare. The word is the output function of the current state, written when the
+        # state steps: it follows the state one step behind (word k while the state is
+        # S_(k+1)), hence one more warm-up step, and only two LUT levels in front of it.
         z = Signal(w, reset_less=True)
         valid = Signal()
         m.d.comb += [
@@ -129,7 +140,7 @@ class Trivium(wiring.Component):
         ]
         warming = loaded & (warmup != 0)
         with m.If(self.load):
-            m.d.sync += [warmup.eq(WARMUP_ROUNDS // w), loaded.eq(1), valid.eq(0)]
+            m.d.sync += [warmup.eq(warmup_cycles(w)), loaded.eq(1), valid.eq(0)]
         with m.Elif(warming):
             m.d.sync += [warmup.eq(warmup - 1), valid.eq(warmup == 1)]
         if self._external:
@@ -150,10 +161,10 @@ class Trivium(wiring.Component):
             with m.Elif(advance):
                 m.d.sync += state[lo:hi].eq(next_state[lo:hi])
         # The word a load writes is never valid (the warm-up rewrites it before `valid`
-        # rises), so the word ignores `load`: it is the output function of the next state
-        # alone, with neither the load multiplexer nor the key and IV in front of it.
+        # rises), so the word ignores `load`: it is the output function of the state alone,
+        # with neither the load multiplexer nor the key and IV in front of it.
         with m.If(advance):
-            m.d.sync += z.eq(keystream_of(next_state))
+            m.d.sync += z.eq(keystream_of(state))
             with m.If(self.load):
                 m.d.sync += [state[lo:hi].eq(initial[lo:hi]) for lo, hi in data_bits]
             with m.Else():

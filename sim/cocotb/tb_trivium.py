@@ -20,7 +20,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
-from timebin.gateware.tx.trivium import WARMUP_ROUNDS
+from timebin.gateware.tx.trivium import warmup_cycles
 from timebin.sim.cocotb.runner import tb_params
 from timebin.sim.tx.trivium import trivium_keystream
 
@@ -82,10 +82,10 @@ async def keystream_matches_model_with_backpressure(dut):
     while not int(dut.keystream__valid.value):
         dut.keystream__ready.value = int(rng.random() < p_ready)
         warmup += 1
-        assert warmup <= WARMUP_ROUNDS // width + 1, "keystream never became valid"
+        assert warmup <= warmup_cycles(width) + 1, "keystream never became valid"
         await FallingEdge(dut.clk)
-    assert warmup == WARMUP_ROUNDS // width, \
-        f"valid after {warmup} cycles, expected {WARMUP_ROUNDS // width} warm-up cycles"
+    assert warmup == warmup_cycles(width), \
+        f"valid after {warmup} cycles, expected {warmup_cycles(width)} warm-up cycles"
 
     got = []
     stalls = 0
@@ -135,7 +135,7 @@ async def reload_restarts_keystream(dut):
         dut.load.value = 0
         dut.keystream__ready.value = 1
         got = []
-        for _ in range(WARMUP_ROUNDS // width + 8):
+        for _ in range(warmup_cycles(width) + 8):
             if int(dut.keystream__valid.value):
                 got.append(dut.keystream__payload.value.to_unsigned())
             await FallingEdge(dut.clk)

@@ -141,8 +141,8 @@ class TimeBinDriverModel:
 
         ``valid`` (N,) is ``i_symbols.valid``; ``basis``, ``bit``, ``intensity``, ``dark``
         (N, L) are the symbol fields of each lane. ``settings`` (see :meth:`applied_settings`)
-        hold from reset to the end of the run (the pulse window acts from the second cycle,
-        as the gateware's registered settings do; a delay's first cycle is invisible).
+        hold from reset to the end of the run (the gateware's registered settings act on the
+        symbols from the first cycle; a delay's first cycles are invisible).
         Returns a :class:`TimeBinDriverOutput`: what the driver offers on ``o_ser`` in each
         of the ``N`` cycles.
         """
@@ -155,7 +155,6 @@ class TimeBinDriverModel:
         offset, width = applied["pulse_offset"], applied["pulse_width"]
         in_pulse = np.empty((n, 1, 1, k), bool)                         # (N, 1, 1, k)
         in_pulse[:] = (u >= offset) & (u < offset + width)
-        in_pulse[:1] = u < k        # the reset window (offset 0, width k) in the first cycle
         bins = np.arange(2)
         state = (basis << 1) | bit                                      # (N, L)
         on = (valid[:, None] & (dark == 0))[..., None]                  # (N, L, 1)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...gateware.common import check_int
 from ...gateware.tx.entropy import CORE_BITS, EntropySelect, check_core_bits, core_count
-from ...gateware.tx.trivium import WARMUP_ROUNDS
+from ...gateware.tx.trivium import warmup_cycles
 from .health import HealthTestsModel, pack_samples
 from .trivium import trivium_words
 
@@ -16,12 +16,13 @@ __all__ = ["KEYSTREAM_FIRST_CYCLE", "keystream_first_cycle", "csprng_bits", "Ent
 
 def keystream_first_cycle(core_bits=CORE_BITS):
     """First cycle after reset in which the keystream of cores of ``core_bits`` is valid: the
-    cores load in cycle 0, then spend ``1152 / core_bits`` cycles warming up."""
+    cores load in cycle 0, then spend ``1152 / core_bits + 1`` cycles warming up
+    (:func:`~timebin.gateware.tx.trivium.warmup_cycles`)."""
     check_core_bits(core_bits)
-    return 1 + WARMUP_ROUNDS // core_bits
+    return 1 + warmup_cycles(core_bits)
 
 
-#: :func:`keystream_first_cycle` of the default 64-bit cores (19).
+#: :func:`keystream_first_cycle` of the default 64-bit cores (20).
 KEYSTREAM_FIRST_CYCLE = keystream_first_cycle()
 
 

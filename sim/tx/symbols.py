@@ -75,8 +75,8 @@ class SymbolSourceModel:
 
     Same parameters and checks. Settings (``protocol``, ``p_z``, ``thresholds``,
     ``training``, ``training_intensity``) hold from reset over a whole :meth:`run`; as in
-    the gateware, ``p_z`` and ``thresholds`` act from the second cycle after reset (the
-    first two cycles' draws use the construction defaults).
+    the gateware, ``p_z`` and ``thresholds`` act on the entropy from the third cycle after
+    reset (the draws of the first two cycles' entropy use the construction defaults).
     """
 
     def __init__(self, lanes, prob_bits=12, p_z=0.9, intensity_probs=(0.7, 0.3)):
@@ -164,7 +164,9 @@ class SymbolSourceModel:
         if data_mode:
             good = entropy_valid & entropy_healthy
             first = np.zeros(n, bool)
-            first[:2] = True                    # the reset values of p_z and thresholds
+            # The entropy of cycle c is compared in cycle c + 2 against the lane copies of
+            # p_z and thresholds, which hold the reset values in cycles 0 to 3.
+            first[:2] = True
             for rows, (pz, th) in (
                     (good & ~first, (p_z, thresholds)),
                     (good & first, (self.init_p_z, self.init_thresholds))):
@@ -188,8 +190,8 @@ class SymbolSourceModel:
             array[blank] = 0
         dark[blank] = 1
 
-        # Two register stages (SymbolSource.latency): cycle k shows what the last enabled
-        # cycle before k - 1 drew.
+        # Four register stages (SymbolSource.latency): cycle k shows what the last enabled
+        # cycle before k - 3 drew.
         lat = SymbolSource.latency
         last = np.where(enable, np.arange(n), -1)
         last = np.maximum.accumulate(last)

@@ -157,12 +157,15 @@ class TransmitterModel:
         log_fields = {"basis": sym.basis[src], "bit": sym.bit[src],
                       "intensity": sym.intensity[src], "valid": sym.sym_valid[src],
                       "dark": sym.dark[src]}
+        # The top registers the blocks' flags: a refused setting shows one cycle later.
+        error = np.zeros(n, np.bool_)
+        error[1:] = (ent.settings_error | sym.settings_error | ser_error)[:-1]
         return TransmitterOutput(
             carver=ser and ser.carver, im=ser and ser.im, pm=ser and ser.pm,
             ser_valid=ser and ser.valid,
             log_valid=readable, log_index=sym.index[src], log_fields=log_fields,
             alarm=ent.alarm,
-            settings_error=ent.settings_error | sym.settings_error | ser_error,
+            settings_error=error,
             underflow=sym.underflow, blanked=sym.blanked,
             health_fail_cycles=ent.health_fail_cycles, log_dropped=dropped,
             symbols=sym,
