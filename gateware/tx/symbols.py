@@ -6,7 +6,7 @@
 # BB84 with decoys.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,6 +16,12 @@ from ..records import MAX_INTENSITY_CLASSES, PRBS_POLYNOMIALS, entropy_bits_per_
 from .layouts import Basis, EntropyWord, SymbolWord
 
 __all__ = ["Protocol", "TrainingMode", "SymbolSource", "probability_settings"]
+
+
+def _xor_of(value, mask):
+    """The XOR of the bits of ``value`` set in ``mask`` (0 for an empty mask)."""
+    terms = [value[j] for j in range(len(value)) if mask >> j & 1]
+    return Cat(terms).xor() if terms else Const(0, 1)
 
 
 class Protocol(enum.Enum, shape=1):
@@ -166,14 +172,19 @@ class SymbolSource(wiring.Component):
         for name, mode_value in (("prbs7", TrainingMode.PRBS7), ("prbs31", TrainingMode.PRBS31)):
             degree, tap = PRBS_POLYNOMIALS[name]
             state = Signal(degree, init=(1 << degree) - 1, name=f"{name}_state")
-            # One named signal per step: nesting the expressions instead would grow them
-            # exponentially with the lane count (each bit refers to two earlier ones).
-            bits, s = [], state
+            # Each bit of the word, and each bit of the next state, is the XOR of a set of
+            # bits of the current state (the recurrence is linear over GF(2)): the sets are
+            # worked out here as bit masks, so that every bit is one flat XOR of at most
+            # `degree` state bits, not a chain of XORs through the earlier lanes' bits.
+            masks = [1 << j for j in range(degree)]        # register bit j, as state bits
+            bits = []
             for lane in range(L):
+                mask = masks[degree - 1] ^ masks[tap - 1]
                 b = Signal(name=f"{name}_bit{lane}")
-                m.d.comb += b.eq(s[degree - 1] ^ s[tap - 1])
+                m.d.comb += b.eq(_xor_of(state, mask))
                 bits.append(b)
-                s = Cat(b, s[:degree - 1])
+                masks = [mask] + masks[:degree - 1]
+            s = Cat(_xor_of(state, mask) for mask in masks)
             lane_bits = [Signal(name=f"{name}_lane{lane}") for lane in range(L)]
             m.d.sync += [r.eq(b) for r, b in zip(lane_bits, bits, strict=True)]
             prbs_bits[mode_value] = lane_bits
