@@ -377,17 +377,38 @@ class ClickFrontEnd(wiring.Component):
             first.append(row)
         # The dead time and mode of the word, stage by stage.
         common_d = delayed(common, 7, "dead_common", init=1)    # common_d[s - 1]: stage s
-        r_d = delayed(r, 4, "dead_r")
-        q_zero_d = delayed(q_zero, 4, "dead_q_zero", init=1)
-        q_one_d = delayed(q_one, 4, "dead_q_one")
-        q_d = delayed(q, 5, "dead_q")
-        q_plus_d = delayed(q_plus, 5, "dead_q_plus", init=1)
+        r_d = delayed(r, 3, "dead_r")
+        q_zero_d = delayed(q_zero, 3, "dead_q_zero", init=1)
+        q_one_d = delayed(q_one, 3, "dead_q_one")
+        q_d = delayed(q, 6, "dead_q")
+        q_plus_d = delayed(q_plus, 6, "dead_q_plus", init=1)
         # A switch to COMMON mode: the word is dead on every channel and starts an interval
         # of D UIs from its first UI, as a click accepted at its UI 0 (stage 4; the mode of
         # the word before is one register further).
         force_4 = common_d[3] & ~common_d[4]
-        force_next_4 = common_d[2] & ~common_d[3]        # of the next word, as it is in stage 3
-        force_after_4 = common_d[1] & ~common_d[2]       # and of the one after
+        force_after_4 = common_d[1] & ~common_d[2]       # of the word after the next
+
+        # Stages 3 and 4 read the mode and dead time of their word from copies, one per
+        # channel and group of 8 entries (`*_replica`: kept apart in the board build), loaded
+        # the cycle before: none of these registers drives every entry.
+        def copy(value, name, k, group, init=0):
+            reg = Signal(len(value), name=f"dead_{name}_{k}_{group}_replica", init=init)
+            m.d.sync += reg.eq(value)
+            return reg
+
+        controls_3, controls_4 = {}, {}
+        for k in range(C):
+            for group in range(0, W, span):
+                controls_3[k, group] = (copy(common_d[1], "common_3", k, group, init=1),
+                                        copy(r_d[1], "r_3", k, group))
+                controls_4[k, group] = {
+                    "force": copy(common_d[2] & ~common_d[3], "force_4", k, group),
+                    "next": copy(common_d[1] & ~common_d[2], "force_next_4", k, group),
+                    "after": copy(common_d[0] & ~common_d[1], "force_after_4", k, group),
+                    "r": copy(r_d[2], "r_4", k, group),
+                    "zero": copy(q_zero_d[2], "q_zero_4", k, group, init=1),
+                    "one": copy(q_one_d[2], "q_one_4", k, group),
+                }
         # Stage 3: each channel's table (its own edges, or any channel's in COMMON mode),
         # and the next word's state after the pick: carry and e.
         stage3 = []
@@ -395,9 +416,10 @@ class ClickFrontEnd(wiring.Component):
             row = []
             for e in range(W):
                 own, any_ = first[k][e], first[C][e]
-                found = Mux(common_d[2], any_[0], own[0])
-                at = Mux(common_d[2], any_[1], own[1])
-                total = at + r_d[2]
+                common_3, r_3 = controls_3[k, e - e % span]
+                found = Mux(common_3, any_[0], own[0])
+                at = Mux(common_3, any_[1], own[1])
+                total = at + r_3
                 carry = total >= W
                 found_3 = Signal(name=f"dead_found_3_{k}_{e}")
                 carry_3 = Signal(name=f"dead_carry_3_{k}_{e}")
@@ -413,14 +435,15 @@ class ClickFrontEnd(wiring.Component):
             row = []
             for e in range(W):
                 found, carry, nxt = stage3[k][e]
-                zero = ~found | (q_zero_d[3] & ~carry)
-                one = found & ((q_one_d[3] & ~carry) | (q_zero_d[3] & carry))
+                c = controls_4[k, e - e % span]
+                zero = ~found | (c["zero"] & ~carry)
+                one = found & ((c["one"] & ~carry) | (c["zero"] & carry))
                 fields = (
-                    ("found", Mux(force_4, 1, found)),
-                    ("carry", Mux(force_4, 0, carry)),
-                    ("next", Mux(force_4, r_d[3], nxt)),
-                    ("zero", Mux(force_4, q_zero_d[3], zero) | force_next_4),
-                    ("one", Mux(force_4, q_one_d[3], one) | force_after_4),
+                    ("found", Mux(c["force"], 1, found)),
+                    ("carry", Mux(c["force"], 0, carry)),
+                    ("next", Mux(c["force"], c["r"], nxt)),
+                    ("zero", Mux(c["force"], c["zero"], zero) | c["next"]),
+                    ("one", Mux(c["force"], c["one"], one) | c["after"]),
                 )
                 regs = {}
                 for name, value in fields:
@@ -465,10 +488,17 @@ class ClickFrontEnd(wiring.Component):
             m.d.sync += [reg.eq(Mux(alive["next"], sel_next, e_regs["next0"]))
                          for reg in e_regs.values()]
             m.d.sync += [reg.eq(Mux(alive["flags"], sel_zero, soon)) for reg in alive.values()]
-            counted = Mux(sel_found, Mux(sel_carry, q_plus_d[4], q_d[4]), 0)
+            # `n` of a word after a live one is taken from that word's entry a cycle late
+            # (`loaded`, with its pick and carry), so that no multiplexer tree feeds `n`.
+            loaded = Signal(name=f"dead_loaded_{k}", init=1)
+            found_6 = Signal(name=f"dead_found_6_{k}")
+            carry_6 = Signal(name=f"dead_carry_6_{k}")
+            m.d.sync += [loaded.eq(alive["count"]), found_6.eq(sel_found),
+                         carry_6.eq(sel_carry)]
+            n_now = Mux(loaded, Mux(found_6, Mux(carry_6, q_plus_d[5], q_d[5]), 0), n)
             m.d.sync += [
-                n.eq(Mux(alive["count"], counted, n - 1)),
-                soon.eq(Mux(alive["flags"], sel_one, (n == 2) | force_after_5)),
+                n.eq(n_now - 1),
+                soon.eq(Mux(alive["flags"], sel_one, (n_now == 2) | force_after_5)),
             ]
             # This word's candidates: its edges at UIs e and on, none in a dead word.
             e = e_regs["cands"]
