@@ -2,12 +2,13 @@
 
 import functools
 
-from amaranth.hdl import Const, Instance, Mux, Signal
+from amaranth.hdl import Const, Instance, Mux, Signal, Value
 
 from .checks import check_int
 
 __all__ = ["check_int", "count_saturating", "refuses_quietly", "accepted_setting",
-           "registered_setting", "replicated_setting", "REPLICA_GROUP", "global_buffer"]
+           "registered_setting", "register_copies", "replicated_setting", "REPLICA_GROUP",
+           "global_buffer"]
 
 
 def refuses_quietly(init):
@@ -50,6 +51,17 @@ def registered_setting(m, name, value, ok, init):
     return applied
 
 
+def register_copies(m, name, value, count, init=0):
+    """``count`` registers ``<name>_replica<i>``, each ``value`` one cycle late (``init``
+    after reset): copies of a signal for loads spread over the chip, each copy driving a
+    share of them. The board build keeps them apart (``timebin.boards.build.KEEP_REPLICAS``);
+    elsewhere they are just equal registers."""
+    shape = Value.cast(value).shape()
+    copies = [Signal(shape, name=f"{name}_replica{i}", init=init) for i in range(count)]
+    m.d.sync += [copy.eq(value) for copy in copies]
+    return copies
+
+
 #: Copies of a replicated setting that share one register of the middle level.
 REPLICA_GROUP = 4
 
@@ -71,11 +83,7 @@ def replicated_setting(m, name, value, ok, init, copies):
     port_ok = Signal(name=f"{name}_ok")
     m.d.sync += [port.eq(value), port_ok.eq(ok)]
     accepted = registered_setting(m, name, port, port_ok, init)
-    groups = []
-    for g in range(-(-copies // REPLICA_GROUP)):
-        group = Signal.like(accepted, name=f"{name}_group_replica{g}", init=init)
-        m.d.sync += group.eq(accepted)
-        groups.append(group)
+    groups = register_copies(m, f"{name}_group", accepted, -(-copies // REPLICA_GROUP), init)
     replicas = []
     for k in range(copies):
         replica = Signal.like(accepted, name=f"{name}_replica{k}", init=init)

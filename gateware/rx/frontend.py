@@ -14,7 +14,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import check_int, refuses_quietly, registered_setting
+from ..common import check_int, refuses_quietly, register_copies, registered_setting
 from ..records import INDEX_BITS, MAX_CHANNELS, PHASE_BITS, TIME_BITS
 from .layouts import Hit, SampleWord
 
@@ -72,6 +72,11 @@ def _encode(onehot, width, of):
         mask = sum(1 << u for u in range(width) if (of(u) >> b) & 1)
         out.append((onehot & mask).any() if mask else Const(0, 1))
     return Cat(*out)
+
+
+def _first_onehot(bits):
+    """The lowest set bit of ``bits`` alone (a priority one-hot; 0 if none)."""
+    return Cat(bits[j] & ~bits[:j].any() if j else bits[0] for j in range(len(bits)))
 
 
 def _or_all(values, width):
@@ -352,8 +357,7 @@ class ClickFrontEnd(wiring.Component):
             row = []
             for e in range(W):
                 part = bits[e:min(e + span, W)]
-                onehot = Cat(part[j] & ~part[:j].any() if j else part[0]
-                             for j in range(len(part)))
+                onehot = _first_onehot(part)
                 found = Signal(name=f"dead_found8_{t}_{e}")
                 at = Signal(max(u_bits, 1), name=f"dead_at8_{t}_{e}")
                 m.d.sync += [found.eq(part.any()),
@@ -392,9 +396,7 @@ class ClickFrontEnd(wiring.Component):
         # channel and group of 8 entries (`*_replica`: kept apart in the board build), loaded
         # the cycle before: none of these registers drives every entry.
         def copy(value, name, k, group, init=0):
-            reg = Signal(len(value), name=f"dead_{name}_{k}_{group}_replica", init=init)
-            m.d.sync += reg.eq(value)
-            return reg
+            return register_copies(m, f"dead_{name}_{k}_{group}", value, 1, init)[0]
 
         controls_3, controls_4 = {}, {}
         for k in range(C):
@@ -542,8 +544,7 @@ class ClickFrontEnd(wiring.Component):
             out, onehots = [], []
             for i, (a, b) in enumerate(groups):
                 part = bits[a:b]
-                onehot = Cat(part[j] & ~part[:j].any() if j else part[0]
-                             for j in range(b - a))
+                onehot = _first_onehot(part)
                 values = (part.any(),
                           _encode(onehot, b - a, lambda j, a=a: a + j),
                           _encode(onehot, b - a, lambda j, a=a: (a + j) // S),

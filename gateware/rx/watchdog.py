@@ -19,6 +19,7 @@ from ..common import (
     check_int,
     count_saturating,
     refuses_quietly,
+    register_copies,
     registered_setting,
 )
 from ..records import MAX_CHANNELS
@@ -175,11 +176,6 @@ class Watchdog(wiring.Component):
             m.d.sync += reg.eq(port)
             return reg
 
-        def copies(name, value, count, init=0):
-            regs = [Signal(name=f"{name}_replica{i}", init=init) for i in range(count)]
-            m.d.sync += [reg.eq(value) for reg in regs]
-            return regs
-
         clicks_in = register("clicks", self.clicks)
         gate_starts_in = [register(f"gate_starts_{k}", self.gate_starts[k])
                           for k in range(channels)]
@@ -192,7 +188,7 @@ class Watchdog(wiring.Component):
         window_ok = Signal(name="window_ok_in", init=1)
         fill_ok = Signal(name="fill_ok_in", init=1)
         m.d.sync += [window_ok.eq(window_ok_now), fill_ok.eq(fill_ok_now)]
-        clear, *clear_copies = copies("clear", self.clear, 1 + 2 * channels)
+        clear, *clear_copies = register_copies(m, "clear", self.clear, 1 + 2 * channels)
 
         # Settings: refuse a window that is empty or longer than the counters hold, and a fill
         # bound above one. The window in use is a register (an accepted value acts from the
@@ -220,7 +216,7 @@ class Watchdog(wiring.Component):
         reached = Mux(window_ok, ahead >= window_in, ahead >= window)
         last_next = Mux(self.clear | last, window_is_one_next,
                         Mux(clear, window_to_two_next, reached))
-        last_copies = copies("last", last_next, 2 * channels)
+        last_copies = register_copies(m, "last", last_next, 2 * channels)
         m.d.sync += [
             last.eq(last_next),
             ahead.eq(Mux(last, 2, Mux(clear, 3, ahead + 1))),
