@@ -44,8 +44,9 @@ class DeadTimeMode(enum.Enum, shape=1):
 
 def gate_frame_cycles(uis_per_word):
     """Cycles of the gate engine's frame for words of ``uis_per_word`` UIs: a power of two
-    with room for the 64 division steps, ``2 * uis_per_word`` pattern steps and 4 more."""
-    return 1 << bits_for(max(GATE_DIVIDEND_BITS, 2 * uis_per_word) + 4)
+    with room for the 64 division steps, ``2 * uis_per_word`` pattern steps and 8 more (the
+    phase and its wrap slack, the commit, and the three register stages after it)."""
+    return 1 << bits_for(max(GATE_DIVIDEND_BITS, 2 * uis_per_word) + 8)
 
 
 def check_frontend_parameters(channels, lanes, uis_per_symbol, max_dead_time, max_gate_period):
@@ -487,8 +488,10 @@ class ClickFrontEnd(wiring.Component):
             sel_next = Cat(select("next", f"next{b}", b) for b in range(bits))
             sel_zero, sel_one = select("zero"), select("one")
             sel_found, sel_carry = select("found"), select("carry")
-            m.d.sync += [reg.eq(Mux(alive["next"], sel_next, e_regs["next0"]))
-                         for reg in e_regs.values()]
+            # A dead word keeps `e`: `alive` is the replicas' clock enable, so the trees feed
+            # their flip-flops directly.
+            with m.If(alive["next"]):
+                m.d.sync += [reg.eq(sel_next) for reg in e_regs.values()]
             m.d.sync += [reg.eq(Mux(alive["flags"], sel_zero, soon)) for reg in alive.values()]
             # `n` of a word after a live one is taken from that word's entry a cycle late
             # (`loaded`, with its pick and carry), so that no multiplexer tree feeds `n`.
@@ -642,8 +645,9 @@ class ClickFrontEnd(wiring.Component):
         # register of the last accepted one); steps 2..65 divide the symbol time by the
         # period, MSB first; steps 3..2W+2 build the short-period pattern; then the phase;
         # step F - 4 commits, so that the word of cycle F (shown then, through three register
-        # stages) is the first under the new settings. F > max(64, 2W) + 4 and W even leave
-        # room (F - 4 > max(64, 2W) + 3).
+        # stages) is the first under the new settings. F > max(64, 2W) + 8 leaves room
+        # (F - 4 > max(64, 2W) + 4: the phase's wrap slack is worked out the step after the
+        # phase).
         # The decodes of the step are registers, set the cycle before from the next step.
         step = Signal(range(F))
         m.d.sync += step.eq(step + 1)
@@ -655,7 +659,7 @@ class ClickFrontEnd(wiring.Component):
             return flag
 
         last = max(GATE_DIVIDEND_BITS, 2 * W) + 3               # the step of the phase
-        assert last < F - 4, (W, F)
+        assert last + 1 < F - 4, (W, F)
         start = steps(0, 0, "start")
         sampling = steps(1, 1, "sample")
         loading = steps(2, 2, "load")
@@ -665,6 +669,7 @@ class ClickFrontEnd(wiring.Component):
         at_delta = steps(W + 3, W + 3, "delta")
         at_x = steps(last - 1, last - 1, "x")
         at_phase = steps(last, last, "phase")
+        at_slack = steps(last + 1, last + 1, "slack")
         commit = steps(F - 4, F - 4, "commit")
 
         mask64 = (1 << GATE_DIVIDEND_BITS) - 1
@@ -711,6 +716,8 @@ class ClickFrontEnd(wiring.Component):
             st_pattern = reg("st_pattern", 2 * W)            # bit i: (i mod P) < width
             x = reg("x", signed(period_uis.width + 1))
             st_phase = reg("st_phase", period_uis)
+            st_pld = reg("st_pld", period_uis, S)            # P - delta (>= 1)
+            st_slack = reg("st_slack", signed(period_uis.width + 1), S - 1)
             with m.If(sampling):
                 m.d.sync += [
                     st_n.eq(n_use),
@@ -744,7 +751,11 @@ class ClickFrontEnd(wiring.Component):
             with m.If(at_x):
                 m.d.sync += x.eq(rem * S - st_offset)
             with m.If(at_phase):
-                m.d.sync += st_phase.eq(Mux(x < 0, x + st_period, x))
+                m.d.sync += [st_phase.eq(Mux(x < 0, x + st_period, x)),
+                             st_pld.eq(st_period - st_delta)]
+            with m.If(at_slack):
+                # P - delta - 1 - phase, one adder: ~phase == -phase - 1 (as a signed value).
+                m.d.sync += st_slack.eq(st_pld + ~Cat(st_phase, 0).as_signed())
 
             # In use, stage A: `phase` is (t - offset) mod P of the word shown on `gates` three
             # cycles later, with x1 = width - phase, x2 = width + P - phase, x3 = P - phase
@@ -760,35 +771,35 @@ class ClickFrontEnd(wiring.Component):
             x1 = reg("x1", signed(period_uis.width + 1), S // 2)
             x2 = reg("x2", signed(period_uis.width + 2), S // 2 + S)
             x3 = reg("x3", period_uis, S)
-            # `phase` is kept in four equal registers (replicas, kept apart in the board
-            # build), one for each of phase, x1, x2, x3: phase + delta wraps iff
-            # phase - (P - delta) >= 0, and each register takes that from its own replica,
-            # so that no carry chain's sign drives all four.
-            phases = [Signal(period_uis, name=f"gate_phase_{k}_replica{i}") for i in range(4)]
-            phase = phases[0]
-            phase_wraps = []
-            for i, copy in enumerate(phases):
-                wrapped = Signal(signed(period_uis.width + 1), name=f"gate_wrapped_{k}_{i}")
-                m.d.comb += wrapped.eq(copy - period_less_delta)
-                phase_wraps.append((~wrapped[-1], wrapped))
+            # `slack` = P - delta - phase - 1 is negative iff phase + delta wraps, so the
+            # choice of every update is a register's sign bit, not the end of a carry chain.
+            # It is kept in four equal registers (replicas, kept apart in the board build),
+            # one each for phase, x1, x2 and x3, and each replica follows itself:
+            # slack + (P - delta) after a wrap, slack - delta otherwise.
+            phase = reg("phase", period_uis)
+            slacks = [Signal(signed(period_uis.width + 1), name=f"gate_slack_{k}_replica{i}",
+                             init=S - 1) for i in range(4)]
             with m.If(commit):
                 m.d.sync += [
                     enable.eq(st_enable),
                     delta.eq(st_delta),
                     quotient.eq(st_quotient),
-                    period_less_delta.eq(st_period - st_delta),
+                    period_less_delta.eq(st_pld),
                     long.eq(st_period > W),
                     pattern.eq(st_pattern),
-                    *(copy.eq(st_phase) for copy in phases),
+                    phase.eq(st_phase),
+                    *(copy.eq(st_slack) for copy in slacks),
                     x1.eq(st_width - st_phase),
                     x2.eq(st_width + st_period - st_phase),
                     x3.eq(st_period - st_phase),
                 ]
             with m.Else():
-                for copy, (wraps_now, wrapped) in zip(phases, phase_wraps, strict=True):
-                    m.d.sync += copy.eq(Mux(wraps_now, wrapped, copy + delta))
-                for x, (wraps_now, _) in zip((x1, x2, x3), phase_wraps[1:], strict=True):
-                    m.d.sync += x.eq(Mux(wraps_now, x + period_less_delta, x - delta))
+                for copy in slacks:
+                    m.d.sync += copy.eq(Mux(copy[-1], copy + period_less_delta, copy - delta))
+                m.d.sync += phase.eq(Mux(slacks[0][-1], phase - period_less_delta,
+                                         phase + delta))
+                for x, copy in zip((x1, x2, x3), slacks[1:], strict=True):
+                    m.d.sync += x.eq(Mux(copy[-1], x + period_less_delta, x - delta))
 
             # Stage B. P <= W: a window of the pattern. P > W: at most one wrap in the word.
             enable_b = reg("enable_b", 1)
