@@ -29,7 +29,6 @@ same data pins as Alice and Bob and every other port driven by :class:`PortHarne
 not for use in a lab.
 """
 
-import functools
 import inspect
 from dataclasses import dataclass, field
 
@@ -94,7 +93,9 @@ class BoardSpec:
         What the build does and does not model on this board (report and docs).
     serdes : callable or None
         The PHY of the board's ``dcu`` data pins (SERDES channels):
-        ``serdes(pins, f_sys_hz=...)``, see :class:`~timebin.boards.pins.PinOutputs`.
+        ``serdes(pins, f_sys_hz=...)``, see :class:`~timebin.boards.pins.PinOutputs`; besides
+        its ``words``, the PHY has 1-bit ``ready`` (it is up) and ``error`` (its error flag,
+        in ``sync``), which :class:`BoardTop` shows in the ``data_phy_*`` registers.
     placer : str
         nextpnr's placer a build of this board uses unless told otherwise (``timebin build
         --placer``): ``"heap"`` or ``"static"`` (which spreads the design more; on a nearly
@@ -273,6 +274,14 @@ class BoardTop(Elaboratable):
     channel : str or None
         Loopback: ``"emulator"`` (on-chip channel emulator) or ``"wire"`` (carver bits to
         every channel; no emulator in this gateware).
+    data_phy : Elaboratable or None
+        The SERDES PHY (``spec.serdes``) of the output fields' ``dcu`` pins, or ``None`` when
+        no output takes a SERDES pin. On Alice's and a loopback board its ``ready`` and
+        ``error`` feed the gateware's ``data_phy_ready`` and ``data_phy_error`` (the
+        ``data_phy_*`` registers); without it they are 1 and 0: DDR/SDR pin registers and
+        gearboxes have no state of their own, and run whenever ``sync`` does. (Bob's gate
+        words can take the ECPIX-5's DCU too; Bob's map has no ``data_phy_*`` registers:
+        there its state shows on the LED only.)
     """
 
     def __init__(self, spec, role, *, params, board=None, freq_hz=None, baud=DEFAULT_BAUD,
@@ -312,6 +321,25 @@ class BoardTop(Elaboratable):
                              f"within 2 % (nearest {self.baud:.0f})")
         self.link = (None if role in PIPELINE_ROLES else
                      UARTLink(self.gateware, divisor=self.baud_divisor))
+        self._serdes_pins, self.data_phy = self._data_phy()
+
+    def _data_phy(self):
+        """The ``dcu`` pins of the output fields, in the order :class:`PinOutputs` gives
+        them to the board's ``serdes``, and the PHY made for them (``None`` without such
+        pins or without ``spec.serdes``: :class:`PinOutputs` then refuses the pins)."""
+        outputs = {spec.name for spec in self.fields if spec.direction == "o"}
+        pins = tuple(dict.fromkeys(slot.pin for slot in self.plan.slots
+                                   if slot.field in outputs and slot.pin.gearbox == "dcu"))
+        if not pins or self.spec.serdes is None:
+            return pins, None
+        return pins, self.spec.serdes(pins, f_sys_hz=self.f_sys_hz)
+
+    def _serdes(self, pins):
+        """:class:`PinOutputs`'s ``serdes``: the PHY made for these pins in ``__init__``."""
+        if pins != self._serdes_pins:
+            raise ValueError(f"The pins put SERDES words on {[p.ball for p in pins]}, but the "
+                             f"top made its PHY for {[p.ball for p in self._serdes_pins]}")
+        return self.data_phy
 
     def _fields(self, role, scope):
         """The data fields of the role (priority order) and a function that returns their
@@ -357,14 +385,18 @@ class BoardTop(Elaboratable):
                 gw, skip=("ser", "ser_valid", "samples", "gates"), scan=scan_buf.i)
         if self.role in ("alice", "loopback"):
             m.d.comb += gw.qrng.valid.eq(0)          # no QRNG on a bare board
+            # The serializer PHY's state for the data_phy_* registers: the SERDES's, or that
+            # of pin registers (always up, no error flag).
+            phy = self.data_phy
+            m.d.comb += [gw.data_phy_ready.eq(1 if phy is None else phy.ready),
+                         gw.data_phy_error.eq(0 if phy is None else phy.error)]
         if self.role == "loopback" and self.channel == "wire":
             rx = gw.receiver
             for k in range(rx.channels):
                 m.d.comb += gw.samples[k].eq(gw.ser.carver)
         outputs = {name: get() for name, get in self.values_of.items()}
         if outputs:
-            serdes = (None if self.spec.serdes is None else
-                      functools.partial(self.spec.serdes, f_sys_hz=self.f_sys_hz))
+            serdes = None if self.data_phy is None else self._serdes
             m.submodules.pins_out = PinOutputs(self.plan, outputs, attrs=self.spec.pin_attrs,
                                                eclk=clocking.eclk, serdes=serdes)
         if any(spec.direction == "i" for spec in self.fields):

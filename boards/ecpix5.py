@@ -24,6 +24,9 @@ Ref: the ECPIX-5 schematic (rev. 02) and ``amaranth_boards.ecpix5``.
   and the rest on the PMOD pins.
 - **LEDs**: RGB LED 0 green heartbeat, RGB LED 1 green PLL locked, RGB LED 2 green DCU
   transmitter ready (TX PLL locked, no FPGA-bridge FIFO error).
+- **Registers**: the DCU transmitter's state also reaches the host: ``data_phy_ready`` (TX PLL
+  locked, channel out of reset) and ``data_phy_errors`` (rising edges of the FIFO error) of
+  Alice's and a loopback board's map (:meth:`~timebin.boards.common.BoardTop.elaborate`).
 """
 
 from amaranth.build import Attrs
@@ -54,11 +57,16 @@ class SATATransmitter(Elaboratable):
     """The ECPIX-5's DCU transmitter (:attr:`phy`) with its state on RGB LED 2: green while
     the TX PLL is locked, the channel out of reset and its FPGA-bridge FIFO without error.
 
-    ``words`` is the PHY's (see :class:`~timebin.boards.pins.PinOutputs`)."""
+    ``words`` is the PHY's (see :class:`~timebin.boards.pins.PinOutputs`); ``ready`` (TX PLL
+    locked, channel out of reset) and ``error`` (the FPGA-bridge FIFO's error flag, in
+    ``sync``) are the PHY's ``ready`` and ``fifo_error``, for the board's registers
+    (:attr:`~timebin.boards.common.BoardSpec.serdes`)."""
 
     def __init__(self, phy):
         self.phy = phy
         self.words = phy.words
+        self.ready = phy.ready
+        self.error = phy.fifo_error
 
     def elaborate(self, platform):
         m = Module()

@@ -917,10 +917,27 @@ def _link_section(lay):
         lay.port(port, _COUNTER_BITS, "ro", f"{doc} {_SATURATING}")
 
 
+def _data_phy_section(lay):
+    """The state of the PHY that puts the serializer word on the board's data pins, on the
+    boards that send it (Alice's, a loopback board's scope output)."""
+    lay.port("data_phy_ready", 1, "ro", "The data-output PHY is up. A SERDES (the ECPIX-5's "
+             "DCU transmitter): its TX PLL locked and its channels out of reset. DDR/SDR "
+             "pin registers and gearboxes (the other boards, a board without data outputs, "
+             "a simulated board) have no state of their own: 1 whenever sync runs.",
+             reset=1)
+    lay.port("data_phy_errors", _COUNTER_BITS, "ro", "Error events of the data-output PHY: "
+             "rising edges of its error flag (the DCU's TX FPGA-bridge FIFO error, "
+             "CHx_FFS_TXFBFIFO_ERROR of TN1261: the FIFO between sync and the channel's byte "
+             "clock); a flag that stays high counts once. Always 0 on DDR/SDR pin "
+             f"registers, which have no error flag. {_SATURATING}")
+
+
 def alice_board_registers(params, board=None):
     """The register map of an Alice board (:class:`~timebin.gateware.system.AliceBoard`):
     the transmitter's registers (``params`` as for :func:`alice_registers`), the symbol
-    memory's counters and the link's counters."""
+    memory's counters, the link's counters and the state of the data-output PHY
+    (``data_phy_ready``, ``data_phy_errors``; last, so that the addresses before them are
+    those of maps without them)."""
     board = board_parameters("alice", board or {})
     check_int("Symbol memory depth", board["symbol_depth"], minimum=2, maximum=1 << 24)
     lay = _alice_layout(**params)
@@ -932,6 +949,7 @@ def alice_board_registers(params, board=None):
              f"cleared after reset. {_SATURATING}")
     lay.port("log_clearing", 1, "ro", "The symbol memory is clearing after reset.")
     _link_section(lay)
+    _data_phy_section(lay)
     return lay.build()
 
 
@@ -977,7 +995,8 @@ def loopback_board_registers(params, board=None):
     (:class:`~timebin.gateware.system.LoopbackBoard`): the transmitter's registers with names
     prefixed ``tx_``, the receiver's prefixed ``rx_`` (``params = {"alice": ..., "bob":
     ...}``), the on-chip sifter's (``sift_``), with ``board["emulator"]`` the channel
-    emulator's (``emu_``, :func:`emulator_registers`), and the link's counters."""
+    emulator's (``emu_``, :func:`emulator_registers`), the link's counters and, as on
+    Alice's board, the state of the data-output PHY (``data_phy_*``)."""
     board = board_parameters("loopback", board or {})
     check_loopback_parameters(params)
     lay = _Layout("loopback", LOOPBACK_ID)
@@ -1016,6 +1035,7 @@ def loopback_board_registers(params, board=None):
     if emulator is not None:
         _emulator_layout(layout=_Prefixed(lay, "emu_"), **emulator)
     _link_section(lay)
+    _data_phy_section(lay)
     return lay.build()
 
 

@@ -6,8 +6,10 @@ holds both tops, the on-chip sifter and, optionally, the channel emulator betwee
 
 Ref: DESIGN.md sections 4-5 (data flow; the register map and the frame format defined once
 in plain Python). A board file (``boards/``) puts a link PHY (UART, FT245 FIFO) on
-``link_rx``/``link_tx`` and the serializer or deserializer PHY on the data ports; the
-simulated board (:mod:`timebin.sim.board`) drives the same ports from a pseudo-terminal.
+``link_rx``/``link_tx`` and the serializer or deserializer PHY on the data ports (Alice's
+and a loopback board's also take the state of the serializer PHY, ``data_phy_ready`` and
+``data_phy_error``, shown as registers); the simulated board (:mod:`timebin.sim.board`)
+drives the same ports from a pseudo-terminal.
 
 Data flow of a board (Bob; Alice has the symbol memory on the controller instead of the
 compressor)::
@@ -22,7 +24,7 @@ compressor)::
                                                      Framer -> link_tx
 """
 
-from amaranth.hdl import Cat, Module
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,7 +38,7 @@ from .link.controller import (
     ItemPacketizer,
     LinkController,
 )
-from .link.framer import COUNTER_BITS, HEADER_QUEUE_DEPTH, Deframer, Framer
+from .link.framer import COUNTER_BITS, HEADER_QUEUE_DEPTH, Deframer, Framer, count_events
 from .protocol import ALARM_BITS, SIFT_RESULT_FIELDS, describe
 from .regbank import RegisterBank
 from .regmap import (
@@ -98,6 +100,7 @@ class _Board(wiring.Component):
         self.register_map = register_map
         options = {**LINK_OPTIONS, **link}
         bits, dsp = options["counter_bits"], options["counter_dsp"]
+        self._counter_bits = bits
         self.bank = RegisterBank(register_map, address_bits=BUS_ADDRESS_BITS, errors_dsp=dsp)
         self.deframer = Deframer(max_payload=link["max_request"], timeout=link["link_timeout"],
                                  counter_bits=bits, queue_depth=options["header_queue"],
@@ -147,12 +150,35 @@ class _Board(wiring.Component):
             "link_phy_errors": self.phy_errors,
         })
 
+    def _data_phy_status(self, m):
+        """The values of the ``data_phy_*`` registers: ``data_phy_ready`` as it comes, and
+        the rising edges of ``data_phy_error`` counted, saturating, in the link's counter
+        width (so that a narrow counter sticks as the link's do). The flag's value before
+        the first cycle after reset is taken as 0: a flag high from reset on counts once."""
+        error_before = Signal(name="data_phy_error_before")
+        m.d.sync += error_before.eq(self.data_phy_error)
+        errors = Signal(COUNTER_BITS, name="data_phy_errors")
+        # A logic counter even where the link's are in DSPs (counter_dsp, the iCE40s): those
+        # boards have no SERDES, so the flag is constant 0 and synthesis removes the counter,
+        # which a DSP would keep.
+        count_events(m, errors, self.data_phy_error & ~error_before, self._counter_bits)
+        return {"data_phy_ready": self.data_phy_ready, "data_phy_errors": errors}
+
 
 def _link_members():
     return {
         "link_rx": In(stream.Signature(8)),
         "link_tx": Out(stream.Signature(8)),
         "phy_errors": In(COUNTER_BITS),
+    }
+
+
+def _data_phy_members():
+    # Inits: the state of a board without a data-output PHY of its own (DDR/SDR pins, the
+    # simulated boards), for a board file or testbench that leaves them undriven.
+    return {
+        "data_phy_ready": In(1, init=1),
+        "data_phy_error": In(1),
     }
 
 
@@ -264,6 +290,12 @@ class AliceBoard(_Board):
         The serializer word, as the transmitter's.
     link_rx, link_tx, phy_errors :
         As :class:`BobBoard`.
+    data_phy_ready : In(1, init=1)
+        The PHY of ``ser`` is up (a SERDES: its PLL locked, its channels out of reset; DDR or
+        SDR pin registers: 1), shown as ``data_phy_ready``.
+    data_phy_error : In(1)
+        The PHY of ``ser`` flags an error (a SERDES's FIFO error; 0 without one, the init):
+        its rising edges are counted in ``data_phy_errors``.
     """
 
     role = "alice"
@@ -282,7 +314,8 @@ class AliceBoard(_Board):
                          streams=False)
         members = self.transmitter.signature.members
         super().__init__({"qrng": members["qrng"], "ser": members["ser"],
-                          "ser_valid": members["ser_valid"], **_link_members()})
+                          "ser_valid": members["ser_valid"], **_link_members(),
+                          **_data_phy_members()})
 
     def elaborate(self, platform):
         m = Module()
@@ -303,6 +336,7 @@ class AliceBoard(_Board):
             "log_written": memory.written,
             "log_missed": memory.missed,
             "log_clearing": memory.clearing,
+            **self._data_phy_status(m),
         }
         self._elaborate_link(m, None, (tx.alarm, tx.log_overflow, tx.settings_error,
                                         memory.missed != 0), status)
@@ -355,6 +389,9 @@ class LoopbackBoard(_Board):
         As :class:`BobBoard` (with ``emulator``, ``samples`` is OR-ed onto the emulator's).
     link_rx, link_tx, phy_errors :
         As :class:`BobBoard`.
+    data_phy_ready, data_phy_error :
+        As :class:`AliceBoard`: the PHY of ``ser`` where a board file puts it on pins (1 and
+        0 where it does not).
     """
 
     role = "loopback"
@@ -404,7 +441,8 @@ class LoopbackBoard(_Board):
                          lookups=False, streams=True)
         tx, rx = self.transmitter.signature.members, self.receiver.signature.members
         super().__init__({"qrng": tx["qrng"], "ser": tx["ser"], "ser_valid": tx["ser_valid"],
-                          "samples": rx["samples"], "gates": rx["gates"], **_link_members()})
+                          "samples": rx["samples"], "gates": rx["gates"], **_link_members(),
+                          **_data_phy_members()})
 
     def elaborate(self, platform):
         m = Module()
@@ -438,7 +476,7 @@ class LoopbackBoard(_Board):
                 if port.startswith(prefix) and name in block.signature.members:
                     status[port] = getattr(block, name)
         status.update({"sift_frame_timeout": pack.timeout, "sift_frames": pack.frames,
-                       "sift_results": pack.items_framed})
+                       "sift_results": pack.items_framed, **self._data_phy_status(m)})
         self._elaborate_link(m, pack, (tx.alarm, rx.alarm, rx.overflow, settings_error),
                              status)
         return m

@@ -61,7 +61,7 @@ def add_board_parser(sub, positive_int, non_negative_int):
         parser.add_argument("--json", action="store_true")
         return parser
 
-    connected("info", "role, parameters and link statistics")
+    connected("info", "role, parameters, link statistics and the data-output PHY's state")
     connected("regs", "every register")
     get = connected("get", "read a register")
     get.add_argument("name")
@@ -156,6 +156,9 @@ def run_board(args, show):
         if args.action == "info":
             info = board.info()
             info["link_stats"] = board.link_stats()
+            data_phy = board.data_phy()
+            if data_phy:
+                info["data_phy"] = data_phy
             show(info, args.json)
         elif args.action == "regs":
             show(board.regs(), args.json)

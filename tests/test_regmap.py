@@ -24,6 +24,7 @@ from timebin.gateware.regmap import (
     Register,
     RegisterMap,
     alice_registers,
+    board_registers,
     bob_registers,
     default_im_levels,
     default_pm_levels,
@@ -146,6 +147,30 @@ def test_markdown_renders():
     assert len(rows) == len(regs)
     assert "| 0x000a 0x000b | `epoch` | 64 | rw |" in text
     assert "`dead_time` | 17 | rw | 4 | 4..0x1ffff |" in text
+
+
+@pytest.mark.parametrize("role", ["alice", "loopback"])
+def test_board_maps_end_with_the_data_phy(role):
+    """Alice's and a loopback board's maps end with the state of the data-output PHY, after
+    the link's counters (the addresses before them stay); Bob's has none."""
+    params = (ALICE_PARAMS[0] if role == "alice" else
+              {"alice": dict(lanes=2, uis_per_symbol=2), "bob": SMALL_BOB})
+    regs = board_registers(role, params)
+    ready, errors = regs["data_phy_ready"], regs["data_phy_errors"]
+    assert regs.names[-3:] == ("link_phy_errors", "data_phy_ready", "data_phy_errors")
+    assert ready.address == regs["link_phy_errors"].address + 1 == errors.address - 1
+    assert regs.size == errors.address + 1
+    assert (ready.width, ready.access, ready.reset, ready.port, ready.element) == (
+        1, "ro", 1, "data_phy_ready", None)
+    assert (errors.width, errors.access, errors.reset, errors.port) == (
+        32, "ro", 0, "data_phy_errors")
+    assert "TX PLL locked" in ready.doc and "1 whenever sync runs" in ready.doc
+    assert "rising edges" in errors.doc and "counts once" in errors.doc
+    assert "Always 0 on DDR/SDR" in errors.doc and "Saturating at 2**32 - 1" in errors.doc
+    text = regs.markdown()
+    assert f"| {ready.address:#06x} | `data_phy_ready` | 1 | ro | 1 |" in text
+    bob = board_registers("bob", SMALL_BOB)
+    assert not [name for name in bob.names if name.startswith("data_phy")]
 
 
 def test_plain_formulas_match_gateware():
