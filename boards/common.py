@@ -276,12 +276,11 @@ class BoardTop(Elaboratable):
         every channel; no emulator in this gateware).
     data_phy : Elaboratable or None
         The SERDES PHY (``spec.serdes``) of the output fields' ``dcu`` pins, or ``None`` when
-        no output takes a SERDES pin. On Alice's and a loopback board its ``ready`` and
-        ``error`` feed the gateware's ``data_phy_ready`` and ``data_phy_error`` (the
-        ``data_phy_*`` registers); without it they are 1 and 0: DDR/SDR pin registers and
-        gearboxes have no state of their own, and run whenever ``sync`` does. (Bob's gate
-        words can take the ECPIX-5's DCU too; Bob's map has no ``data_phy_*`` registers:
-        there its state shows on the LED only.)
+        no output takes a SERDES pin (Alice's serializer word, a loopback board's scope
+        output, Bob's gate words). Its ``ready`` and ``error`` feed the gateware's
+        ``data_phy_ready`` and ``data_phy_error`` (the ``data_phy_*`` registers); without it
+        they are 1 and 0: DDR/SDR pin registers and gearboxes have no state of their own,
+        and run whenever ``sync`` does.
     """
 
     def __init__(self, spec, role, *, params, board=None, freq_hz=None, baud=DEFAULT_BAUD,
@@ -385,6 +384,7 @@ class BoardTop(Elaboratable):
                 gw, skip=("ser", "ser_valid", "samples", "gates"), scan=scan_buf.i)
         if self.role in ("alice", "loopback"):
             m.d.comb += gw.qrng.valid.eq(0)          # no QRNG on a bare board
+        if self.role in ("alice", "bob", "loopback"):
             # The serializer PHY's state for the data_phy_* registers: the SERDES's, or that
             # of pin registers (always up, no error flag).
             phy = self.data_phy

@@ -918,8 +918,8 @@ def _link_section(lay):
 
 
 def _data_phy_section(lay):
-    """The state of the PHY that puts the serializer word on the board's data pins, on the
-    boards that send it (Alice's, a loopback board's scope output)."""
+    """The state of the PHY that puts the board's data outputs on its pins (Alice's serializer
+    word, Bob's gate words, a loopback board's scope output)."""
     lay.port("data_phy_ready", 1, "ro", "The data-output PHY is up. A SERDES (the ECPIX-5's "
              "DCU transmitter): its TX PLL locked and its channels out of reset. DDR/SDR "
              "pin registers and gearboxes (the other boards, a board without data outputs, "
@@ -956,7 +956,8 @@ def alice_board_registers(params, board=None):
 def bob_board_registers(params, board=None):
     """The register map of a Bob board (:class:`~timebin.gateware.system.BobBoard`): the
     receiver's registers (``params`` as for :func:`bob_registers`), the record compressor's
-    and packetizer's, and the link's counters."""
+    and packetizer's, the link's counters and, as on Alice's board, the state of the
+    data-output PHY (``data_phy_*``: that of the gate words)."""
     board = board_parameters("bob", board or {})
     lay = _bob_layout(**params)
     lay.port("record_k", K_PORT_BITS, "rw", "Rice parameter of the record blocks; best "
@@ -975,6 +976,7 @@ def bob_board_registers(params, board=None):
     lay.port("detection_frames", _COUNTER_BITS, "ro", f"DETECTIONS frames sent. {_SATURATING}")
     lay.port("detection_words", _COUNTER_BITS, "ro", f"Record words framed. {_SATURATING}")
     _link_section(lay)
+    _data_phy_section(lay)
     return lay.build()
 
 

@@ -6,10 +6,10 @@ holds both tops, the on-chip sifter and, optionally, the channel emulator betwee
 
 Ref: DESIGN.md sections 4-5 (data flow; the register map and the frame format defined once
 in plain Python). A board file (``boards/``) puts a link PHY (UART, FT245 FIFO) on
-``link_rx``/``link_tx`` and the serializer or deserializer PHY on the data ports (Alice's
-and a loopback board's also take the state of the serializer PHY, ``data_phy_ready`` and
-``data_phy_error``, shown as registers); the simulated board (:mod:`timebin.sim.board`)
-drives the same ports from a pseudo-terminal.
+``link_rx``/``link_tx``, the serializer or deserializer PHY on the data ports, and the
+state of the PHY of the data outputs on ``data_phy_ready`` and ``data_phy_error`` (shown as
+registers); the simulated board (:mod:`timebin.sim.board`) drives the same ports from a
+pseudo-terminal.
 
 Data flow of a board (Bob; Alice has the symbol memory on the controller instead of the
 compressor)::
@@ -212,6 +212,8 @@ class BobBoard(_Board):
         Bytes to the host.
     phy_errors : In(32)
         The PHY's error count (UART framing errors and overruns), shown as a register.
+    data_phy_ready, data_phy_error :
+        The state of the PHY of ``gates`` (as :class:`AliceBoard`'s, of ``ser``).
     """
 
     role = "bob"
@@ -234,7 +236,7 @@ class BobBoard(_Board):
         members = self.receiver.signature.members
         assert set(BOB_DATA_PORTS) == {"samples", "gates", "records"}
         super().__init__({"samples": members["samples"], "gates": members["gates"],
-                          **_link_members()})
+                          **_link_members(), **_data_phy_members()})
 
     def elaborate(self, platform):
         m = Module()
@@ -259,6 +261,7 @@ class BobBoard(_Board):
             "frame_timeout": pack.timeout,
             "detection_frames": pack.frames,
             "detection_words": pack.words_framed,
+            **self._data_phy_status(m),
         }
         self._elaborate_link(m, pack, (rx.alarm, rx.overflow, rx.settings_error,
                                        comp.settings_error), status)
