@@ -48,7 +48,8 @@ from .frames import FrameDecoder, FrameEncoder
 from .records import decode_detections, read_block_headers
 from .transport import open_transport
 
-__all__ = ["BoardError", "BoardTimeout", "RegisterRefused", "DetectionReassembler", "Board"]
+__all__ = ["BoardError", "BoardTimeout", "RegisterRefused", "DetectionReassembler", "Board",
+           "decode_registers"]
 
 _IDS = {"alice": ALICE_ID, "bob": BOB_ID, "loopback": LOOPBACK_ID}
 #: Seconds a request waits for its response, by default.
@@ -148,6 +149,16 @@ class DetectionReassembler:
         self.blocks += len(heads["sequence"])
         self._last_sequence = int(heads["sequence"][-1])
         return records
+
+
+def decode_registers(regs, words):
+    """``{name: value}`` of the registers ``regs`` (a list) from ``words``, the words read
+    at their addresses in that order."""
+    out, at = {}, 0
+    for reg in regs:
+        out[reg.name] = reg.decode(words[at:at + reg.words])
+        at += reg.words
+    return out
 
 
 def _unpack(data, fields, size):
@@ -355,12 +366,7 @@ class Board:
     def read(self, names):
         """``{name: value}`` of the registers ``names`` (a list), read in one pass."""
         regs = [self.registers[name] for name in names]
-        words = self.read_words([a for reg in regs for a in reg.addresses])
-        out, at = {}, 0
-        for reg in regs:
-            out[reg.name] = reg.decode(words[at:at + reg.words])
-            at += reg.words
-        return out
+        return decode_registers(regs, self.read_words([a for reg in regs for a in reg.addresses]))
 
     def get(self, name):
         """The value of register ``name``."""

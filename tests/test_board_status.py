@@ -18,7 +18,7 @@ from timebin.boards import board_spec
 from timebin.boards.common import BoardTop, role_params
 from timebin.gateware.frames import FrameType
 from timebin.gateware.system import AliceBoard, LoopbackBoard
-from timebin.host.board import Board
+from timebin.host.board import Board, decode_registers
 from timebin.host.cli import main
 from timebin.host.frames import FrameDecoder, FrameEncoder
 from timebin.sim.amaranth_helpers import SYS_PERIOD
@@ -72,11 +72,7 @@ class LinkHost:
         payload = frames[0].payload
         words = [int.from_bytes(payload[i:i + 4], "little") for i in range(0, len(payload), 4)]
         assert len(words) == len(addresses)
-        out, k = {}, 0
-        for reg in regs:
-            out[reg.name] = reg.decode(words[k:k + reg.words])
-            k += reg.words
-        return out
+        return decode_registers(regs, words)
 
 
 def run(board, bench):
