@@ -384,7 +384,7 @@ class BoardTop(Elaboratable):
                 gw, skip=("ser", "ser_valid", "samples", "gates"), scan=scan_buf.i)
         if self.role in ("alice", "loopback"):
             m.d.comb += gw.qrng.valid.eq(0)          # no QRNG on a bare board
-        if self.role in ("alice", "bob", "loopback"):
+        if self.role not in PIPELINE_ROLES:
             # The serializer PHY's state for the data_phy_* registers: the SERDES's, or that
             # of pin registers (always up, no error flag).
             phy = self.data_phy

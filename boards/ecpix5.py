@@ -26,7 +26,7 @@ Ref: the ECPIX-5 schematic (rev. 02) and ``amaranth_boards.ecpix5``.
   transmitter ready (TX PLL locked, no FPGA-bridge FIFO error).
 - **Registers**: the DCU transmitter's state also reaches the host: ``data_phy_ready`` (TX PLL
   locked, channel out of reset) and ``data_phy_errors`` (rising edges of the FIFO error) of
-  Alice's and a loopback board's map (:meth:`~timebin.boards.common.BoardTop.elaborate`).
+  every role's map (:meth:`~timebin.boards.common.BoardTop.elaborate`).
 """
 
 from amaranth.build import Attrs

@@ -900,8 +900,10 @@ def board_parameters(role, board):
     return {**BOARD_DEFAULTS[role], **board}
 
 
-def _link_section(lay):
-    """Counters of the host link, the same on every board."""
+def _board_section(lay):
+    """The registers every board's map ends with, the same on every board: the host link's
+    counters, then the state of the PHY that puts the board's data outputs on its pins
+    (Alice's serializer word, Bob's gate words, a loopback board's scope output)."""
     for port, doc in (
             ("link_requests", "Request frames taken by the link controller."),
             ("link_bad_requests", "Requests refused (malformed payload, unknown type)."),
@@ -915,11 +917,6 @@ def _link_section(lay):
             ("link_alarm_frames", "ALARM frames sent."),
             ("link_phy_errors", "Errors of the link PHY (UART framing errors and overruns).")):
         lay.port(port, _COUNTER_BITS, "ro", f"{doc} {_SATURATING}")
-
-
-def _data_phy_section(lay):
-    """The state of the PHY that puts the board's data outputs on its pins (Alice's serializer
-    word, Bob's gate words, a loopback board's scope output)."""
     lay.port("data_phy_ready", 1, "ro", "The data-output PHY is up. A SERDES (the ECPIX-5's "
              "DCU transmitter): its TX PLL locked and its channels out of reset. DDR/SDR "
              "pin registers and gearboxes (the other boards, a board without data outputs, "
@@ -948,8 +945,7 @@ def alice_board_registers(params, board=None):
     lay.port("log_missed", _COUNTER_BITS, "ro", "Symbol log words lost while the memory "
              f"cleared after reset. {_SATURATING}")
     lay.port("log_clearing", 1, "ro", "The symbol memory is clearing after reset.")
-    _link_section(lay)
-    _data_phy_section(lay)
+    _board_section(lay)
     return lay.build()
 
 
@@ -975,8 +971,7 @@ def bob_board_registers(params, board=None):
              "DETECTIONS frame closes (0 acts as 1).", reset=board["frame_timeout"])
     lay.port("detection_frames", _COUNTER_BITS, "ro", f"DETECTIONS frames sent. {_SATURATING}")
     lay.port("detection_words", _COUNTER_BITS, "ro", f"Record words framed. {_SATURATING}")
-    _link_section(lay)
-    _data_phy_section(lay)
+    _board_section(lay)
     return lay.build()
 
 
@@ -1036,8 +1031,7 @@ def loopback_board_registers(params, board=None):
     emulator = loopback_emulator(params, board["emulator"])
     if emulator is not None:
         _emulator_layout(layout=_Prefixed(lay, "emu_"), **emulator)
-    _link_section(lay)
-    _data_phy_section(lay)
+    _board_section(lay)
     return lay.build()
 
 

@@ -148,6 +148,7 @@ class _Board(wiring.Component):
             "link_frames_out": framer.frames,
             "link_alarm_frames": self.alarms.reports,
             "link_phy_errors": self.phy_errors,
+            **self._data_phy_status(m),
         })
 
     def _data_phy_status(self, m):
@@ -165,18 +166,14 @@ class _Board(wiring.Component):
         return {"data_phy_ready": self.data_phy_ready, "data_phy_errors": errors}
 
 
-def _link_members():
+def _board_members():
+    """The members every board has: the host link's and the data-output PHY's state (its
+    inits are a board's without a PHY of its own, DDR/SDR pins or a simulated board, for a
+    board file or testbench that leaves them undriven)."""
     return {
         "link_rx": In(stream.Signature(8)),
         "link_tx": Out(stream.Signature(8)),
         "phy_errors": In(COUNTER_BITS),
-    }
-
-
-def _data_phy_members():
-    # Inits: the state of a board without a data-output PHY of its own (DDR/SDR pins, the
-    # simulated boards), for a board file or testbench that leaves them undriven.
-    return {
         "data_phy_ready": In(1, init=1),
         "data_phy_error": In(1),
     }
@@ -236,7 +233,7 @@ class BobBoard(_Board):
         members = self.receiver.signature.members
         assert set(BOB_DATA_PORTS) == {"samples", "gates", "records"}
         super().__init__({"samples": members["samples"], "gates": members["gates"],
-                          **_link_members(), **_data_phy_members()})
+                          **_board_members()})
 
     def elaborate(self, platform):
         m = Module()
@@ -261,7 +258,6 @@ class BobBoard(_Board):
             "frame_timeout": pack.timeout,
             "detection_frames": pack.frames,
             "detection_words": pack.words_framed,
-            **self._data_phy_status(m),
         }
         self._elaborate_link(m, pack, (rx.alarm, rx.overflow, rx.settings_error,
                                        comp.settings_error), status)
@@ -317,8 +313,7 @@ class AliceBoard(_Board):
                          streams=False)
         members = self.transmitter.signature.members
         super().__init__({"qrng": members["qrng"], "ser": members["ser"],
-                          "ser_valid": members["ser_valid"], **_link_members(),
-                          **_data_phy_members()})
+                          "ser_valid": members["ser_valid"], **_board_members()})
 
     def elaborate(self, platform):
         m = Module()
@@ -339,7 +334,6 @@ class AliceBoard(_Board):
             "log_written": memory.written,
             "log_missed": memory.missed,
             "log_clearing": memory.clearing,
-            **self._data_phy_status(m),
         }
         self._elaborate_link(m, None, (tx.alarm, tx.log_overflow, tx.settings_error,
                                         memory.missed != 0), status)
@@ -444,8 +438,7 @@ class LoopbackBoard(_Board):
                          lookups=False, streams=True)
         tx, rx = self.transmitter.signature.members, self.receiver.signature.members
         super().__init__({"qrng": tx["qrng"], "ser": tx["ser"], "ser_valid": tx["ser_valid"],
-                          "samples": rx["samples"], "gates": rx["gates"], **_link_members(),
-                          **_data_phy_members()})
+                          "samples": rx["samples"], "gates": rx["gates"], **_board_members()})
 
     def elaborate(self, platform):
         m = Module()
@@ -479,7 +472,7 @@ class LoopbackBoard(_Board):
                 if port.startswith(prefix) and name in block.signature.members:
                     status[port] = getattr(block, name)
         status.update({"sift_frame_timeout": pack.timeout, "sift_frames": pack.frames,
-                       "sift_results": pack.items_framed, **self._data_phy_status(m)})
+                       "sift_results": pack.items_framed})
         self._elaborate_link(m, pack, (tx.alarm, rx.alarm, rx.overflow, settings_error),
                              status)
         return m

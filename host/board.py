@@ -419,10 +419,10 @@ class Board:
                           if reg.access == "ro" and reg.port is not None])
 
     def data_phy(self):
-        """The state of the PHY that puts Alice's serializer word on the data pins:
-        ``{"data_phy_ready": 0 or 1, "data_phy_errors": n}`` (see the registers' docs: on
-        pin registers ready is always 1 and errors 0), or ``{}`` for a board whose map has
-        no such registers (Bob's)."""
+        """The state of the PHY that puts the board's data outputs on its pins (Alice's
+        serializer word, Bob's gate words): ``{"data_phy_ready": 0 or 1, "data_phy_errors":
+        n}`` (see the registers' docs: on pin registers ready is always 1 and errors 0), or
+        ``{}`` for a board whose map has no such registers (gateware before them)."""
         return self.read([reg.name for reg in self.registers
                           if reg.name.startswith("data_phy_")])
 
