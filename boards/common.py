@@ -202,11 +202,15 @@ class PortHarness(Elaboratable):
     streams from the same register, its input streams not valid (as a bare board's QRNG), and
     its outputs into flip-flops marked ``keep`` (so that the logic behind them stays).
 
-    Each input takes the shift register's bits through one register of its own
+    Each input takes the shift register's bits, inverted, through one register of its own
     (``in<k>``): the chain holds its flip-flops next to one another, while a board's
     register bank or stream source gives each port a flip-flop that can sit by the port's
-    loads (without it, e.g. the log stream's ``ready`` crossed the chip from its chain
-    neighbours to the log FIFO). The values stay arbitrary; only their timing is a board's."""
+    loads. The inversion keeps Yosys from merging that register with the chain's next
+    flip-flop, which registers the same bit (and then each port's first register in the
+    pipeline with the chain flip-flop after that, e.g. the driver's ``delay_pm_port``). Merged,
+    the ports' registers sat on the chain: the transmitter's log stream ``ready`` came from
+    the same flip-flop as a bit of the lanes' phase-delay copies, 4-5 ns of routing from
+    the log FIFO on the ULX3S. The values stay arbitrary; only their timing is a board's."""
 
     def __init__(self, component, *, skip, scan):
         self.component = component
@@ -238,7 +242,7 @@ class PortHarness(Elaboratable):
         for k, value in enumerate(inputs):
             n = len(Value.cast(value))
             port = Signal(n, name=f"in{k}")
-            m.d.sync += port.eq(chain[offset:offset + n])
+            m.d.sync += port.eq(~chain[offset:offset + n])
             m.d.comb += value.eq(port)
             offset += n
         for k, value in enumerate(outputs):
