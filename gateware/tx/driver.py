@@ -341,7 +341,7 @@ class TimeBinDriver(wiring.Component):
         # multiplexer per code bit, from the `im_levels` port) and a copy of `im_idle`,
         # registered. The long net from the symbol source (whose word register also feeds
         # the symbol log) to the lane, spread along the output pins, ends one multiplexer
-        # later at a flip-flop of the lane; no copy of the whole 32-entry table is kept.
+        # later at a flip-flop of the lane; the table's 32 entries are not copied per lane.
         # Select stage, per lane: the symbol's codes (a 4:1 multiplexer by its state, where
         # one 16:1 multiplexer by state and intensity would take four LUT levels), whether it
         # lights each bin, and copies of `im_idle` and of the pulse window. The phase table
