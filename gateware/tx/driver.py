@@ -224,9 +224,8 @@ class TimeBinDriver(wiring.Component):
     Timing: ``i_symbols`` is taken every cycle (``always_ready``); ``o_ser`` offers a word
     every cycle and the serializer takes it (``always_ready``). ``o_ser.valid`` is low in the
     reset cycle and high from the first cycle after it. The symbols of cycle ``c`` reach
-    ``o_ser`` in cycle ``c + latency`` (``latency`` = 4: a register of each lane's symbol
-    and its intensity's table entries, one of its codes, an encoder register, then the delay
-    register), moved later by
+    ``o_ser`` in cycle ``c + latency`` (``latency`` = 4: a register of each lane's symbol,
+    one of its table entries, an encoder register, then the delay register), moved later by
     the delay of each output. Until the pipeline and the delay history fill, the UIs that
     hold no symbol yet are all zero (carver 0, im 0, pm 0), not ``im_idle``.
 
@@ -336,46 +335,40 @@ class TimeBinDriver(wiring.Component):
 
         in_pulse = Cat((offset <= u) & (u < offset + width) for u in range(k))
 
-        # Input stage, per lane: the symbol (whether it is on, and its state), the intensity
-        # modulator's table entries of the symbol's intensity (one per bin and state: a 4:1
-        # multiplexer per code bit, from the `im_levels` port) and a copy of `im_idle`,
-        # registered. The long net from the symbol source (whose word register also feeds
-        # the symbol log) to the lane, spread along the output pins, ends one multiplexer
-        # later at a flip-flop of the lane; the table's 32 entries are not copied per lane.
-        # Select stage, per lane: the symbol's codes (a 4:1 multiplexer by its state, where
-        # one 16:1 multiplexer by state and intensity would take four LUT levels), whether it
-        # lights each bin, and copies of `im_idle` and of the pulse window. The phase table
-        # is registered once per group of REPLICA_GROUP lanes, in step with the input stage:
-        # each lane's multiplexers read a copy near the lane instead of the port's
-        # flip-flops. Levels, `im_idle` and the window thus act on the symbols taken in the
-        # same cycle. The `_replica` names keep the board build from merging the equal copies
+        # Input stage, per lane: the symbol (whether it is on, its state and intensity) and a
+        # copy of `im_idle`, registered. The long net from the symbol source (whose word
+        # register also feeds the symbol log) to the lane, spread along the output pins,
+        # ends at a flip-flop of the lane, not in front of its table multiplexers.
+        # Select stage, per lane: the symbol's table entries, whether it lights each bin, and
+        # copies of `im_idle` and of the pulse window. The level tables are registered once
+        # per group of REPLICA_GROUP lanes, in step with the input stage: each lane's table
+        # multiplexers read a copy near the lane instead of the ports' flip-flops. Levels,
+        # `im_idle` and the window thus act on the symbols taken in the same cycle. The
+        # `_replica` names keep the board build from merging the equal copies
         # (timebin.boards.build.KEEP_REPLICAS). All of it resets to 0, so that the encoder's
         # first words are all zero (not `im_idle`).
-        pm_tables = []
+        tables = []
         for g in range(-(-lanes // REPLICA_GROUP)):
+            im_table = Signal(self.im_levels.shape(), init=default_im_levels(self.dac_bits),
+                              name=f"im_levels_replica{g}")
             pm_table = Signal(self.pm_levels.shape(), init=default_pm_levels(self.pm_bits),
                               name=f"pm_levels_replica{g}")
-            m.d.sync += pm_table.eq(self.pm_levels)
-            pm_tables.append(pm_table)
+            m.d.sync += [im_table.eq(self.im_levels), pm_table.eq(self.pm_levels)]
+            tables.append((im_table, pm_table))
         selected = []
         for lane in range(lanes):
-            pm_table = pm_tables[lane // REPLICA_GROUP]
+            im_table, pm_table = tables[lane // REPLICA_GROUP]
             symbol = self.i_symbols.payload.symbols[lane]
-            # One copy of the taken symbol per bin: each copy's state selects only that bin's
-            # entries, half the loads of one register, placed nearer them.
-            taken = [Signal(data.StructLayout({"on": 1, "state": 2}),
-                            name=f"taken{lane}_bin{bin}_replica") for bin in range(2)]
-            entries = Signal(data.ArrayLayout(data.ArrayLayout(self.dac_bits, 4), 2),
-                             name=f"im_entries{lane}")
+            taken = Signal(data.StructLayout({"on": 1, "state": 2, "intensity": 2}),
+                           name=f"taken{lane}")
             idle_in = Signal(self.dac_bits, name=f"im_idle_in_replica{lane}")
-            m.d.sync += [copy.eq(Cat(self.i_symbols.valid & ~symbol.dark,
-                                     symbol.bit, symbol.basis.as_value()))
-                         for copy in taken]
-            m.d.sync += [entries[bin][state].eq(self.im_levels[Cat(Const(bin, 1),
-                                                                   Const(state, 2),
-                                                                   symbol.intensity)])
-                         for bin in range(2) for state in range(4)]
-            m.d.sync += idle_in.eq(self.im_idle)
+            m.d.sync += [
+                taken.eq(Cat(self.i_symbols.valid & ~symbol.dark,
+                             Cat(symbol.bit, symbol.basis.as_value()), symbol.intensity)),
+                idle_in.eq(self.im_idle),
+            ]
+            state, on = taken.state, taken.on
+            lit = (state != 1, state != 0)      # Z0 -> early, Z1 -> late, X+ and X- -> both
             sel = Signal(data.StructLayout({
                 "on": 1,
                 "lit": 2,
@@ -385,15 +378,12 @@ class TimeBinDriver(wiring.Component):
             idle = Signal(self.dac_bits, name=f"im_idle_replica{lane}")
             pulse = Signal(k, name=f"in_pulse_replica{lane}")
             for bin in range(2):
-                state, on = taken[bin].state, taken[bin].on
-                # Z0 lights the early bin, Z1 the late bin, X+ and X- both.
-                lit = state != (1 - bin)
                 m.d.sync += [
-                    sel.lit[bin].eq(on & lit),
-                    sel.im_code[bin].eq(entries[bin][state]),
+                    sel.lit[bin].eq(on & lit[bin]),
+                    sel.im_code[bin].eq(im_table[Cat(Const(bin, 1), state, taken.intensity)]),
                     sel.pm_code[bin].eq(Mux(on, pm_table[Cat(Const(bin, 1), state)], 0)),
                 ]
-            m.d.sync += [sel.on.eq(taken[0].on), idle.eq(idle_in), pulse.eq(in_pulse)]
+            m.d.sync += [sel.on.eq(on), idle.eq(idle_in), pulse.eq(in_pulse)]
             selected.append((sel, idle, pulse))
 
         # Encoder stage: one registered word per output, each UI from its lane's registers.
