@@ -2,7 +2,7 @@
 
 import functools
 
-from amaranth.hdl import Cat, Const, Instance, Mux, Signal, Value
+from amaranth.hdl import Const, Instance, Mux, Signal, Value
 
 from .checks import check_int
 
@@ -72,29 +72,16 @@ def replicated_setting(m, name, value, ok, init, copies):
     on one flip-flop's long nets, and the acceptance check reaches one register, not every
     copy. The port value and its check ``ok`` are registered first (``<name>_port``,
     ``<name>_ok``), so that neither the check nor the port's routing sits in front of the
-    accepting register's enable; ``ok`` may be a tuple of conditions, each then registered
-    on its own (``<name>_ok<i>``) and ANDed after, so that no register waits on all of them
-    (e.g. several carry-chain compares). The accepted value then reaches the copies through
-    a middle level, one register per group of :data:`REPLICA_GROUP` consecutive copies
+    accepting register's enable; the accepted value then reaches the copies through a middle
+    level, one register per group of :data:`REPLICA_GROUP` consecutive copies
     (``<name>_group_replica<g>``), so that no net spans the chip from one flip-flop to all
     the copies. The setting thus acts four cycles after it appears on the port (the reset
     value is in use in the first four cycles after reset). The copies are named
     ``<name>_replica<k>``; the board build keeps them apart
-    (``timebin.boards.build.KEEP_REPLICAS``); elsewhere they are just equal registers.
-
-    Returns ``(copies, port_ok)``: the copies, and the registered check (high in the cycle
-    after the port held an acceptable value, and in the first cycle after reset: for the
-    caller's ``settings_error``)."""
+    (``timebin.boards.build.KEEP_REPLICAS``); elsewhere they are just equal registers."""
     port = Signal.like(value, name=f"{name}_port", init=init)
-    m.d.sync += port.eq(value)
-    conditions = ok if isinstance(ok, tuple) else (ok,)
-    parts = []
-    for i, condition in enumerate(conditions):
-        # 1 after reset: the port holds its reset value, which is acceptable.
-        part = Signal(name=f"{name}_ok" if len(conditions) == 1 else f"{name}_ok{i}", init=1)
-        m.d.sync += part.eq(condition)
-        parts.append(part)
-    port_ok = Cat(parts).all()
+    port_ok = Signal(name=f"{name}_ok")
+    m.d.sync += [port.eq(value), port_ok.eq(ok)]
     accepted = registered_setting(m, name, port, port_ok, init)
     groups = register_copies(m, f"{name}_group", accepted, -(-copies // REPLICA_GROUP), init)
     replicas = []
@@ -102,7 +89,7 @@ def replicated_setting(m, name, value, ok, init, copies):
         replica = Signal.like(accepted, name=f"{name}_replica{k}", init=init)
         m.d.sync += replica.eq(groups[k // REPLICA_GROUP])
         replicas.append(replica)
-    return replicas, port_ok
+    return replicas
 
 
 def global_buffer(m, platform, value, *, name):

@@ -183,13 +183,11 @@ def test_three_state_never_sends_x_minus():
 ])
 def test_refused_settings_flagged(settings):
     """A bad register value raises settings_error (from the cycle after it appears: the flag
-    is registered; two cycles after for the symbol source's settings, whose checks are
-    registered too) and is not used (the default is)."""
+    is registered) and is not used (the default is)."""
     params = {"lanes": 2, "uis_per_symbol": 4}
     n = 60
     want = both(params, n, settings)
-    first = 2 if {"p_z", "thresholds"} & set(settings) else 1
-    assert not want.settings_error[:first].any() and want.settings_error[first:].all()
+    assert not want.settings_error[0] and want.settings_error[1:].all()
     clean = TransmitterModel(**params).run(n, {})
     np.testing.assert_array_equal(want.carver, clean.carver)
     np.testing.assert_array_equal(want.im, clean.im)

@@ -62,12 +62,9 @@ class SymbolSource(wiring.Component):
 
     ``blank`` (the QRNG health alarm) makes every lane a dark symbol with all other fields 0,
     in every mode; data-mode entropy is still consumed, so the health tests keep running.
-    ``underflow`` and ``blanked`` include the cycles up to two before the one they are read
-    in (each condition is registered, then counted).
 
     Settings out of range (``p_z`` above one, thresholds not non-decreasing or above one) are
-    refused: the last accepted value stays in use and ``settings_error`` is high from the
-    cycle after the value appears (the checks are registered) while it stays. An accepted
+    refused: the last accepted value stays in use and ``settings_error`` is high. An accepted
     ``p_z`` or ``thresholds`` acts on the entropy taken from the cycle after it appears on
     the port: it is registered with its check, accepted, then copied to groups of lanes and
     to each lane (four cycles), and the draws of the entropy of cycle ``c`` compare in cycle
@@ -126,19 +123,17 @@ class SymbolSource(wiring.Component):
         # and copied per lane (replicated_setting): the compares of a cycle use the port
         # values of four cycles before (the reset values in the first four cycles), so
         # that the 3 * L threshold compares start at flip-flops, not behind the checks.
-        # The checks are registered, each compare on its own, and `settings_error` is made
-        # from those registers: it rises the cycle after a refused value appears.
+        p_z_ok = self.p_z <= one
         th = self.thresholds
+        th_ok = (th[0] <= th[1]) & (th[1] <= th[2]) & (th[2] <= one)
         th_layout = self.thresholds.shape()
         # One copy of the registers per lane: each lane's 4 compares sit next to their copy.
-        p_z_lanes, p_z_ok = replicated_setting(m, "p_z", self.p_z, self.p_z <= one,
-                                               self._init["p_z"], L)
-        th_copies, th_ok = replicated_setting(
-            m, "thresholds", self.thresholds.as_value(),
-            (th[0] <= th[1], th[1] <= th[2], th[2] <= one),
-            th_layout.const(self._init["thresholds"]).as_value().value, L)
-        th_lanes = [data.View(th_layout, copy) for copy in th_copies]
-        m.d.comb += self.settings_error.eq(~(p_z_ok & th_ok))
+        m.d.comb += self.settings_error.eq(~p_z_ok | ~th_ok)
+        p_z_lanes = replicated_setting(m, "p_z", self.p_z, p_z_ok, self._init["p_z"], L)
+        th_lanes = [
+            data.View(th_layout, copy) for copy in replicated_setting(
+                m, "thresholds", self.thresholds.as_value(), th_ok,
+                th_layout.const(self._init["thresholds"]).as_value().value, L)]
 
         # Stage 0: the cycle's inputs, registered twice. The entropy word is the output of
         # the source multiplexer (keystream or QRNG, its select on a global network) and
@@ -149,16 +144,13 @@ class SymbolSource(wiring.Component):
         entropy = self.entropy.payload
         taking = self.training == TrainingMode.DATA
         m.d.comb += self.entropy.ready.eq(self.enable & taking)
-        # The mode's and the protocol's compares are registered with them (`data_mode`,
-        # `three_state`): stage 1 copies them to every lane's controls from flip-flops.
         inputs = data.StructLayout({
-            "enable": 1, "mode": TrainingMode, "good": 1, "blank": 1, "intensity": 2,
-            "data_mode": 1, "three_state": 1})
+            "enable": 1, "mode": TrainingMode, "good": 1, "blank": 1, "protocol": Protocol,
+            "intensity": 2})
         s0_in = Signal(inputs)
         m.d.sync += s0_in.eq(Cat(self.enable, self.training,
                                  self.entropy.valid & entropy.healthy, self.blank,
-                                 self.training_intensity, taking,
-                                 self.protocol == Protocol.THREE_STATE))
+                                 self.protocol, self.training_intensity))
         s0 = Signal(inputs)
         m.d.sync += s0.eq(s0_in)
         # No reset for the entropy registers (their words count only where `good`): a reset
@@ -168,7 +160,7 @@ class SymbolSource(wiring.Component):
         m.d.sync += [entropy_in.eq(entropy.bits), entropy_r.eq(entropy_in)]
 
         mode = s0.mode
-        data_mode = s0.data_mode
+        data_mode = mode == TrainingMode.DATA
         index = Signal(len(self.symbols.payload.index))
 
         # Training patterns: PRBS generators advance `lanes` steps per word while selected.
@@ -211,7 +203,7 @@ class SymbolSource(wiring.Component):
             "enable": 1, "data_mode": 1, "healthy": 1, "blank": 1, "three_state": 1,
             "intensity": 2, "index": len(index)})
         s1_value = Cat(s0.enable, data_mode, s0.good, s0.blank,
-                       s0.three_state, s0.intensity, index)
+                       s0.protocol == Protocol.THREE_STATE, s0.intensity, index)
         s1 = Signal(controls)
         m.d.sync += s1.eq(s1_value)
         # One copy of the lane controls per lane (the `_replica` names keep the board build
@@ -266,15 +258,7 @@ class SymbolSource(wiring.Component):
         m.d.sync += self.symbols.valid.eq(s1.enable)
         with m.If(s1.enable):
             m.d.sync += self.symbols.payload.eq(word)
-        # The counters count registered conditions (a cycle later), so that the entropy's
-        # `valid`, which comes from the cipher cores, reaches one flip-flop, not 32 enables.
-        underflowed = Signal()
-        blanked = Signal()
-        m.d.sync += [
-            underflowed.eq(self.enable & taking & ~self.entropy.valid),
-            blanked.eq(self.enable & (
-                self.blank | (taking & self.entropy.valid & ~entropy.healthy))),
-        ]
-        count_saturating(m, self.underflow, underflowed)
-        count_saturating(m, self.blanked, blanked)
+        count_saturating(m, self.underflow, self.enable & taking & ~self.entropy.valid)
+        count_saturating(m, self.blanked, self.enable & (
+            self.blank | (taking & self.entropy.valid & ~entropy.healthy)))
         return m

@@ -45,11 +45,9 @@ class Transmitter(wiring.Component):
     The log never stalls the symbols: a word that finds the FIFO full is dropped and counted
     in ``log_dropped`` (and ``log_overflow`` goes high); the gap shows in the log indexes.
 
-    ``settings_error`` is high from the cycle after any block raises its flag, as long as
-    it does (each block's flag registered once: the acceptance checks of the blocks end at
-    flip-flops near them, not at one far output); low in the first cycle after reset. The
-    symbol source raises its flag a cycle after a refused ``p_z`` or ``thresholds``
-    appears (its checks are registered), the other blocks in the same cycle.
+    ``settings_error`` is high from the cycle after any block holds a refused setting, as
+    long as it does (each block's flag registered once: the acceptance checks of the blocks
+    end at flip-flops near them, not at one far output); low in the first cycle after reset.
 
     Parameters
     ----------

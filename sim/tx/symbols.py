@@ -211,24 +211,13 @@ class SymbolSourceModel:
         under = enable & data_mode & ~entropy_valid
         blanked = enable & (blank | (data_mode & entropy_valid & ~entropy_healthy))
         top = (1 << 32) - 1
-
-        def counted(condition):
-            # The gateware registers each condition, then counts it: cycle c shows the
-            # conditions of cycles 0 .. c - 2.
-            before = np.zeros(n, np.int64)
-            before[2:] = np.cumsum(condition)[:-2]
-            return np.minimum(before, top)
-
-        # The checks are registered: a refused setting shows from cycle 1.
-        settings_error = np.full(n, error)
-        settings_error[:1] = False
         return SymbolSourceOutput(
             valid=valid,
             index=out(index_in),
             basis=out(basis), bit=out(bit), intensity=out(intensity),
             sym_valid=out(sym_valid), dark=out(dark),
             entropy_ready=ready,
-            underflow=counted(under),
-            blanked=counted(blanked),
-            settings_error=settings_error,
+            underflow=np.minimum(np.cumsum(under) - under, top),
+            blanked=np.minimum(np.cumsum(blanked) - blanked, top),
+            settings_error=np.full(n, error),
         )
