@@ -17,7 +17,7 @@ give. (The synthesis tool makes the transparency from a register of the written 
 multiplexer: the saving is the flip-flops of the storage.)
 """
 
-from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.lib.memory import Memory
 
 from .common import check_int, refuses_quietly
@@ -82,25 +82,12 @@ class FlagFIFO(Elaboratable):
         with m.If(do_write):
             m.d.sync += produce.eq(Mux(produce == depth - 1, 0, produce + 1))
 
-        # The next level decides the flags of the next cycle. The enables come from other
-        # blocks, often from afar; the flags' next values are multiplexers by whether the
-        # level goes up or down, between values known from this FIFO's registers alone: the
-        # flags and two more registers, `one` and `top` (the level is 1, depth - 1). So the
-        # enables reach the flags through two LUT levels, not through compares of the level.
-        def at(n):      # the level is n (from the level register)
-            return self.level == n if 0 <= n <= depth else Const(0)
+        # The next level decides the flags of the next cycle.
         up = do_write & ~do_read
         down = do_read & ~do_write
-        one = Signal(name="level_one")
-        top = Signal(name="level_top", init=depth == 1)
-        m.d.sync += [
-            empty.eq(Mux(up, 0, Mux(down, one, empty))),
-            full.eq(Mux(down, 0, Mux(up, top, full))),
-            one.eq(Mux(up, empty, Mux(down, at(2), one))),
-            top.eq(Mux(up, at(depth - 2), Mux(down, full, top))),
-        ]
         with m.If(up):
-            m.d.sync += self.level.eq(self.level + 1)
-        with m.Elif(down):
-            m.d.sync += self.level.eq(self.level - 1)
+            m.d.sync += [self.level.eq(self.level + 1), full.eq(self.level == depth - 1),
+                         empty.eq(0)]
+        with m.If(down):
+            m.d.sync += [self.level.eq(self.level - 1), empty.eq(self.level == 1), full.eq(0)]
         return m
