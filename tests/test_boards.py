@@ -281,7 +281,7 @@ def test_bench_build_rows_and_the_table_of_its_folder(tmp_path):
 
 
 def test_a_build_uses_the_board_placer_unless_told():
-    # The iCEBreaker's Alice fills 99.2 % of the device: only the static placer's placement
+    # The iCEBreaker's Alice fills 99.8 % of the device: only the static placer's placement
     # meets its clock. A bad placer is refused before any tool runs.
     assert board_spec("icebreaker").placer == "static"
     assert {board_spec(b).placer for b in BOARDS if b != "icebreaker"} == {"heap"}
