@@ -6,12 +6,11 @@ counts and flags, never drops silently).
 """
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..common import check_int, count_saturating, refuses_quietly
-from ..fifo import FlagFIFO
 from ..records import INDEX_BITS, MAX_CHANNELS, PHASE_BITS
 from .layouts import Binned, Detection
 
@@ -43,9 +42,8 @@ class RecordMerge(wiring.Component):
 
     Every cycle, the slot of channel ``k`` with ``valid`` high becomes the record (``index``,
     ``phase``, ``channel = k``, ``cls``, ``alarm``), ``alarm`` being this cycle's ``alarm``
-    input, and enters channel ``k``'s FIFO (``fifo_depth`` records, a
-    :class:`~timebin.gateware.fifo.FlagFIFO`: an ``amaranth.lib.fifo.SyncFIFO`` whose flags
-    are flip-flops). The slots are taken as they come: the binner never marks
+    input, and enters channel ``k``'s FIFO (``fifo_depth`` records, an
+    ``amaranth.lib.fifo.SyncFIFO``). The slots are taken as they come: the binner never marks
     a discarded click valid, so ``cls`` is never ``discard``. A record that finds its FIFO
     full (``fifo_depth`` records at the start of the cycle, even if one leaves in that cycle)
     is dropped and counted in ``overflows[k]`` (saturating); ``overflow`` is high from the
@@ -120,8 +118,8 @@ class RecordMerge(wiring.Component):
 
         fifos = []
         for k in range(channels):
-            queue = m.submodules[f"fifo_{k}"] = FlagFIFO(width=entry.size,
-                                                         depth=self.fifo_depth)
+            queue = m.submodules[f"fifo_{k}"] = fifo.SyncFIFO(width=entry.size,
+                                                              depth=self.fifo_depth)
             slot = self.binned[k]
             record = Signal(entry, name=f"entry_{k}")
             m.d.comb += [
@@ -141,7 +139,7 @@ class RecordMerge(wiring.Component):
         # the arbiter starts at flip-flops instead of behind each FIFO's level compare.
         requests = Signal(channels)
         for k, queue in enumerate(fifos):
-            level = queue.level
+            level = queue.r_level
             written = self.binned[k].valid & queue.w_rdy
             read = queue.r_en & requests[k]
             m.d.sync += requests[k].eq(written | (level >= 2) | ((level == 1) & ~read))

@@ -4,7 +4,7 @@ Ref: DESIGN.md sections 2-4 (detection physics, lanes, data flow). Settings are 
 here; the register bank of the host link drives them (a later issue).
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -76,8 +76,7 @@ class Receiver(wiring.Component):
     accepted : Out(ArrayLayout(32, channels))
         Clicks accepted by the dead time, per channel, saturating.
     settings_error : Out(1)
-        High while any block holds a refused setting, from the cycle after the value
-        appears on the port (each block's flag is registered).
+        High while any block holds a refused setting.
 
     Counters per channel: ``clicks`` (rising edges), ``accepted``, ``dead_discards``
     (``clicks - accepted``), ``window_discards``, ``overflows`` (records the merge could not
@@ -174,16 +173,9 @@ class Receiver(wiring.Component):
             merge.binned.eq(binner.binned),
             merge.alarm.eq(wd.alarm),
             hist.binned.eq(binner.all_binned),
+            self.settings_error.eq(Cat(fe.settings_error, binner.settings_error,
+                                       wd.settings_error).any()),
         ]
-        # Each block's flag is registered next to the block (its checks are compares of
-        # the settings ports, some of them carry chains), and the flags are ORed after: a
-        # refused setting shows one cycle later, as on the transmitter.
-        flags = []
-        for name, block in (("frontend", fe), ("binner", binner), ("watchdog", wd)):
-            flag = Signal(name=f"{name}_settings_error")
-            m.d.sync += flag.eq(block.settings_error)
-            flags.append(flag)
-        m.d.comb += self.settings_error.eq(Cat(flags).any())
         for k in range(self.channels):
             count_saturating(m, self.accepted[k], fe.hits[k].valid)
         return m

@@ -53,8 +53,8 @@ class ReceiverOutput(NamedTuple):
     (N, C, W) uint8. The counters of :data:`COUNTERS` (N, C). ``overflow`` (N,) bool,
     ``records_out`` (N,) uint64, ``alarm`` (N,) bool, ``alarm_channels`` (N, C) bool,
     ``alarm_trips`` (N,) uint32, ``histogram_data`` (N,), ``histogram_clearing`` (N,) bool,
-    ``settings_error`` (N,) bool (the blocks' flags, registered: one cycle later).
-    ``histogram`` (C, bins) uint64: the histogram memory after the last cycle.
+    ``settings_error`` (N,) bool. ``histogram`` (C, bins) uint64: the histogram memory after
+    the last cycle.
     """
 
     records_valid: np.ndarray
@@ -149,9 +149,6 @@ class ReceiverModel:
         if n > 1:
             total = np.cumsum(fe.valid[:-1], axis=0)
             accepted[1:] = np.minimum(total, (1 << ACCEPTED_COUNTER_BITS) - 1)
-        # The top registers the blocks' flags: a refused setting shows one cycle later.
-        error = np.zeros_like(fe.settings_error, dtype=np.bool_)
-        error[1:] = (fe.settings_error | binned.settings_error | wd.settings_error)[:-1]
         return ReceiverOutput(
             records_valid=merged.valid,
             records={name: getattr(merged, name) for name in RECORD_FIELDS},
@@ -170,6 +167,6 @@ class ReceiverModel:
             alarm_trips=wd.trips,
             histogram_data=hist.read_data,
             histogram_clearing=hist.clearing,
-            settings_error=error,
+            settings_error=fe.settings_error | binned.settings_error | wd.settings_error,
             histogram=hist.bins,
         )
