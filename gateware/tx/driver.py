@@ -335,40 +335,42 @@ class TimeBinDriver(wiring.Component):
 
         in_pulse = Cat((offset <= u) & (u < offset + width) for u in range(k))
 
-        # Input stage, per lane: the symbol (whether it is on, its state and intensity) and a
-        # copy of `im_idle`, registered. The long net from the symbol source (whose word
-        # register also feeds the symbol log) to the lane, spread along the output pins,
-        # ends at a flip-flop of the lane, not in front of its table multiplexers.
-        # Select stage, per lane: the symbol's table entries, whether it lights each bin, and
-        # copies of `im_idle` and of the pulse window. The level tables are registered once
-        # per group of REPLICA_GROUP lanes, in step with the input stage: each lane's table
-        # multiplexers read a copy near the lane instead of the ports' flip-flops. Levels,
-        # `im_idle` and the window thus act on the symbols taken in the same cycle. The
-        # `_replica` names keep the board build from merging the equal copies
-        # (timebin.boards.build.KEEP_REPLICAS). All of it resets to 0, so that the encoder's
-        # first words are all zero (not `im_idle`).
-        tables = []
+        # Input stage, per lane: the symbol (whether it is on, and its state, one copy per
+        # bin), the intensity-modulator codes of its intensity class for each state and bin
+        # (an 8-entry slice of `im_levels`, a 4:1 multiplexer by intensity), and a copy of
+        # `im_idle`, registered. The long net from the symbol source (whose word register
+        # also feeds the symbol log) to the lane, spread along the output pins, ends at the
+        # lane's flip-flops behind one level of logic; the select stage then picks among four
+        # registered codes by state instead of sixteen table entries.
+        # Select stage, per lane: the symbol's codes, whether it lights each bin, and copies
+        # of `im_idle` and of the pulse window. The phase table is registered once per group
+        # of REPLICA_GROUP lanes, in step with the input stage, so that each lane's phase
+        # multiplexers read a copy near the lane. Levels, `im_idle` and the window thus act
+        # on the symbols taken in the same cycle. The `_replica` names keep the board build
+        # from merging the equal copies (timebin.boards.build.KEEP_REPLICAS). All of it
+        # resets to 0, so that the encoder's first words are all zero (not `im_idle`).
+        pm_tables = []
         for g in range(-(-lanes // REPLICA_GROUP)):
-            im_table = Signal(self.im_levels.shape(), init=default_im_levels(self.dac_bits),
-                              name=f"im_levels_replica{g}")
             pm_table = Signal(self.pm_levels.shape(), init=default_pm_levels(self.pm_bits),
                               name=f"pm_levels_replica{g}")
-            m.d.sync += [im_table.eq(self.im_levels), pm_table.eq(self.pm_levels)]
-            tables.append((im_table, pm_table))
+            m.d.sync += pm_table.eq(self.pm_levels)
+            pm_tables.append(pm_table)
+        codes = data.ArrayLayout(self.dac_bits, IM_LEVELS // 4)     # by (state << 1) | bin
         selected = []
         for lane in range(lanes):
-            im_table, pm_table = tables[lane // REPLICA_GROUP]
+            pm_table = pm_tables[lane // REPLICA_GROUP]
             symbol = self.i_symbols.payload.symbols[lane]
-            taken = Signal(data.StructLayout({"on": 1, "state": 2, "intensity": 2}),
-                           name=f"taken{lane}")
+            taken = [Signal(data.StructLayout({"on": 1, "state": 2}),
+                            name=f"taken{lane}_bin{bin}") for bin in range(2)]
+            im_codes = Signal(codes, name=f"im_codes{lane}")
             idle_in = Signal(self.dac_bits, name=f"im_idle_in_replica{lane}")
+            state_in = Cat(symbol.bit, symbol.basis.as_value())
             m.d.sync += [
-                taken.eq(Cat(self.i_symbols.valid & ~symbol.dark,
-                             Cat(symbol.bit, symbol.basis.as_value()), symbol.intensity)),
+                [copy.eq(Cat(self.i_symbols.valid & ~symbol.dark, state_in)) for copy in taken],
+                im_codes.eq(self.im_levels.as_value().word_select(
+                    symbol.intensity, len(im_codes.as_value()))),
                 idle_in.eq(self.im_idle),
             ]
-            state, on = taken.state, taken.on
-            lit = (state != 1, state != 0)      # Z0 -> early, Z1 -> late, X+ and X- -> both
             sel = Signal(data.StructLayout({
                 "on": 1,
                 "lit": 2,
@@ -378,12 +380,14 @@ class TimeBinDriver(wiring.Component):
             idle = Signal(self.dac_bits, name=f"im_idle_replica{lane}")
             pulse = Signal(k, name=f"in_pulse_replica{lane}")
             for bin in range(2):
+                state, on = taken[bin].state, taken[bin].on
+                lit = state != 1 - bin          # Z0 -> early, Z1 -> late, X+ and X- -> both
                 m.d.sync += [
-                    sel.lit[bin].eq(on & lit[bin]),
-                    sel.im_code[bin].eq(im_table[Cat(Const(bin, 1), state, taken.intensity)]),
+                    sel.lit[bin].eq(on & lit),
+                    sel.im_code[bin].eq(im_codes[Cat(Const(bin, 1), state)]),
                     sel.pm_code[bin].eq(Mux(on, pm_table[Cat(Const(bin, 1), state)], 0)),
                 ]
-            m.d.sync += [sel.on.eq(on), idle.eq(idle_in), pulse.eq(in_pulse)]
+            m.d.sync += [sel.on.eq(taken[0].on), idle.eq(idle_in), pulse.eq(in_pulse)]
             selected.append((sel, idle, pulse))
 
         # Encoder stage: one registered word per output, each UI from its lane's registers.
