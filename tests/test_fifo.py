@@ -22,7 +22,7 @@ class _Pair(Elaboratable):
 
 @pytest.mark.parametrize(("width", "depth", "p_write", "p_read"),
                          [(8, 4, 0.7, 0.3), (8, 4, 0.3, 0.7), (13, 5, 0.5, 0.5), (3, 1, 0.6, 0.5),
-                          (16, 16, 0.9, 0.85)])
+                          (5, 2, 0.5, 0.5), (16, 16, 0.9, 0.85)])
 @pytest.mark.parametrize("ram", [False, True])
 def test_same_as_syncfifo(width, depth, p_write, p_read, ram):
     rng = np.random.default_rng(width * 100 + depth)
