@@ -12,6 +12,7 @@ The board flow lives in :mod:`timebin.boards` (Amaranth); it is imported only wh
 runs, so the host library never imports Amaranth (DESIGN.md section 5).
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -115,7 +116,10 @@ def add_build_commands(sub, bench_sub=None):
                        help="a board parameter (symbol_depth, max_records, ...)")
     build.add_argument("--scope", action="store_true",
                        help="loopback: also put Alice's serializer word on the data pins")
-    build.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed")
+    build.add_argument("--seed", type=_seeds, default=[1],
+                       help="nextpnr's placement seed, or seeds (1,3,4,5) tried in turn until "
+                            "one meets timing: the first that does, or the fastest, is kept, "
+                            "each build in <out>/seed<N>")
     build.add_argument("--placer",
                        help="nextpnr's placer: heap or static (spreads more); default: the "
                             "board's (static on the iCEBreaker, heap elsewhere)")
@@ -146,7 +150,8 @@ def add_build_commands(sub, bench_sub=None):
         bench.add_argument("--lanes", type=_positive_int, help="lanes (default: each board's)")
         bench.add_argument("--freq-mhz", type=_positive_float,
                            help="f_sys (default: each board's)")
-        bench.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed")
+        bench.add_argument("--seed", type=_seeds, default=[1],
+                           help="nextpnr's placement seed, or seeds tried in turn (as build)")
         bench.add_argument("--placer", default="static",
                            help="nextpnr's placer: static (default) or heap")
         bench.add_argument("--jobs", type=_positive_int, default=1,
@@ -170,8 +175,20 @@ def _error(message):
     print(f"timebin: error: {message}", file=sys.stderr)
 
 
+def _seeds(text):
+    """``--seed``: one seed or comma-separated seeds, as a list of distinct ints."""
+    from ..boards.build import check_seeds
+
+    try:
+        return check_seeds([int(item) for item in text.split(",")])
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"seed must be an integer or distinct comma-separated integers, not {text!r}"
+        ) from None
+
+
 def _run_build(args):
-    from ..boards.build import PLACERS, BuildError, build
+    from ..boards.build import PLACERS, BuildError, build, build_seeds
     from ..sim.toolchain import ToolchainError
 
     board = _choice("board", args.board, _BOARD_NAMES)
@@ -181,15 +198,21 @@ def _run_build(args):
     alice, bob = _role_overrides(role.removesuffix("-pipeline"), args.param)
     kwargs = dict(out=args.out, lanes=args.lanes, freq_mhz=args.freq_mhz, alice=alice,
                   bob=bob, board_params=_board_overrides(args.board_param), scope=args.scope,
-                  seed=args.seed, placer=args.placer)
+                  placer=args.placer)
+    if len(args.seed) == 1:
+        def run():
+            return build(board, role, seed=args.seed[0], **kwargs)
+    else:
+        def run():
+            return build_seeds(board, role, seeds=args.seed, **kwargs)
     try:
         if args.json:
-            report = build(board, role, **kwargs)
+            report = run()
         else:
             from rich.console import Console
             with Console(stderr=True).status(f"building {board} {role} (YoWASP tools; "
                                              "minutes)"):
-                report = build(board, role, **kwargs)
+                report = run()
     except (ToolchainError, BuildError) as error:
         _error(error)
         return 1
@@ -226,6 +249,12 @@ def _print_report(report):
                       "the fabric; see report.json pins)")
     if report.get("channel"):
         console.print(f"loopback channel: {report['channel']}")
+    for entry in report.get("seed_sweep", ()):
+        outcome = entry.get("error") or (f"{entry['achieved_mhz']} MHz, "
+                                          f"{'met' if entry['timing_met'] else 'FAILED'}")
+        console.print(f"seed {entry['seed']}: {outcome}")
+    if "seed_sweep" in report:
+        console.print(f"kept seed {report['seed']}")
     console.print(f"bitstream: {report['bitstream']} ({report['build_seconds']:.0f} s)")
 
 

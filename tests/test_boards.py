@@ -15,6 +15,7 @@ from timebin.boards.build import (
     _overfull,
     bench_build,
     bench_folder,
+    check_seeds,
     collect_rows,
     markdown_table,
     parse_nextpnr_report,
@@ -391,3 +392,81 @@ def test_build_retries_the_next_seeds_when_routing_fails(tmp_path, monkeypatch):
             build_module.build("ulx3s", "alice-pipeline", out=tmp_path, lanes=1, seed=7)
         gc.collect()
     assert seeds == [7 + k for k in range(build_module.ROUTE_RETRIES + 1)]
+
+
+def _fake_timing_flow(fmax_of_seed, seeds):
+    """A `_run_flow` that writes what nextpnr and Yosys would (the report of a real ULX3S
+    build with its clock's achieved frequency set by the seed), without running a tool; a
+    seed missing from ``fmax_of_seed`` fails to route."""
+    def fake_flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides):
+        seed = int(nextpnr_opts.split("--seed ")[1].split()[0])
+        seeds.append(seed)
+        build_dir = Path(build_dir)
+        build_dir.mkdir(parents=True, exist_ok=True)
+        if seed not in fmax_of_seed:
+            (build_dir / f"{name}.tim").write_text("ERROR: Failed to route arc 0.0\n")
+            return argparse.Namespace(returncode=1), spec.platform()
+        report = json.loads((DATA / "nextpnr-report-ulx3s-loopback.json").read_text())
+        for clock in report["fmax"].values():
+            clock["achieved"] = fmax_of_seed[seed]
+        (build_dir / f"{name}.report.json").write_text(json.dumps(report))
+        (build_dir / f"{name}.rpt").write_text("")
+        (build_dir / f"{name}.bit").write_bytes(bytes([seed]) * 16)
+        return argparse.Namespace(returncode=0), spec.platform()
+    return fake_flow
+
+
+@pytest.mark.parametrize(("fmax", "tried", "kept"), [
+    ({1: 150.0, 3: 157.0, 4: 170.0}, [1, 3], 3),            # the first that meets
+    ({1: 150.0, 3: 140.0, 4: 152.5}, [1, 3, 4], 4),         # none: the fastest
+    ({3: 149.0, 4: 148.0}, [1, 2, 3, 3, 4], 3),             # seed 1 never routes
+])
+def test_build_seeds_keeps_the_first_that_meets_timing_or_the_fastest(
+        tmp_path, monkeypatch, fmax, tried, kept):
+    from timebin.boards import build as build_module
+
+    seeds = []
+    monkeypatch.setattr(build_module, "_run_flow", _fake_timing_flow(fmax, seeds))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)    # the tops are never built
+        report = build_module.build_seeds("ulx3s", "alice-pipeline", out=tmp_path, lanes=1,
+                                          seeds=[1, 3, 4])
+        gc.collect()
+    # Seed 1's routing failures retry with 2 and 3 inside build (ROUTE_RETRIES = 2).
+    assert seeds == tried
+    assert report["seed"] == kept and report["timing_met"] == (fmax[kept] >= 156.25)
+    assert json.loads((tmp_path / "report.json").read_text())["seed"] == kept
+    assert (tmp_path / "ulx3s-alice-pipeline.bit").read_bytes() == bytes([kept]) * 16
+    assert report["bitstream"] == str(tmp_path / "ulx3s-alice-pipeline.bit")
+    made = [e for e in report["seed_sweep"] if "error" not in e]
+    assert [e["achieved_mhz"] for e in made] == [round(fmax[e["seed"]], 2) for e in made]
+    assert all((tmp_path / f"seed{s}" / "report.json").exists()
+               for s in [1, 3, 4][:len(report["seed_sweep"])])
+
+
+def test_build_seeds_refuses_bad_seeds_and_raises_when_every_seed_fails(tmp_path,
+                                                                      monkeypatch):
+    from timebin.boards import build as build_module
+
+    with pytest.raises(ValueError, match=r"distinct ints, not \[1, 1\]"):
+        check_seeds([1, 1])
+    with pytest.raises(TypeError, match="Seed must be an int, not '3'"):
+        check_seeds([1, "3"])
+    with pytest.raises(ValueError, match=r"distinct ints, not \[\]"):
+        check_seeds([])
+    assert check_seeds(5) == [5]
+    assert _parser().parse_args(["build", "--board", "ulx3s", "--role", "alice", "--out", "x",
+                                 "--seed", "1,3,4"]).seed == [1, 3, 4]
+    for bad in ("1,x", "2,2"):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["build", "--board", "ulx3s", "--role", "alice", "--out",
+                                  "x", "--seed", bad])
+    seeds = []
+    monkeypatch.setattr(build_module, "_run_flow", _fake_timing_flow({}, seeds))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(build_module.BuildError, match="Failed to route"):
+            build_module.build_seeds("ulx3s", "alice-pipeline", out=tmp_path, lanes=1,
+                                     seeds=[10, 20])
+        gc.collect()
+    assert seeds == [10, 11, 12, 20, 21, 22]
