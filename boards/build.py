@@ -19,6 +19,7 @@ boards and roles, :func:`collect_rows` gathers the reports of a bench folder and
 :func:`markdown_table` makes the README's table of them.
 """
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -36,7 +37,7 @@ from .common import PIPELINE_ROLES, BoardTop, role_params
 
 __all__ = ["BuildError", "TOOLS", "RESOURCE_CELLS", "tool_env", "tool_versions",
            "parse_nextpnr_report", "parse_yosys_cells", "summarise_report", "build",
-           "check_seeds", "build_seeds",
+           "check_seeds", "build_seeds", "seeded_build",
            "source_commit", "bench_folder", "bench_build", "collect_rows", "markdown_table"]
 
 
@@ -422,7 +423,7 @@ def _margin(report):
     return min(ratios) if ratios else 0.0
 
 
-def build_seeds(board, role, *, out, seeds, log=None, **kwargs):
+def build_seeds(board, role, *, out, seeds, **kwargs):
     """:func:`build` with each of ``seeds`` in turn (nextpnr's placement seed), each into
     ``out/seed<seed>``, until one meets timing; the first that does, or else the one whose
     slowest clock comes closest, is the result: its ``report.json`` and bitstream are
@@ -439,7 +440,7 @@ def build_seeds(board, role, *, out, seeds, log=None, **kwargs):
     sweep, best, error = [], None, None
     for seed in seeds:
         try:
-            report = build(board, role, out=out / f"seed{seed}", seed=seed, log=log, **kwargs)
+            report = build(board, role, out=out / f"seed{seed}", seed=seed, **kwargs)
         except BuildError as failed:          # e.g. routing failed with the retried seeds
             sweep.append({"seed": seed, "error": str(failed).splitlines()[0]})
             error = failed
@@ -459,6 +460,15 @@ def build_seeds(board, role, *, out, seeds, log=None, **kwargs):
     shutil.copyfile(bitstream, out / bitstream.name)
     (out / "report.json").write_text(json.dumps(chosen, indent=2, default=str) + "\n")
     return chosen
+
+
+def seeded_build(seed):
+    """The builder of one seed or several (:func:`check_seeds`): :func:`build` with the
+    seed, or :func:`build_seeds` with the seeds; it takes the other arguments of either."""
+    seeds = check_seeds(seed)
+    if len(seeds) == 1:
+        return functools.partial(build, seed=seeds[0])
+    return functools.partial(build_seeds, seeds=seeds)
 
 
 def source_commit():
@@ -501,7 +511,7 @@ def bench_build(*, boards=None, roles=None, out="timebin-bench-build", lanes=Non
     for role in roles:
         _check_role(role)
     _check_placer(placer)
-    seeds = check_seeds(seed)
+    run = seeded_build(seed)
     if int(jobs) < 1:
         raise ValueError(f"Parallel builds (jobs) must be at least 1, not {jobs!r}")
     jobs_list = [(b, r) for b in boards for r in roles]
@@ -513,13 +523,8 @@ def bench_build(*, boards=None, roles=None, out="timebin-bench-build", lanes=Non
         if progress is not None:
             progress(len(done), len(jobs_list), f"{board} {role}")
         try:
-            if len(seeds) == 1:
-                report = build(board, role, out=folder, lanes=lanes, freq_mhz=freq_mhz,
-                               seed=seeds[0], placer=placer)
-            else:
-                report = build_seeds(board, role, out=folder, lanes=lanes, freq_mhz=freq_mhz,
-                                     seeds=seeds, placer=placer)
-            row = summarise_report(report)
+            row = summarise_report(run(board, role, out=folder, lanes=lanes,
+                                       freq_mhz=freq_mhz, placer=placer))
         except (ValueError, BuildError) as error:
             row = {"board": board, "role": role, "lanes": lanes,
                    "error": str(error).splitlines()[0], "source": source_commit()}

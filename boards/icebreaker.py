@@ -3,7 +3,7 @@
 Ref: the iCEBreaker V1.0e schematic and ``amaranth_boards.icebreaker``.
 
 - **Clock**: the 12 MHz oscillator (pin 35, a PLL pad) into an SB_PLL40_PAD; ``sync`` at
-  18 MHz by default (the PLL's least multiple of 3 Mbaud): a whole Alice fills 99.8 % of
+  18 MHz by default (the PLL's least multiple of 3 Mbaud): a whole Alice fills 98.9 % of
   the UP5K's logic cells, and the routing of so full a chip is slow (17.9 to 19.4 MHz
   achieved; the longest path is the register bank's read multiplexer, most of it routing);
   ``--freq-mhz 24`` builds the faster clock.
@@ -87,7 +87,7 @@ SPEC = BoardSpec(
     placer="static",
     notes=(
         "Reduced build: 1 lane, small memories and counters (boards.icebreaker SPEC.params).",
-        "Alice fits (99.8 % of the logic cells, with nextpnr's static placer); Bob and the "
+        "Alice fits (98.9 % of the logic cells, with nextpnr's static placer); Bob and the "
         "loopback do not (the receiver alone needs more than the device).",
         "Data pins: PMOD1A, PMOD1B, PMOD2 through SB_IO DDR (2 UIs per cycle per pin).",
         "No QRNG: the transmitter's CSPRNG (Trivium keyed by the host) is the entropy source.",

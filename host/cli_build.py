@@ -188,7 +188,7 @@ def _seeds(text):
 
 
 def _run_build(args):
-    from ..boards.build import PLACERS, BuildError, build, build_seeds
+    from ..boards.build import PLACERS, BuildError, seeded_build
     from ..sim.toolchain import ToolchainError
 
     board = _choice("board", args.board, _BOARD_NAMES)
@@ -199,20 +199,15 @@ def _run_build(args):
     kwargs = dict(out=args.out, lanes=args.lanes, freq_mhz=args.freq_mhz, alice=alice,
                   bob=bob, board_params=_board_overrides(args.board_param), scope=args.scope,
                   placer=args.placer)
-    if len(args.seed) == 1:
-        def run():
-            return build(board, role, seed=args.seed[0], **kwargs)
-    else:
-        def run():
-            return build_seeds(board, role, seeds=args.seed, **kwargs)
+    run = seeded_build(args.seed)
     try:
         if args.json:
-            report = run()
+            report = run(board, role, **kwargs)
         else:
             from rich.console import Console
             with Console(stderr=True).status(f"building {board} {role} (YoWASP tools; "
                                              "minutes)"):
-                report = run()
+                report = run(board, role, **kwargs)
     except (ToolchainError, BuildError) as error:
         _error(error)
         return 1

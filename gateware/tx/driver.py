@@ -224,8 +224,8 @@ class TimeBinDriver(wiring.Component):
     Timing: ``i_symbols`` is taken every cycle (``always_ready``); ``o_ser`` offers a word
     every cycle and the serializer takes it (``always_ready``). ``o_ser.valid`` is low in the
     reset cycle and high from the first cycle after it. The symbols of cycle ``c`` reach
-    ``o_ser`` in cycle ``c + latency`` (``latency`` = 4: a register of each lane's symbol,
-    one of its table entries, an encoder register, then the delay register), moved later by
+    ``o_ser`` in cycle ``c + latency`` (``latency`` = 4: each lane's symbol and its class's
+    codes, then its code, an encoder register, then the delay register), moved later by
     the delay of each output. Until the pipeline and the delay history fill, the UIs that
     hold no symbol yet are all zero (carver 0, im 0, pm 0), not ``im_idle``.
 
