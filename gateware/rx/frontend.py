@@ -692,20 +692,10 @@ class ClickFrontEnd(wiring.Component):
             ok = ((n_port >= 1) & (n_port <= max_n) & (width_port >= 1)
                   & (width_port <= port_period) & (offset_port < port_period))
             errors.append(~ok)
-            # The engine samples the triple last accepted before its cycle: the ports and
-            # their check are registered (`*_port`, `gate_ok_*`), so that neither the check
-            # nor the ports' routing sits in front of the accepting registers' enable, and the
-            # engine takes the registered triple if it was accepted, else the one before.
-            ok_r = Signal(name=f"gate_ok_{k}")
-            m.d.sync += ok_r.eq(ok)
-            uses = []
-            for name, port, init in (("period", n_port, 1), ("offset", offset_port, 0),
-                                     ("width", width_port, S // 2)):
-                port_r = Signal.like(port, name=f"gate_{name}_port_{k}", init=init)
-                m.d.sync += port_r.eq(port)
-                applied = registered_setting(m, f"gate_{name}_{k}", port_r, ok_r, init)
-                uses.append(Mux(ok_r, port_r, applied))
-            n_use, offset_use, width_use = uses
+            # The engine samples the triple last accepted before its cycle (a register).
+            n_use = registered_setting(m, f"gate_period_{k}", n_port, ok, 1)
+            offset_use = registered_setting(m, f"gate_offset_{k}", offset_port, ok, 0)
+            width_use = registered_setting(m, f"gate_width_{k}", width_port, ok, S // 2)
 
             def reg(name, shape, init=0, k=k):
                 return Signal(shape, name=f"gate_{name}_{k}", init=init)
