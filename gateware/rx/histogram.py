@@ -6,7 +6,7 @@ positions the histogram shows) and 7 (what the gateware cannot carry it counts: 
 to a clear are counted per channel).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -163,9 +163,7 @@ class PhaseHistogram(wiring.Component):
         selected = Signal(self.count_bits)
 
         for k in range(self.channels):
-            # Each word holds a bin's count and, above it, whether the count is all ones
-            # (`full`), so that the saturating increment needs no compare of the count.
-            memory = m.submodules[f"bins_{k}"] = Memory(shape=unsigned(self.count_bits + 1),
+            memory = m.submodules[f"bins_{k}"] = Memory(shape=unsigned(self.count_bits),
                                                         depth=bins, init=[])
             write = memory.write_port()
             # Read-modify-write over three stages: the count computed in cycle t is written in
@@ -178,7 +176,7 @@ class PhaseHistogram(wiring.Component):
             host = memory.read_port(transparent_for=(write,))
             m.d.comb += host.addr.eq(self.read_bin)
             with m.If(read_channel == k):
-                m.d.comb += selected.eq(host.data[:self.count_bits])
+                m.d.comb += selected.eq(host.data)
 
             # Stage 1 (cycle t): the bin of the slot, and the read of its count.
             slot = self.binned[k]
@@ -197,31 +195,25 @@ class PhaseHistogram(wiring.Component):
                          held.eq(address)]
 
             # Stage 2 (cycle t + 1): the incremented count, or the sweep's zero, is computed.
-            # The increment adds `~full` (a bin at all ones stays there), and the next `full`
-            # is found beside the adder (the count is one below all ones), not behind it.
-            # `forward` (the bin of stage 2 was just computed) is kept in copies, one per
-            # byte of the count, so that no flip-flop drives every multiplexer.
+            # The saturating increment from the adder's carry out (the count is all ones
+            # exactly when `count + 1` carries, and then it stays all ones), so that no
+            # compare of the whole count sits beside the adder in this loop.
             new_en = Signal(name=f"new_en_{k}")
             new_addr = Signal.like(address, name=f"new_bin_{k}")
-            new_data = Signal(self.count_bits + 1, name=f"new_count_{k}")
-            forward = [Signal(name=f"forward_{k}_replica{i}")
-                       for i in range(-(-(self.count_bits + 1) // 8))]
-            count = Cat(Mux(forward[i // 8], write.data[i], fetch.data[i])
-                        for i in range(self.count_bits + 1))
-            value, full = count[:self.count_bits], count[self.count_bits]
-            increment = Signal(self.count_bits, name=f"increment_{k}")
-            m.d.comb += increment.eq(value + ~full)
-            below_top = Signal(name=f"below_top_{k}")
-            m.d.comb += below_top.eq(value == (1 << self.count_bits) - 2)
+            new_data = Signal(self.count_bits, name=f"new_count_{k}")
+            forward = Signal(name=f"forward_{k}")       # the bin of stage 2 was just computed
+            count = Mux(forward, write.data, fetch.data)
+            increment = Signal(self.count_bits + 1, name=f"increment_{k}")
+            m.d.comb += increment.eq(count + 1)
+            saturated = increment[:-1] | increment[-1].replicate(self.count_bits)
             with m.If(sweeping):
                 m.d.comb += [new_addr.eq(sweep_bin), new_data.eq(0), new_en.eq(1)]
             with m.Elif(add):
-                m.d.comb += [new_addr.eq(held), new_data.eq(Cat(increment, full | below_top)),
-                             new_en.eq(1)]
+                m.d.comb += [new_addr.eq(held), new_data.eq(saturated), new_en.eq(1)]
             # Stage 3 (cycle t + 2): the write, from registers.
             m.d.sync += [
                 write.addr.eq(new_addr), write.data.eq(new_data), write.en.eq(new_en),
-                *(copy.eq(new_en & (new_addr == address)) for copy in forward),
+                forward.eq(new_en & (new_addr == address)),
             ]
 
             counted = self.counted[k]
