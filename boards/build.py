@@ -168,8 +168,8 @@ def parse_nextpnr_report(report, family, yosys_cells=None):
     Returns ``{"resources": {LUT, FF, BRAM, DSP, ...: {"used", "total", "percent", "cell"}},
     "utilization": {cell type: {"used", "total"}} (cell types in use), "clocks": [{"net",
     "domain", "achieved_mhz", "required_mhz", "met"}], "timing_met": bool,
-    "critical_paths": [...]}``. ``yosys_cells`` (:func:`parse_yosys_cells`) gives the iCE40
-    flip-flop count.
+    "critical_paths": [...], "slow_families": [...]}`` (:func:`slow_families`).
+    ``yosys_cells`` (:func:`parse_yosys_cells`) gives the iCE40 flip-flop count.
     """
     if not isinstance(report, dict):
         report = json.loads(Path(report).read_text())
@@ -199,7 +199,58 @@ def parse_nextpnr_report(report, family, yosys_cells=None):
         "clocks": clocks,
         "timing_met": bool(clocks) and all(c["met"] for c in clocks),
         "critical_paths": [_critical_path(p) for p in report.get("critical_paths", [])],
+        "slow_families": slow_families(report),
     }
+
+
+#: Where nextpnr's cell names leave the signal's name: the suffixes its packer and Yosys's
+#: techmap add (``foo_TRELLIS_FF_Q_3``, ``foo$DPRAM_COMB1``, ``foo_SB_DFFE_Q``).
+_CELL_SUFFIX = re.compile(r"(_TRELLIS_|_DP16KD|_MULT18|_SB_|\$DPRAM|\$CCU2).*")
+
+#: How many path families :func:`slow_families` lists at most.
+SLOW_FAMILIES = 30
+
+
+def _family(cell):
+    """The register family of an endpoint cell: its signal's name with the tool suffixes cut
+    and every number made ``#`` (``board.frontend.dead_at8_2_14_TRELLIS_FF_Q`` ->
+    ``board.frontend.dead_at#_#_#``), so that the lanes', channels' and bits' copies of one
+    register in the Python count together."""
+    return re.sub(r"\d+", "#", _CELL_SUFFIX.sub("", cell))
+
+
+def slow_families(report, limit=SLOW_FAMILIES):
+    """The endpoints of a nextpnr ``--report`` with ``--detailed-timing-report`` (a dict)
+    that arrive later than their clock's period, grouped by register family (:func:`_family`).
+
+    Each family: ``{"family", "endpoints" (over the period), "worst_ns" (latest arrival),
+    "period_ns", "example" (driver -> cell.port of the latest)}``, the furthest past its
+    period first, at most ``limit``. A failed build's critical path is one path of one
+    family; this shows how many families stand between it and the required frequency.
+    ``[]`` without the detailed data.
+    Only paths from and to one constrained clock count (not the asynchronous inputs, nor
+    paths between clocks, which nextpnr's frequency leaves out too)."""
+    periods = {f"posedge {net}": 1000.0 / entry["constraint"]
+               for net, entry in report.get("fmax", {}).items() if entry.get("constraint")}
+    families = {}
+    for net in report.get("detailed_net_timings", []):
+        for end in net.get("endpoints", []):
+            period = periods.get(end.get("event"))
+            if period is None or net.get("event") != end.get("event"):
+                continue                    # asynchronous, or from another clock
+            arrival = max(end["delay"])
+            if arrival <= period:
+                continue
+            entry = families.setdefault(_family(end["cell"]), {
+                "family": _family(end["cell"]), "endpoints": 0, "worst_ns": 0.0,
+                "period_ns": round(period, 3), "example": None})
+            entry["endpoints"] += 1
+            if arrival > entry["worst_ns"]:
+                entry["worst_ns"] = round(arrival, 3)
+                entry["example"] = f"{net['driver']} -> {end['cell']}.{end['port']}"
+    ranked = sorted(families.values(),
+                    key=lambda f: (f["period_ns"] - f["worst_ns"], f["family"]))
+    return ranked[:limit]
 
 
 def summarise_report(report):
@@ -308,15 +359,16 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     nextpnr's log, ``top.rpt`` Yosys's, ``build.log`` both outputs).
 
     The report holds the board, role, parameters and pin plan (:meth:`BoardTop.summary`),
-    ``resources`` / ``utilization`` / ``clocks`` / ``timing_met`` / ``critical_paths``
-    (:func:`parse_nextpnr_report`), ``tools`` (versions), ``seed`` (nextpnr's: the next
-    seeds are tried, up to :data:`ROUTE_RETRIES` times, when routing fails; the failed ones
-    are ``route_failed_seeds``), ``placer`` (nextpnr's: ``heap``, its default, or ``static``,
-    its electrostatic placer, which spreads a design more and so can leave the router less
-    congestion to clear; ``None``: the board's :attr:`~timebin.boards.common.BoardSpec.placer`) and
-    ``build_seconds``. Raises ``ValueError`` for a bad
-    board, role or parameter, :class:`ToolchainError` for a missing tool and
-    :class:`BuildError` when a tool fails (not when timing fails: see ``timing_met``).
+    ``resources`` / ``utilization`` / ``clocks`` / ``timing_met`` / ``critical_paths`` /
+    ``slow_families`` (:func:`parse_nextpnr_report`), ``tools`` (versions), ``seed``
+    (nextpnr's: the next seeds are tried, up to :data:`ROUTE_RETRIES` times, when routing
+    fails; the failed ones are ``route_failed_seeds``), ``placer`` (nextpnr's: ``heap``, its
+    default, or ``static``, its electrostatic placer, which spreads a design more and so can
+    leave the router less congestion to clear; ``None``: the board's
+    :attr:`~timebin.boards.common.BoardSpec.placer`) and ``build_seconds``. Raises
+    ``ValueError`` for a bad board, role or parameter, :class:`ToolchainError` for a
+    missing tool and :class:`BuildError` when a tool fails (not when timing fails: see
+    ``timing_met``).
     """
     spec = board_spec(board)
     _check_role(role)
@@ -337,8 +389,9 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     start = time.monotonic()
     def nextpnr_opts(seed):
         # router2: router1 stalls for many minutes on the large ECP5 designs.
-        return (f"--report {name}.report.json --timing-allow-fail --seed {int(seed)} "
-                f"--placer {placer} --router router2")
+        # The detailed report gives every endpoint's arrival (`slow_families`).
+        return (f"--report {name}.report.json --detailed-timing-report --timing-allow-fail "
+                f"--seed {int(seed)} --placer {placer} --router router2")
 
     synthesis, synth_overrides = "abc9", {}
     result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts(seed))

@@ -217,9 +217,13 @@ def _run_build(args):
         _print_report(report)
     if not report["timing_met"]:
         _error(f"timing failed on {board} {role}; see {Path(args.out) / 'report.json'} "
-               "(critical_paths)")
+               "(critical_paths, slow_families)")
         return 1
     return 0
+
+
+#: Register families past the period that ``timebin build`` prints (all are in the report).
+_SHOWN_FAMILIES = 8
 
 
 def _print_report(report):
@@ -250,6 +254,13 @@ def _print_report(report):
         console.print(f"seed {entry['seed']}: {outcome}")
     if "seed_sweep" in report:
         console.print(f"kept seed {report['seed']}")
+    families = report.get("slow_families") or []
+    if families:
+        console.print(f"{len(families)} register families past their clock's period "
+                      "(report.json slow_families), the furthest:")
+        for family in families[:_SHOWN_FAMILIES]:
+            console.print(f"  {family['worst_ns']:.2f} ns of {family['period_ns']:.2f}: "
+                          f"{family['family']} ({family['endpoints']} endpoints)")
     console.print(f"bitstream: {report['bitstream']} ({report['build_seconds']:.0f} s)")
 
 
