@@ -207,10 +207,6 @@ def parse_nextpnr_report(report, family, yosys_cells=None):
 #: techmap add (``foo_TRELLIS_FF_Q_3``, ``foo$DPRAM_COMB1``, ``foo_SB_DFFE_Q``).
 _CELL_SUFFIX = re.compile(r"(_TRELLIS_|_DP16KD|_MULT18|_SB_|\$DPRAM|\$CCU2).*")
 
-#: How many path families :func:`slow_families` lists at most.
-SLOW_FAMILIES = 30
-
-
 def _family(cell):
     """The register family of an endpoint cell: its signal's name with the tool suffixes cut
     and every number made ``#`` (``board.frontend.dead_at8_2_14_TRELLIS_FF_Q`` ->
@@ -219,17 +215,17 @@ def _family(cell):
     return re.sub(r"\d+", "#", _CELL_SUFFIX.sub("", cell))
 
 
-def slow_families(report, limit=SLOW_FAMILIES):
+def slow_families(report, limit=None):
     """The endpoints of a nextpnr ``--report`` with ``--detailed-timing-report`` (a dict)
     that arrive later than their clock's period, grouped by register family (:func:`_family`).
 
     Each family: ``{"family", "endpoints" (over the period), "worst_ns" (latest arrival),
     "period_ns", "example" (driver -> cell.port of the latest)}``, the furthest past its
-    period first, at most ``limit``. A failed build's critical path is one path of one
-    family; this shows how many families stand between it and the required frequency.
-    ``[]`` without the detailed data.
-    Only paths from and to one constrained clock count (not the asynchronous inputs, nor
-    paths between clocks, which nextpnr's frequency leaves out too)."""
+    period first (all of them, or the first ``limit``). A failed build's critical path is
+    one path of one family; this shows how many families stand between it and the required
+    frequency. ``[]`` without the detailed data. Only paths from and to one constrained
+    clock count (not the asynchronous inputs, nor paths between clocks, which nextpnr's
+    frequency leaves out too)."""
     periods = {f"posedge {net}": 1000.0 / entry["constraint"]
                for net, entry in report.get("fmax", {}).items() if entry.get("constraint")}
     families = {}
@@ -250,7 +246,7 @@ def slow_families(report, limit=SLOW_FAMILIES):
                 entry["example"] = f"{net['driver']} -> {end['cell']}.{end['port']}"
     ranked = sorted(families.values(),
                     key=lambda f: (f["period_ns"] - f["worst_ns"], f["family"]))
-    return ranked[:limit]
+    return ranked if limit is None else ranked[:limit]
 
 
 def summarise_report(report):
