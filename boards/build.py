@@ -207,6 +207,7 @@ def parse_nextpnr_report(report, family, yosys_cells=None):
 #: techmap add (``foo_TRELLIS_FF_Q_3``, ``foo$DPRAM_COMB1``, ``foo_SB_DFFE_Q``).
 _CELL_SUFFIX = re.compile(r"(_TRELLIS_|_DP16KD|_MULT18|_SB_|\$DPRAM|\$CCU2).*")
 
+
 def _family(cell):
     """The register family of an endpoint cell: its signal's name with the tool suffixes cut
     and every number made ``#`` (``board.frontend.dead_at8_2_14_TRELLIS_FF_Q`` ->
