@@ -238,13 +238,16 @@ def slow_families(report, limit=None):
             arrival = max(end["delay"])
             if arrival <= period:
                 continue
-            entry = families.setdefault(_family(end["cell"]), {
-                "family": _family(end["cell"]), "endpoints": 0, "worst_ns": 0.0,
+            family = _family(end["cell"])
+            entry = families.setdefault(family, {
+                "family": family, "endpoints": 0, "worst_ns": 0.0,
                 "period_ns": round(period, 3), "example": None})
             entry["endpoints"] += 1
-            if arrival > entry["worst_ns"]:
-                entry["worst_ns"] = round(arrival, 3)
+            if arrival > entry["worst_ns"]:         # raw arrivals compared, rounded below
+                entry["worst_ns"] = arrival
                 entry["example"] = f"{net['driver']} -> {end['cell']}.{end['port']}"
+    for entry in families.values():
+        entry["worst_ns"] = round(entry["worst_ns"], 3)
     ranked = sorted(families.values(),
                     key=lambda f: (f["period_ns"] - f["worst_ns"], f["family"]))
     return ranked if limit is None else ranked[:limit]
