@@ -109,6 +109,8 @@ def test_rtl_matches_model(lanes, span, channels, n, mode, seed):
     dead_time[at(4500):] = W
     dead_time[at(6000):at(6100)] = 20 * W + 1           # refused
     dead_time[at(7000):] = 3 * W
+    dead_time[at(9000):] = 2 * W + 5                    # one whole word dead, and a carry
+    dead_time[at(9500):] = 4 * W + W - 1
     dead_mode = np.full(n, mode)
     dead_mode[at(8000):at(8500)] = 1 - mode
     epoch_load = np.zeros(n, bool)
@@ -132,6 +134,25 @@ def test_rtl_matches_model(lanes, span, channels, n, mode, seed):
     assert out.dead_discards[-1].sum() > 500
     assert out.settings_error.sum() == at(500) + at(100) + at(200)
     assert out.gates.any() and out.gate_starts.any()
+
+
+@pytest.mark.parametrize(("lanes", "span", "seed"), [(2, 4, 0xD0), (1, 2, 0xD1), (3, 4, 0xD2)])
+def test_dead_time_loop_under_changing_settings(lanes, span, seed):
+    """The dead-time loop against the model under dense clicks, with the dead time redrawn
+    every three cycles (W to 6 W: every count of whole dead words, with and without a carry)
+    and the mode switched every five: each way the loop's state moves (a live word's entry,
+    a dead word counted down, a switch to COMMON) and every change between them."""
+    rng = np.random.default_rng(seed)
+    n, channels = 3_000, 3
+    W = lanes * span
+    samples = (rng.random((n, channels, W)) < 0.12).astype(np.uint8)
+    dead_time = np.repeat(rng.integers(W, 6 * W + 1, n // 3 + 1), 3)[:n]
+    dead_mode = np.repeat(rng.integers(0, 2, n // 5 + 1), 5)[:n]
+    params = {"channels": channels, "lanes": lanes, "uis_per_symbol": span,
+              "max_dead_time": 6 * W}
+    out = run_both(params, samples, dead_time=dead_time, dead_mode=dead_mode)
+    accepted = out.valid.sum()
+    assert 0.1 * n < accepted < out.clicks[-1].sum() / 2
 
 
 # --- directed cases: expected values worked out by hand from the contract ---
