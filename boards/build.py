@@ -270,6 +270,7 @@ def summarise_report(report):
     row["channel"] = report.get("channel")
     row["build_seconds"] = report["build_seconds"]
     row["placer"] = report.get("placer")
+    row["router"] = report.get("router")
     row["source"] = report.get("source")
     return row
 
@@ -304,6 +305,19 @@ def _tail(build_dir, name, lines=30):
 
 #: nextpnr's placers that ``build`` offers.
 PLACERS = ("heap", "static")
+
+#: nextpnr's routers that ``build`` offers.
+ROUTERS = ("router1", "router2")
+
+
+def default_router(role):
+    """nextpnr's router for ``role`` when none is given: ``router1`` for the pipelines, which
+    it routes faster in time than ``router2`` (on the ULX3S, L=16: the receiver 129.9, 120.6
+    and 121.5 MHz at seeds 1, 3 and 4 against 122.0, 103.6 and 115.4; the transmitter 177.0
+    against 167.0 at seed 4), ``router2`` for whole boards, where ``router1`` once stalled
+    for many minutes on congested placements."""
+    _check_role(role)
+    return "router1" if role in PIPELINE_ROLES else "router2"
 
 #: Place-and-route attempts with the next seeds after nextpnr fails to route.
 ROUTE_RETRIES = 2
@@ -350,8 +364,14 @@ def _check_placer(placer):
         raise ValueError(f"Placer must be one of {', '.join(PLACERS)}, not {placer!r}")
 
 
+def _check_router(router):
+    if router not in ROUTERS:
+        raise ValueError(f"Router must be one of {', '.join(ROUTERS)}, not {router!r}")
+
+
 def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
-          board_params=None, scope=False, seed=1, placer=None, name="top", log=None):
+          board_params=None, scope=False, seed=1, placer=None, router=None, name="top",
+          log=None):
     """Build the ``role`` top of ``board`` into the folder ``out``; return the report.
 
     Writes ``out/report.json`` (the returned dict), the bitstream ``out/<board>-<role>.bit``
@@ -365,7 +385,8 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     fails; the failed ones are ``route_failed_seeds``), ``placer`` (nextpnr's: ``heap``, its
     default, or ``static``, its electrostatic placer, which spreads a design more and so can
     leave the router less congestion to clear; ``None``: the board's
-    :attr:`~timebin.boards.common.BoardSpec.placer`) and ``build_seconds``. Raises
+    :attr:`~timebin.boards.common.BoardSpec.placer`), ``router`` (nextpnr's, ``router1`` or
+    ``router2``; ``None``: :func:`default_router`) and ``build_seconds``. Raises
     ``ValueError`` for a bad board, role or parameter, :class:`ToolchainError` for a
     missing tool and :class:`BuildError` when a tool fails (not when timing fails: see
     ``timing_met``).
@@ -374,6 +395,8 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     _check_role(role)
     placer = spec.placer if placer is None else placer
     _check_placer(placer)
+    router = default_router(role) if router is None else router
+    _check_router(router)
     freq_hz = None if freq_mhz is None else freq_mhz * 1e6
     params, board_p = role_params(spec, role, lanes=lanes, alice=alice, bob=bob,
                                   board=board_params)
@@ -388,10 +411,9 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     def nextpnr_opts(seed):
-        # router2: router1 stalls for many minutes on the large ECP5 designs.
         # The detailed report gives every endpoint's arrival (`slow_families`).
         return (f"--report {name}.report.json --detailed-timing-report --timing-allow-fail "
-                f"--seed {int(seed)} --placer {placer} --router router2")
+                f"--seed {int(seed)} --placer {placer} --router {router}")
 
     synthesis, synth_overrides = "abc9", {}
     result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts(seed))
@@ -409,7 +431,7 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     tim = build_dir / f"{name}.tim"
     while (result.returncode != 0 and len(route_failures) < ROUTE_RETRIES and tim.exists()
            and "Failed to route" in tim.read_text(errors="replace")):
-        # A placement from which router2 cannot reach a global buffer's input (seen for the
+        # A placement from which the router cannot reach a global buffer's input (seen for the
         # reset's DCCA) is a matter of the seed: place again with the next one.
         route_failures.append(int(seed))
         seed = int(seed) + 1
@@ -442,6 +464,7 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
         "seed": int(seed),
         "route_failed_seeds": route_failures,
         "placer": placer,
+        "router": router,
         "source": source_commit(),
         "synthesis": synthesis,
         "build_seconds": round(seconds, 1),
@@ -547,15 +570,16 @@ def bench_folder(board, role, lanes=None):
 
 
 def bench_build(*, boards=None, roles=None, out="timebin-bench-build", lanes=None,
-                freq_mhz=None, seed=1, placer="static", jobs=1, progress=None):
+                freq_mhz=None, seed=1, placer="static", router=None, jobs=1, progress=None):
     """Build every board in ``boards`` (default all) for every role in ``roles`` (default
     all), each into ``out/<board>-<role>`` (:func:`bench_folder`), ``jobs`` at a time; return
     one row per build (:func:`summarise_report`), or ``{"board", "role", "lanes", "error"}``
     for a build that cannot be made (a role whose pins the board lacks, a design that does
     not fit, a failed tool), which is also written as that folder's ``report.json`` so that
     :func:`collect_rows` lists it. ``placer`` is nextpnr's (``static`` by default: heap
-    placements of whole boards have left router2 many minutes of congestion). ``seed`` is
-    nextpnr's seed, or a sequence of seeds tried in turn (:func:`build_seeds`).
+    placements of whole boards have left router2 many minutes of congestion), and so is
+    ``router`` (``None``: :func:`default_router` of each role). ``seed`` is nextpnr's seed,
+    or a sequence of seeds tried in turn (:func:`build_seeds`).
     ``progress(done, total, label)`` is called as builds start and end."""
     boards = list(BOARDS) if boards is None else list(boards)
     roles = list(ROLES) if roles is None else list(roles)
@@ -564,6 +588,8 @@ def bench_build(*, boards=None, roles=None, out="timebin-bench-build", lanes=Non
     for role in roles:
         _check_role(role)
     _check_placer(placer)
+    if router is not None:
+        _check_router(router)
     run = seeded_build(seed)
     if int(jobs) < 1:
         raise ValueError(f"Parallel builds (jobs) must be at least 1, not {jobs!r}")
@@ -577,7 +603,7 @@ def bench_build(*, boards=None, roles=None, out="timebin-bench-build", lanes=Non
             progress(len(done), len(jobs_list), f"{board} {role}")
         try:
             row = summarise_report(run(board, role, out=folder, lanes=lanes,
-                                       freq_mhz=freq_mhz, placer=placer))
+                                       freq_mhz=freq_mhz, placer=placer, router=router))
         except (ValueError, BuildError) as error:
             row = {"board": board, "role": role, "lanes": lanes,
                    "error": str(error).splitlines()[0], "source": source_commit()}

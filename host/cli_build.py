@@ -123,6 +123,9 @@ def add_build_commands(sub, bench_sub=None):
     build.add_argument("--placer",
                        help="nextpnr's placer: heap or static (spreads more); default: the "
                             "board's (static on the iCEBreaker, heap elsewhere)")
+    build.add_argument("--router",
+                       help="nextpnr's router: router1 or router2; default: router1 for the "
+                            "pipelines, router2 for whole boards")
     build.add_argument("--out", required=True, help="output folder")
     build.add_argument("--json", action="store_true", help="print the report as JSON")
     build.set_defaults(run_build=_run_build)
@@ -154,6 +157,8 @@ def add_build_commands(sub, bench_sub=None):
                            help="nextpnr's placement seed, or seeds tried in turn (as build)")
         bench.add_argument("--placer", default="static",
                            help="nextpnr's placer: static (default) or heap")
+        bench.add_argument("--router",
+                           help="nextpnr's router: router1 or router2 (default: as build)")
         bench.add_argument("--jobs", type=_positive_int, default=1,
                            help="builds run at once (default 1)")
         bench.add_argument("--out", default="timebin-bench-build",
@@ -188,17 +193,19 @@ def _seeds(text):
 
 
 def _run_build(args):
-    from ..boards.build import PLACERS, BuildError, seeded_build
+    from ..boards.build import PLACERS, ROUTERS, BuildError, seeded_build
     from ..sim.toolchain import ToolchainError
 
     board = _choice("board", args.board, _BOARD_NAMES)
     role = _choice("role", args.role, _ROLE_NAMES + _PIPELINE_ROLES)
     if args.placer is not None:
         _choice("placer", args.placer, PLACERS)
+    if args.router is not None:
+        _choice("router", args.router, ROUTERS)
     alice, bob = _role_overrides(role.removesuffix("-pipeline"), args.param)
     kwargs = dict(out=args.out, lanes=args.lanes, freq_mhz=args.freq_mhz, alice=alice,
                   bob=bob, board_params=_board_overrides(args.board_param), scope=args.scope,
-                  placer=args.placer)
+                  placer=args.placer, router=args.router)
     run = seeded_build(args.seed)
     try:
         if args.json:
@@ -318,11 +325,13 @@ def _split(text, kind, choices):
 
 
 def _run_bench(args):
-    from ..boards.build import PLACERS, bench_build, collect_rows, markdown_table
+    from ..boards.build import PLACERS, ROUTERS, bench_build, collect_rows, markdown_table
 
     boards = _split(args.boards, "board", _BOARD_NAMES)
     roles = _split(args.roles, "role", _ROLE_NAMES + _PIPELINE_ROLES)
     _choice("placer", args.placer, PLACERS)
+    if args.router is not None:
+        _choice("router", args.router, ROUTERS)
     from rich.console import Console
     from rich.progress import Progress
 
@@ -334,7 +343,7 @@ def _run_bench(args):
 
         rows = bench_build(boards=boards, roles=roles, out=args.out, lanes=args.lanes,
                            freq_mhz=args.freq_mhz, seed=args.seed, placer=args.placer,
-                           jobs=args.jobs, progress=progress)
+                           router=args.router, jobs=args.jobs, progress=progress)
     print(json.dumps(rows, indent=2))
     if args.markdown:
         # Every build the folder holds: a run over some boards or roles updates their rows.

@@ -332,6 +332,8 @@ def test_bench_build_rows_and_the_table_of_its_folder(tmp_path):
         bench_build(boards=["ulx3s"], roles=["alice"], out=tmp_path, jobs=0)
     with pytest.raises(ValueError, match="Placer must be one of heap, static, not 'sa'"):
         bench_build(boards=["ulx3s"], roles=["alice"], out=tmp_path, placer="sa")
+    with pytest.raises(ValueError, match="Router must be one of router1, router2, not 'r3'"):
+        bench_build(boards=["ulx3s"], roles=["alice"], out=tmp_path, router="r3")
 
 
 def test_a_build_uses_the_board_placer_unless_told():
@@ -342,6 +344,16 @@ def test_a_build_uses_the_board_placer_unless_told():
     from timebin.boards.build import build
     with pytest.raises(ValueError, match="Placer must be one of heap, static, not 'sa'"):
         build("icebreaker", "alice", out="unused", placer="sa")
+
+
+def test_the_pipelines_take_router1_and_whole_boards_router2_unless_told():
+    from timebin.boards.build import PIPELINE_ROLES, ROLES, build, default_router
+    assert {default_router(role) for role in PIPELINE_ROLES} == {"router1"}
+    assert {default_router(role) for role in ROLES} == {"router2"}
+    with pytest.raises(ValueError, match="Board role must be one of .*, not 'carol'"):
+        default_router("carol")
+    with pytest.raises(ValueError, match="Router must be one of router1, router2, not 'r3'"):
+        build("ulx3s", "bob-pipeline", out="unused", router="r3")
 
 
 # --- Command line ----------------------------------------------------------------------------
@@ -370,6 +382,10 @@ def test_build_command_names_a_bad_board_or_role(tmp_path):
     args = _parser().parse_args(["build", "--board", "ulx3s", "--role", "loopback",
                                  "--placer", "sa", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="Unknown placer 'sa'; choose one of heap, static"):
+        run_build_command(args)
+    args = _parser().parse_args(["build", "--board", "ulx3s", "--role", "loopback",
+                                 "--router", "r3", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="Unknown router 'r3'; choose one of router1, router2"):
         run_build_command(args)
 
 
@@ -417,6 +433,7 @@ def test_build_ulx3s_loopback_meets_timing(loopback_build):
     assert report["resources"]["LUT"]["used"] > 0
     assert report["required_mhz"] == 45 and report["lanes"] == 1
     assert report["link"]["divisor"] == 15 and report["placer"] == "static"
+    assert report["router"] == "router2"
     assert report["channel"] == "emulator" and report["link"]["phy"] == "uart"
     print(f"\nULX3S loopback build: {report['build_seconds']:.0f} s, {report['synthesis']}, "
           f"fmax {report['clocks'][0]['achieved_mhz']} MHz")
@@ -525,12 +542,22 @@ def test_build_command_prints_the_slow_families(tmp_path, monkeypatch, capsys):
         assert run_build_command(args) == 1
         gc.collect()
     assert "--detailed-timing-report" in options[0].split()
+    assert "--router router1" in options[0]             # a pipeline's default
     out, err = capsys.readouterr()
     assert "7 register families past their clock's period" in out
     assert "8.20 ns of 6.40: board.histogram.write__data$# (5 endpoints)" in out
     assert "slow_families" in err
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["slow_families"] == slow_families(detailed)
+    assert saved["router"] == "router1"
+    args = _parser().parse_args(["build", "--board", "ulx3s", "--role", "bob-pipeline",
+                                 "--lanes", "1", "--router", "router2", "--out", str(tmp_path)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        assert run_build_command(args) == 1
+        gc.collect()
+    assert "--router router2" in options[1]
+    assert json.loads((tmp_path / "report.json").read_text())["router"] == "router2"
 
 
 def test_build_seeds_refuses_bad_seeds_and_raises_when_every_seed_fails(tmp_path,
