@@ -312,12 +312,13 @@ ROUTERS = ("router1", "router2")
 
 def default_router(role):
     """nextpnr's router for ``role`` when none is given: ``router1`` for the pipelines, which
-    it routes faster in time than ``router2`` (on the ULX3S, L=16: the receiver 129.9, 120.6
-    and 121.5 MHz at seeds 1, 3 and 4 against 122.0, 103.6 and 115.4; the transmitter 177.0
-    against 167.0 at seed 4), ``router2`` for whole boards, where ``router1`` once stalled
-    for many minutes on congested placements."""
+    it routes to a higher frequency than ``router2`` does (on the ULX3S, L=16: the receiver
+    129.9, 120.6 and 121.5 MHz at seeds 1, 3 and 4 against 122.0, 103.6 and 115.4; the
+    transmitter 177.0 against 167.0 at seed 4), ``router2`` for whole boards, where
+    ``router1`` once stalled for many minutes on congested placements."""
     _check_role(role)
     return "router1" if role in PIPELINE_ROLES else "router2"
+
 
 #: Place-and-route attempts with the next seeds after nextpnr fails to route.
 ROUTE_RETRIES = 2
