@@ -110,7 +110,7 @@ def test_rtl_matches_model(lanes, span, channels, n, mode, seed):
     dead_time[at(6000):at(6100)] = 20 * W + 1           # refused
     dead_time[at(7000):] = 3 * W
     dead_time[at(9000):] = 2 * W + 5                    # one whole word dead, and a carry
-    dead_time[at(9500):] = 4 * W + W - 1
+    dead_time[at(9500):] = 4 * W + W - 1                # four whole words and W - 1 UIs
     dead_mode = np.full(n, mode)
     dead_mode[at(8000):at(8500)] = 1 - mode
     epoch_load = np.zeros(n, bool)
