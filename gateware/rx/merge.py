@@ -6,11 +6,12 @@ counts and flags, never drops silently).
 """
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..common import check_int, count_saturating, refuses_quietly
+from ..fifo import FlagFIFO
 from ..records import INDEX_BITS, MAX_CHANNELS, PHASE_BITS
 from .layouts import Binned, Detection
 
@@ -43,6 +44,7 @@ class RecordMerge(wiring.Component):
     Every cycle, the slot of channel ``k`` with ``valid`` high becomes the record (``index``,
     ``phase``, ``channel = k``, ``cls``, ``alarm``), ``alarm`` being this cycle's ``alarm``
     input, and enters channel ``k``'s FIFO (``fifo_depth`` records, an
+    :class:`~timebin.gateware.fifo.FlagFIFO`, which behaves as
     ``amaranth.lib.fifo.SyncFIFO``). The slots are taken as they come: the binner never marks
     a discarded click valid, so ``cls`` is never ``discard``. A record that finds its FIFO
     full (``fifo_depth`` records at the start of the cycle, even if one leaves in that cycle)
@@ -60,7 +62,8 @@ class RecordMerge(wiring.Component):
 
     ``records`` is a normal stream: ``valid`` and ``payload`` come from the register and do
     not depend on ``ready`` in the same cycle; ``ready`` gates the FIFO read. ``records_out``
-    counts the records taken (``valid & ready``), before this cycle.
+    counts the records taken (``valid & ready``) before the cycle before this one (a record
+    taken in cycle ``c`` is counted from cycle ``c + 2``).
 
     Parameters
     ----------
@@ -118,8 +121,10 @@ class RecordMerge(wiring.Component):
 
         fifos = []
         for k in range(channels):
-            queue = m.submodules[f"fifo_{k}"] = fifo.SyncFIFO(width=entry.size,
-                                                              depth=self.fifo_depth)
+            # A FlagFIFO (SyncFIFO's behaviour, its full flag a flip-flop): SyncFIFO's level
+            # compare sat in front of its own write enable and level, 8.2 ns on the ULX3S.
+            queue = m.submodules[f"fifo_{k}"] = FlagFIFO(width=entry.size,
+                                                         depth=self.fifo_depth)
             slot = self.binned[k]
             record = Signal(entry, name=f"entry_{k}")
             m.d.comb += [
@@ -139,7 +144,7 @@ class RecordMerge(wiring.Component):
         # the arbiter starts at flip-flops instead of behind each FIFO's level compare.
         requests = Signal(channels)
         for k, queue in enumerate(fifos):
-            level = queue.r_level
+            level = queue.level
             written = self.binned[k].valid & queue.w_rdy
             read = queue.r_en & requests[k]
             m.d.sync += requests[k].eq(written | (level >= 2) | ((level == 1) & ~read))
@@ -173,5 +178,9 @@ class RecordMerge(wiring.Component):
                     out.payload.cls.eq(head.cls),
                     out.payload.alarm.eq(head.alarm),
                 ]
-        count_saturating(m, self.records_out, out.valid & out.ready)
+        # The count takes a registered copy of `valid & ready`: from the stream's `ready`
+        # straight to the enable of all 64 bits the route took 7.0 ns on the ULX3S.
+        taken = Signal(name="records_taken")
+        m.d.sync += taken.eq(out.valid & out.ready)
+        count_saturating(m, self.records_out, taken)
         return m

@@ -76,7 +76,7 @@ def _run(valid, ready, depth, out_valid, source, channel, overflows, records_out
     dropped = np.zeros(channels, np.int64)
     last = channels - 1
     held_valid, held_source, held_channel = False, -1, 0
-    taken = 0
+    taken, pending = 0, 0       # `pending`: taken in the cycle before (a register's copy)
     for c in range(n):
         out_valid[c] = held_valid
         source[c] = held_source
@@ -84,8 +84,8 @@ def _run(valid, ready, depth, out_valid, source, channel, overflows, records_out
         overflows[c] = dropped
         records_out[c] = taken
 
-        if held_valid and ready[c]:
-            taken += 1                                  # 2**64 records: never saturates
+        taken += pending                                # 2**64 records: never saturates
+        pending = 1 if held_valid and ready[c] else 0
         load = not held_valid or ready[c]
         grant = -1
         if load:
