@@ -2,13 +2,13 @@
 
 import functools
 
-from amaranth.hdl import Const, Instance, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Instance, Mux, Signal, Value
 
 from .checks import check_int
 
 __all__ = ["check_int", "count_saturating", "refuses_quietly", "accepted_setting",
-           "registered_setting", "register_copies", "replicated_setting", "REPLICA_GROUP",
-           "global_buffer"]
+           "registered_setting", "registered_refusals", "register_copies",
+           "replicated_setting", "REPLICA_GROUP", "global_buffer"]
 
 
 def refuses_quietly(init):
@@ -49,6 +49,21 @@ def registered_setting(m, name, value, ok, init):
     with m.If(ok):
         m.d.sync += applied.eq(value)
     return applied
+
+
+def registered_refusals(m, name, refusals):
+    """A block's ``settings_error`` from the cycle after: each of ``refusals`` (one-bit
+    values, high while a check refuses its setting) into a register of its own,
+    ``<name>_refused<i>``, and the OR of those registers. Each check then sits between its
+    setting's flip-flops and its own, and the OR starts at flip-flops: on the ULX3S the
+    receiver's checks and their OR in one cycle took 7.6-8.3 ns, routed across the chip from
+    settings placed by their loads."""
+    registers = []
+    for i, refused in enumerate(refusals):
+        register = Signal(name=f"{name}_refused{i}")
+        m.d.sync += register.eq(refused)
+        registers.append(register)
+    return Cat(registers).any()
 
 
 def register_copies(m, name, value, count, init=0):

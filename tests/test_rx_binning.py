@@ -195,7 +195,7 @@ def test_all_four_classes_and_discard_count():
     lut = [CLASS_EARLY, CLASS_LATE, CLASS_MIDDLE, CLASS_DISCARD]
     valid = np.zeros((n, 2), bool)
     valid[:8, 0] = True
-    valid[:4, 1] = True
+    valid[4:8, 1] = True                # after cycle 0, which uses delay 0
     ui = np.tile(np.arange(span), (n // span + 1))[:n, None].repeat(2, axis=1)
     symbol = np.full((n, 2), 5, np.uint64)
     model = run_both({"channels": 2, "uis_per_symbol": span}, valid, symbol, ui, [0, 1],
@@ -205,9 +205,9 @@ def test_all_four_classes_and_discard_count():
     assert list(model.all_valid[2:10, 0]) == [True] * 8
     assert list(model.window_discards[:, 0]) == [0] * 5 + [1] * 4 + [2]
     # Channel 1 (X LUT, delay 1): UIs 0..3 are phases 3, 0, 1, 2 -> middle, discard, d, m.
-    assert list(model.cls[2:6, 1]) == [CLASS_MIDDLE, CLASS_DISCARD, CLASS_DISCARD,
-                                       CLASS_MIDDLE]
-    assert list(model.index[2:6, 1]) == [4, 5, 5, 5]
+    assert list(model.cls[6:10, 1]) == [CLASS_MIDDLE, CLASS_DISCARD, CLASS_DISCARD,
+                                        CLASS_MIDDLE]
+    assert list(model.index[6:10, 1]) == [4, 5, 5, 5]
     assert model.window_discards[-1, 1] == 2
 
 
@@ -229,7 +229,7 @@ def test_divider_schedule():
     assert (index[3 * period:] == 50 - 2 - 1).all()   # 13 = 2 * 6 + 1, ui 0 < 1 borrows
 
 
-def test_power_of_two_delay_acts_at_once():
+def test_power_of_two_delay_acts_from_the_next_cycle():
     params = {"channels": 1, "uis_per_symbol": 4, "max_delay": 100}
     assert BinnerModel(**params).divider_period == 0
     n = 8
@@ -237,8 +237,9 @@ def test_power_of_two_delay_acts_at_once():
     delay[4:] = 9
     model = run_both(params, np.ones((n, 1), bool), np.full((n, 1), 20, np.uint64),
                      np.full((n, 1), 2), delay)
-    assert list(model.index[2:, 0]) == [20, 20, 20, 20, 18, 18]
-    assert list(model.phase[2:, 0]) == [2, 2, 2, 2, 1, 1]
+    # The delay presented in cycle 4 bins the hits of cycle 5 on (rows 7 on).
+    assert list(model.index[2:, 0]) == [20, 20, 20, 20, 20, 18]
+    assert list(model.phase[2:, 0]) == [2, 2, 2, 2, 2, 1]
 
 
 def test_refused_delay_keeps_last_accepted():
@@ -251,9 +252,9 @@ def test_refused_delay_keeps_last_accepted():
     delay[8:, 0] = 63
     model = run_both(params, np.ones((n, 2), bool), np.full((n, 2), 100, np.uint64),
                      np.zeros((n, 2), np.int64), delay)
-    assert list(model.settings_error) == [False] * 5 + [True] * 5
-    assert list(model.index[2:, 0]) == [100, 100, 99, 99, 99, 99, 99, 99]
-    assert (model.index[2:, 1] == 98).all()
+    assert list(model.settings_error) == [False] * 6 + [True] * 4     # a cycle late
+    assert list(model.index[2:, 0]) == [100, 100, 100, 99, 99, 99, 99, 99]
+    assert model.index[2, 1] == 100 and (model.index[3:, 1] == 98).all()   # 0 in cycle 0
 
 
 def test_windows_change_takes_effect_in_stage_two():

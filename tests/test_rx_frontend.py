@@ -445,7 +445,7 @@ def test_refused_dead_time():
     assert accepted_times(out, 0) == accepted
     assert out.dead_discards[-1, 0] == len(train) - len(accepted) == 42
     error = np.zeros(n, bool)
-    error[:20] = error[40:100] = True
+    error[1:21] = error[41:101] = True                  # a cycle late
     assert out.settings_error.astype(bool).tolist() == error.tolist()
 
 
@@ -466,6 +466,7 @@ def test_refused_gate_settings():
     out = run_both(params, samples, gate_enable=1, **gates)
     error = np.repeat([t in triples[1:6] for t in triples], F)
     error[:F] = False
+    error = np.r_[False, error[:-1]]                    # a cycle late
     assert out.settings_error.astype(bool).tolist() == error.tolist()
     assert not out.gates[:F].any() and not out.gate_starts[:F].any()
     # frames 1..6 show (2, 1, 3): P = 8, UIs 1..3 of every word, one start.

@@ -279,7 +279,7 @@ def test_refused_settings_keep_last_accepted():
     model = run_both({"channels": 1, "max_window": max_window}, clicks, gates,
                      window=window, max_fill=max_fill)
     refused = np.zeros(n, bool)
-    refused[100:300] = refused[400:500] = refused[600:] = True
+    refused[101:301] = refused[401:501] = refused[601:] = True       # a cycle late
     np.testing.assert_array_equal(model.settings_error, refused)
     step = np.diff(model.trips.astype(np.int64), prepend=0)
     trips = np.flatnonzero(step) - Watchdog.fill_latency           # the window ends

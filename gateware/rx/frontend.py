@@ -14,7 +14,13 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..common import check_int, refuses_quietly, register_copies, registered_setting
+from ..common import (
+    check_int,
+    refuses_quietly,
+    register_copies,
+    registered_refusals,
+    registered_setting,
+)
 from ..records import INDEX_BITS, MAX_CHANNELS, PHASE_BITS, TIME_BITS
 from .layouts import Hit, SampleWord
 
@@ -197,8 +203,9 @@ class ClickFrontEnd(wiring.Component):
     a channel's gate triple with ``gate_period`` 0 or above ``max_gate_period``,
     ``gate_width`` 0 or above ``P``, or ``gate_offset`` of ``P`` or more (the triple is
     accepted or refused as a whole, per channel): the last accepted value stays in use (the
-    port's init after reset) and ``settings_error`` is high while a refused value is present.
-    An accepted ``dead_time`` acts from the next cycle (see **Dead time**).
+    port's init after reset) and ``settings_error`` is high in the cycle after each cycle
+    where a refused value is present (the checks end at registers). An accepted
+    ``dead_time`` acts from the next cycle (see **Dead time**).
 
     Parameters
     ----------
@@ -240,7 +247,8 @@ class ClickFrontEnd(wiring.Component):
     gate_starts : Out(ArrayLayout(bits_for(W), C))
         Gate periods starting in the ``gates`` word, registered.
     settings_error : Out(1)
-        High while a setting holds a refused value.
+        High from the cycle after a setting holds a refused value until the cycle after it
+        holds none.
     """
 
     #: Cycles from the word on ``samples`` to its ``hits``, and until it is counted.
@@ -284,7 +292,7 @@ class ClickFrontEnd(wiring.Component):
         m = Module()
         errors = self._dead_time(m)
         errors += self._gates(m)
-        m.d.comb += self.settings_error.eq(Cat(errors).any())
+        m.d.comb += self.settings_error.eq(registered_refusals(m, "settings", errors))
         return m
 
     def _dead_time(self, m):

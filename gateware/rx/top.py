@@ -76,7 +76,8 @@ class Receiver(wiring.Component):
     accepted : Out(ArrayLayout(32, channels))
         Clicks accepted by the dead time, per channel, saturating.
     settings_error : Out(1)
-        High while any block holds a refused setting.
+        High from the cycle after any block holds a refused setting until the cycle after
+        none does (each block's checks end at registers).
 
     Counters per channel: ``clicks`` (rising edges), ``accepted``, ``dead_discards``
     (``clicks - accepted``), ``window_discards``, ``overflows`` (records the merge could not

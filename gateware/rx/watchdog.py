@@ -85,13 +85,14 @@ class Watchdog(wiring.Component):
     A ``clear`` in cycle ``c`` drops the alarms from cycle ``c + 2`` (:attr:`clear_latency`)
     unless a check trips with it (the rate check with ``max_clicks = 0`` on a click of cycle
     ``c``, or the fill check of a window that ended in cycle ``c - 5``). ``settings_error``
-    alone is not delayed: it shows the settings of its own cycle.
+    shows the settings of the cycle before (the checks end at registers).
 
     Settings are read every cycle; ``window`` acts from the cycle after the one it is
     presented in (the window in use is a register), as does ``max_clicks``; ``max_fill`` acts
     in the same cycle. A refused value (``window`` 0 or above ``max_window``, ``max_fill`` above
     256) leaves the last accepted one in use (the default after reset), and
-    ``settings_error`` is high while a refused value is present. The defaults (``window =
+    ``settings_error`` is high in the cycle after each cycle where a refused value is present.
+    The defaults (``window =
     max_window``, ``max_clicks = max_window``, ``max_fill = 256``) trip on nothing: what is
     anomalous depends on the lab's detectors, gate rate and mean photon number, so the host
     sets the thresholds. Keep in mind that a channel takes at most one click per cycle: with
@@ -127,7 +128,8 @@ class Watchdog(wiring.Component):
     trips : Out(32)
         Cycles in which a check tripped, saturating.
     settings_error : Out(1)
-        High while a setting holds a refused value.
+        High from the cycle after a setting holds a refused value until the cycle after it
+        holds none.
     """
 
     #: Cycles from the click that trips the rate check to ``alarm``.
@@ -184,10 +186,11 @@ class Watchdog(wiring.Component):
         max_fill_in = register("max_fill", self.max_fill)
         window_ok_now = (self.window != 0) & (self.window <= self.max_window)
         fill_ok_now = self.max_fill <= FILL_SCALE
-        m.d.comb += self.settings_error.eq(~window_ok_now | ~fill_ok_now)
         window_ok = Signal(name="window_ok_in", init=1)
         fill_ok = Signal(name="fill_ok_in", init=1)
         m.d.sync += [window_ok.eq(window_ok_now), fill_ok.eq(fill_ok_now)]
+        # The checks' registers are the error's (the checks end at flip-flops).
+        m.d.comb += self.settings_error.eq(~window_ok | ~fill_ok)
         clear, *clear_copies = register_copies(m, "clear", self.clear, 1 + 2 * channels)
 
         # Settings: refuse a window that is empty or longer than the counters hold, and a fill

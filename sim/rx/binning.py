@@ -171,11 +171,11 @@ class BinnerModel:
 
     def delays_in_use(self, accepted):
         """The delay whose split bins the hits of each cycle, from the accepted delays (N, C):
-        the same cycle's when S is a power of two, else the one the divider latched (see
-        :class:`~timebin.gateware.rx.binning.Binner`)."""
+        the cycle before's (0 in cycle 0) when S is a power of two, else the one the divider
+        latched (see :class:`~timebin.gateware.rx.binning.Binner`)."""
         period = self.divider_period
-        if period == 0:
-            return accepted
+        if period == 0:             # the accepted delay's register: the cycle before's
+            return np.concatenate((np.zeros_like(accepted[:1]), accepted[:-1]))[:len(accepted)]
         cycle = np.arange(len(accepted))
         start = (cycle // period - 1) * period
         return np.where((start >= 0)[:, None], accepted[np.maximum(start, 0)], 0)
@@ -238,6 +238,7 @@ class BinnerModel:
             cls=cls,
             window_discards=np.minimum(np.cumsum(discards, axis=0), _DISCARDS_TOP)
             .astype(np.uint32),
-            settings_error=error,
+            # The checks of the cycle before (they end at registers).
+            settings_error=np.concatenate(([False], error[:-1]))[:n],
         )
 

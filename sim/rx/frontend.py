@@ -227,7 +227,9 @@ class ClickFrontEndModel:
         period_uis = gate_period * S
         gate_ok = ((gate_period >= 1) & (gate_period <= self.max_gate_period)
                    & (gate_width >= 1) & (gate_width <= period_uis) & (gate_offset < period_uis))
-        settings_error = ~dead_ok | ~gate_ok.all(axis=1)
+        # `settings_error` shows the checks of the cycle before (they end at registers).
+        refused = ~dead_ok | ~gate_ok.all(axis=1)
+        settings_error = np.concatenate(([False], refused[:-1]))[:n]
 
         # Edges and dead time, then the pipeline.
         accepted = np.zeros((n, C), np.bool_)

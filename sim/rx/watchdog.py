@@ -67,7 +67,7 @@ def _run(clicks, gate_starts, clear, window, max_clicks, max_fill, max_window, f
             applied_window = window[c]
         if fill_ok:
             applied_fill = max_fill[c]
-        settings_error[c] = not (window_ok and fill_ok)
+        settings_error[c] = not (window_ok and fill_ok)      # `run` puts in the ports' checks
         alarm[c] = latched.any()
         alarm_channels[c] = latched
         trips[c] = trip_count
@@ -114,8 +114,8 @@ class WatchdogModel:
 
     The gateware registers its inputs: the model runs its rules on the inputs delayed by
     :attr:`input_latency` cycles (``max_clicks`` one cycle more), the ports' reset values in
-    the first cycles (which do not count in the first window); ``settings_error`` alone is not
-    delayed.
+    the first cycles (which do not count in the first window); ``settings_error`` shows the
+    checks one cycle late.
     """
 
     #: Cycles from the click that trips the rate check to ``alarm``.
@@ -178,9 +178,9 @@ class WatchdogModel:
                                      self.count_bits)
         max_fill = self._per_cycle("max_fill", max_fill, n, FILL_SCALE,
                                    FILL_SCALE.bit_length())
-        # `settings_error` shows the settings of its own cycle (the check is not delayed).
-        settings_error = ~((window >= 1) & (window <= self.max_window)
-                           & (max_fill <= FILL_SCALE))
+        # `settings_error` shows the checks of the cycle before (they end at registers).
+        refused = ~((window >= 1) & (window <= self.max_window) & (max_fill <= FILL_SCALE))
+        settings_error = np.concatenate(([False], refused[:-1]))[:n]
         # The input registers: each input as of `_INPUT_DELAY` cycles before, the reset
         # values (the ports' init) before cycle 0; the first window starts with cycle 0's
         # inputs (`start`: the cycles before do not count).
