@@ -8,7 +8,7 @@ from .checks import check_int
 
 __all__ = ["check_int", "count_saturating", "refuses_quietly", "accepted_setting",
            "registered_setting", "registered_refusals", "register_copies",
-           "replicated_setting", "REPLICA_GROUP", "global_buffer"]
+           "replicated_setting", "REPLICA_GROUP", "global_buffer", "MUX_LUT_INIT", "mux_tree"]
 
 
 def refuses_quietly(init):
@@ -105,6 +105,70 @@ def replicated_setting(m, name, value, ok, init, copies):
         m.d.sync += replica.eq(groups[k // REPLICA_GROUP])
         replicas.append(replica)
     return replicas
+
+
+#: INIT of an ECP5 ``LUT4`` that is a 2:1 multiplexer, ``Z = B if C else A`` (bit
+#: ``{D, C, B, A}`` of INIT is the output).
+MUX_LUT_INIT = sum(1 << i for i in range(16) if (i >> (1 if (i >> 2) & 1 else 0)) & 1)
+
+
+def mux_tree(m, platform, select, values, *, name):
+    """``values[select]``: a tree of 2:1 multiplexers, one level per bit of ``select``,
+    least significant first. Only the low ``ceil(log2(len(values)))`` bits of ``select`` are
+    used; a value of them beyond the values gives the last one.
+
+    On an ECP5 the tree is built from the primitives of its slices, so that each eight-to-one
+    step is one LUT level: per bit of the values, a ``LUT4`` per pair (``select[0]``), a
+    ``PFUMX`` per pair of those (``select[1]``, the slice's own multiplexer), an ``L6MUX21``
+    per pair of slices (``select[2]``), and again from a ``LUT4`` for the next three bits.
+    Yosys maps the same tree of ``Mux`` to three LUT levels for 32 values (LUT, PFUMX, LUT,
+    PFUMX, LUT), which held the receiver's dead-time loop at 6.7-7.4 ns on the ULX3S. The
+    instances are named ``<name>_b<bit>_<level>_<j>``. Elsewhere (simulation, other FPGAs)
+    the tree is of ``Mux``."""
+    values = [Value.cast(value) for value in values]
+    if not values:
+        raise ValueError(f"Multiplexer {name} needs at least one value")
+    if len(values) == 1:
+        return values[0]
+    if getattr(platform, "family", None) != "ecp5":
+        level = list(values)
+        for bit in select:
+            if len(level) == 1:
+                break
+            if len(level) % 2:
+                level.append(level[-1])
+            level = [Mux(bit, level[i + 1], level[i]) for i in range(0, len(level), 2)]
+        return level[0]
+    width = max(len(value) for value in values)
+    bits = (len(values) - 1).bit_length()           # the select bits that number the values
+    select, size = Value.cast(select)[:bits], 1 << bits
+    values = (values + [values[-1]] * size)[:size]
+    return Cat(_ecp5_mux_bit(m, select, [value[b] if b < len(value) else Const(0)
+                                         for value in values], f"{name}_b{b}")
+               for b in range(width))
+
+
+def _ecp5_mux_bit(m, select, level, name):
+    """One bit of :func:`mux_tree` on an ECP5, ``len(level)`` a power of two."""
+    for depth, bit in enumerate(select):
+        if len(level) == 1:
+            break
+        out = []
+        for j in range(0, len(level), 2):
+            low, high = level[j], level[j + 1]
+            z = Signal(name=f"{name}_{depth}_{j // 2}")
+            kind = depth % 3
+            if kind == 0:
+                cell = Instance("LUT4", p_INIT=Const(MUX_LUT_INIT, 16), i_A=low, i_B=high,
+                                i_C=bit, i_D=Const(0), o_Z=z)
+            elif kind == 1:
+                cell = Instance("PFUMX", i_ALUT=high, i_BLUT=low, i_C0=bit, o_Z=z)
+            else:
+                cell = Instance("L6MUX21", i_D0=low, i_D1=high, i_SD=bit, o_Z=z)
+            m.submodules[f"{name}_{depth}_{j // 2}"] = cell
+            out.append(z)
+        level = out
+    return level[0]
 
 
 def global_buffer(m, platform, value, *, name):

@@ -16,6 +16,7 @@ from amaranth.utils import bits_for
 
 from ..common import (
     check_int,
+    mux_tree,
     refuses_quietly,
     register_copies,
     registered_refusals,
@@ -119,20 +120,6 @@ def _below_mask(parts, width):
     none, full, low = parts
     ones = Const((1 << width) - 1, width)
     return Mux(none, 0, Mux(full, ones, ~(ones << low)[:width]))
-
-
-def _mux_tree(select, values):
-    """``values[select]`` as a tree of 2:1 multiplexers, one level per bit of ``select``
-    (least significant first), the shape that maps onto the ECP5's LUT and wide-function
-    multiplexers; a ``select`` beyond the values gives the last one."""
-    level = list(values)
-    for bit in select:
-        if len(level) == 1:
-            break
-        if len(level) % 2:
-            level.append(level[-1])
-        level = [Mux(bit, level[i + 1], level[i]) for i in range(0, len(level), 2)]
-    return level[0]
 
 
 def _add_saturating(m, counter, amount):
@@ -290,12 +277,12 @@ class ClickFrontEnd(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        errors = self._dead_time(m)
+        errors = self._dead_time(m, platform)
         errors += self._gates(m)
         m.d.comb += self.settings_error.eq(registered_refusals(m, "settings", errors))
         return m
 
-    def _dead_time(self, m):
+    def _dead_time(self, m, platform):
         C, L, S, W = self.channels, self.lanes, self.uis_per_symbol, self.uis_per_word
         u_bits = bits_for(W - 1)
         # The dead time in use is a register: an accepted value acts from the next cycle.
@@ -337,7 +324,8 @@ class ClickFrontEnd(wiring.Component):
         # known before the loop: the earliest edge `p >= e` (if any), after which the next
         # word has `n = q + carry` and `e = (p + r) mod W` (carry: `p + r >= W`); without
         # one, `n = e = 0`. So the loop selects the entry of `e` (a W:1 multiplexer on
-        # registers) or, in a dead word, counts `n` down: one multiplexer deep. In COMMON
+        # registers; on an ECP5 two LUT levels of its slices' multiplexers, `mux_tree`) or,
+        # in a dead word, counts `n` down: one multiplexer deep. In COMMON
         # mode every channel's state is the same (a switch to COMMON starts one interval on
         # all of them), and every channel takes the table of the OR of their edges.
         common = Signal(name="common", init=1)
@@ -491,7 +479,8 @@ class ClickFrontEnd(wiring.Component):
                 values = [entries[k][e][field] for e in range(W)]
                 if bit is not None:
                     values = [value[bit] for value in values]
-                return _mux_tree(e_regs[tree or field], values)
+                return mux_tree(m, platform, e_regs[tree or field], values,
+                                name=f"dead_mux_{k}_{tree or field}")
 
             sel_next = Cat(select("next", f"next{b}", b) for b in range(bits))
             sel_zero, sel_one = select("zero"), select("one")
