@@ -268,9 +268,15 @@ class Binner(wiring.Component):
             valid = Signal(name=f"valid_{k}")
             index = Signal(len(hit.symbol), name=f"index_{k}")
             phase = Signal(len(hit.ui), name=f"phase_{k}")
+            # symbol - symbols - borrow as one carry chain, symbol + ~symbols + ~borrow (the
+            # carry in, from the low bit of the wider sum): written as two subtractions it
+            # took 6.6-7.4 ns on the ULX3S.
+            width = len(hit.symbol)
+            wide = Cat(symbols, Const(0, width - len(symbols)))
+            difference = Cat(~borrow, hit.symbol) + Cat(Const(1, 1), ~wide)
             m.d.sync += [
                 valid.eq(hit.valid),
-                index.eq(hit.symbol - symbols - borrow),
+                index.eq(difference[1:width + 1]),
                 phase.eq(Mux(borrow, hit.ui + span - uis, hit.ui - uis)),
             ]
 
