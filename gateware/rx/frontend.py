@@ -655,12 +655,15 @@ class ClickFrontEnd(wiring.Component):
         # phase).
         # The decodes of the step are registers, set the cycle before from the next step.
         step = Signal(range(F))
-        m.d.sync += step.eq(step + 1)
-        next_step = (step + 1)[:len(step)]            # F is a power of two
+        m.d.sync += step.eq(step + 1)                 # F is a power of two: wraps to 0
 
         def steps(first, last, name):
+            # The next step is in first..last: this step in first - 1..last - 1, or the last
+            # step (F - 1) when the range holds 0. Compares of `step` itself with constants:
+            # behind `step + 1` they took 6.7 ns on the ULX3S.
             flag = Signal(name=f"gate_step_{name}", init=first <= 0 <= last)
-            m.d.sync += flag.eq((next_step >= first) & (next_step <= last))
+            now = (step >= max(first - 1, 0)) & (step <= last - 1) if last >= 1 else Const(0)
+            m.d.sync += flag.eq(now | (step == F - 1) if first <= 0 else now)
             return flag
 
         last = max(GATE_DIVIDEND_BITS, 2 * W) + 3               # the step of the phase
