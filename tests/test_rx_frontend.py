@@ -382,6 +382,26 @@ def test_symbol_index_wraps():
     assert [h[1:] for h in hits_on(out, 1)] == [(12, top - 2, 0), (22, 0, 2), (32, 3, 0)]
 
 
+@pytest.mark.parametrize("start", [(1 << 32) - 7, (1 << 32) - 4, (1 << 32) - 1, (1 << 64) - 5,
+                                   (1 << 33) - 2])
+def test_symbol_counter_carries_between_its_halves(start):
+    """The symbol counter counts in two 32-bit halves: loaded just below a carry out of the
+    lower half (at, and off, multiples of L = 2 from it), the words go on as one 64-bit count,
+    RTL against model, with a second load landing in the carry window too."""
+    n, W, L = 12 + ClickFrontEnd.latency, 8, 2
+    epoch_load = np.zeros(n, bool)
+    epoch_load[[0, 6]] = True                     # words 1 and 7 start at the epochs
+    epoch = np.full(n, start, np.uint64)
+    epoch[6] = (1 << 32) - 2 * L                  # word 8 is the last before a carry
+    samples = single_clicks(n, W, [np.arange(n) * W + 1])     # a click in every word
+    out = run_both(frontend(1, **W8), samples, epoch_load=epoch_load, epoch=epoch,
+                   dead_mode=PER_DETECTOR)
+    words = [0] + [(start + L * j) % (1 << 64) for j in range(6)] \
+        + [(1 << 32) - 2 * L + L * j for j in range(n - 7)]
+    got = [h[2] for h in hits_on(out, 0)]
+    assert got == words[:len(got)] and len(got) == n - ClickFrontEnd.latency
+
+
 def test_reset_mid_stream():
     """A reset restarts time, the symbol counter, the counters, the dead intervals and the
     previous UI: after it the gateware is the model run from the reset."""

@@ -517,11 +517,8 @@ class ClickFrontEnd(wiring.Component):
         # the word on `samples`, eight registers on; the time is a count of its own that
         # starts eight words back), and the mode of the word in stage 7.
         time_4 = Signal(TIME_BITS, init=-8 * W % (1 << TIME_BITS))
-        symbol = Signal(INDEX_BITS)
-        m.d.sync += [
-            time_4.eq(time_4 + W),
-            symbol.eq(Mux(self.epoch_load, self.epoch, symbol + L)),
-        ]
+        m.d.sync += time_4.eq(time_4 + W)
+        symbol = self._symbol_counter(m)
         symbol_4 = delayed(symbol, 8, "symbol")[-1]
         common_3 = common_d[6]
 
@@ -637,6 +634,31 @@ class ClickFrontEnd(wiring.Component):
             # A word with a click accepted has an edge: `count_less` does not wrap then.
             _add_saturating(m, self.dead_discards[k], Mux(accepted, count_less, count))
         return [~ok]
+
+    def _symbol_counter(self, m):
+        """The symbol counter of the word on ``samples``: ``epoch`` after a cycle with
+        ``epoch_load``, else ``L`` more than in the cycle before (0 after reset).
+
+        It counts in two halves of 32 bits, so that no carry chain spans all 64 (60 bits and
+        the load's multiplexer took 6.8 ns on the ULX3S): the upper half adds a carry that a
+        register holds, worked out the cycle before from compares of the next lower half with
+        constants (``low + L`` wraps exactly when ``low >= 2**32 - L``)."""
+        L, half = self.lanes, INDEX_BITS // 2
+        top = 1 << half
+        assert 2 * L <= top
+        low = Signal(half, name="symbol_low")
+        high = Signal(INDEX_BITS - half, name="symbol_high")
+        carry = Signal(name="symbol_carry")         # low + L wraps in this cycle
+        load, epoch = self.epoch_load, self.epoch
+        m.d.sync += [
+            low.eq(Mux(load, epoch[:half], low + L)),
+            high.eq(Mux(load, epoch[half:], high + carry)),
+            # The next cycle's low is epoch's, or low + L: that wraps in its turn when low
+            # is in 2**32 - 2L .. 2**32 - L - 1 (low + L itself not wrapping).
+            carry.eq(Mux(load, epoch[:half] >= top - L,
+                         (low >= top - 2 * L) & (low < top - L))),
+        ]
+        return Cat(low, high)
 
     def _gates(self, m):
         C, L, S, W = self.channels, self.lanes, self.uis_per_symbol, self.uis_per_word
