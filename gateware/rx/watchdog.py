@@ -182,7 +182,13 @@ class Watchdog(wiring.Component):
         gate_starts_in = [register(f"gate_starts_{k}", self.gate_starts[k])
                           for k in range(channels)]
         window_in = register("window", self.window)
-        max_clicks_in = register("max_clicks", self.max_clicks)
+        # `max_clicks` in a copy per channel, each by its channel's compares (one register
+        # drove all of them, 6.9-7.3 ns into `above` on the ULX3S).
+        max_clicks_in = []
+        for k in range(channels):
+            copy = Signal.like(self.max_clicks, name=f"max_clicks_replica{k}")
+            m.d.sync += copy.eq(self.max_clicks)
+            max_clicks_in.append(copy)
         max_fill_in = register("max_fill", self.max_fill)
         window_ok_now = (self.window != 0) & (self.window <= self.max_window)
         fill_ok_now = self.max_fill <= FILL_SCALE
@@ -270,7 +276,7 @@ class Watchdog(wiring.Component):
             # `clicks_plus` (`clicks + 1`, a register too) before the choice.
             clicks_plus = Signal(range(self.max_window + 2), name=f"clicks_plus_{k}", init=1)
             above = Signal(name=f"above_{k}")
-            max_next = max_clicks_in
+            max_next = max_clicks_in[k]
             zero_next = max_next == 0
             above_next = Mux(
                 self.clear | last_clicks, zero_next,
