@@ -147,7 +147,7 @@ def test_bad_ui_is_discarded():
     model = run_both({"channels": 1, "uis_per_symbol": 6, "max_delay": 20}, valid, symbol, ui,
                      windows=[[CLASS_EARLY] * 6])
     assert list(model.cls[2:, 0]) == [CLASS_DISCARD, CLASS_DISCARD, CLASS_EARLY, CLASS_EARLY]
-    assert list(model.window_discards[:, 0]) == [0, 0, 1, 2, 2, 2]
+    assert list(model.window_discards[:, 0]) == [0, 0, 0, 1, 2, 2]
 
 
 # --- directed ---
@@ -203,7 +203,7 @@ def test_all_four_classes_and_discard_count():
     assert list(model.cls[2:6, 0]) == lut
     assert list(model.valid[2:10, 0]) == [True, True, True, False] * 2
     assert list(model.all_valid[2:10, 0]) == [True] * 8
-    assert list(model.window_discards[:, 0]) == [0] * 5 + [1] * 4 + [2]
+    assert list(model.window_discards[:, 0]) == [0] * 6 + [1] * 4
     # Channel 1 (X LUT, delay 1): UIs 0..3 are phases 3, 0, 1, 2 -> middle, discard, d, m.
     assert list(model.cls[6:10, 1]) == [CLASS_MIDDLE, CLASS_DISCARD, CLASS_DISCARD,
                                         CLASS_MIDDLE]

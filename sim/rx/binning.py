@@ -236,8 +236,9 @@ class BinnerModel:
             index=shifted(s1_index[:n - 1], np.uint64),
             phase=shifted(phase, np.int64),
             cls=cls,
-            window_discards=np.minimum(np.cumsum(discards, axis=0), _DISCARDS_TOP)
-            .astype(np.uint32),
+            # Counted from the output registers: shown a cycle after the slot.
+            window_discards=shifted(np.minimum(np.cumsum(discards, axis=0), _DISCARDS_TOP)[:-1],
+                                    np.uint32),
             # The checks of the cycle before (they end at registers).
             settings_error=np.concatenate(([False], error[:-1]))[:n],
         )
