@@ -220,6 +220,21 @@ def test_clear_drops_exactly():
     assert list(during.read_data[r + 2] != 0) == [True] * 4 + [False] * 2 + [True]
 
 
+@pytest.mark.parametrize("after", [0, 1, 5])
+def test_click_right_after_its_bin_is_swept(after):
+    """The slot shown in the last cycle of a sweep, on the bin swept then, counts from zero:
+    its read came before the sweep's write, so the count it read (the slots before the clear)
+    is the cleared one. ``after``: slots on the bin that follow it."""
+    params = {"channels": 1, "uis_per_symbol": 2}
+    n, c = 40, 20
+    valid, index, phase = clicks_on(n, 1, [*range(c), *range(c + 2, c + 3 + after)], phase=1)
+    clear = np.zeros(n, bool)
+    clear[c] = True
+    model, swept = with_read_sweep(params, valid, index, phase, clear=clear)
+    assert list(np.flatnonzero(model.clearing)) == [0, 1, c + 1, c + 2]
+    np.testing.assert_array_equal(swept, [[0, 1 + after]])          # from the slot of c + 2
+
+
 def test_clear_during_sweep_restarts_it():
     params = {"channels": 1, "uis_per_symbol": 4}
     n = 30
