@@ -536,6 +536,10 @@ class ClickFrontEnd(wiring.Component):
                 m.d.sync += part.eq(_popcount(edges_d[k][3][a:b], b - a))
                 parts.append(part)
             parts_2.append(parts)
+        # Any channel's candidates (for COMMON mode), a register of its own: the OR in
+        # front of the earliest one's search took 6.6-6.9 ns on the ULX3S.
+        any_cands_2 = Signal(W, name="candidates_2_any")
+        m.d.sync += any_cands_2.eq(_or_all(cands, W))
 
         # Stage 6, per group of 8 UIs: whether it holds a candidate and the encodings of its
         # earliest one (of each channel, and of all channels for COMMON mode, with the
@@ -559,7 +563,7 @@ class ClickFrontEnd(wiring.Component):
                 onehots.append(onehot)
             return out, onehots
 
-        common_groups, common_onehots = group_first(_or_all(cands_2, W), "first_common")
+        common_groups, common_onehots = group_first(any_cands_2, "first_common")
         own_groups, at_common_3 = [], []
         for k in range(C):
             own_groups.append(group_first(cands_2[k], f"first_{k}")[0])
