@@ -143,13 +143,13 @@ class Binner(wiring.Component):
     Delay split: if S is a power of two, ``dq`` and ``dr`` are bit slices of the delay, in use
     from the cycle after the delay is accepted on the port (the delay in use is a register, so
     that the 64-bit ``index`` subtraction starts at flip-flops, not behind the port's check;
-    cycle 0 uses delay 0). Otherwise a sequential divider per
-    channel (one quotient bit per cycle) recomputes them without pause, every
-    :attr:`divider_period` ``D`` cycles (``D = bits_for(max_delay)``): the division starting
-    in cycle ``k * D`` (``k = 0, 1, ...`` from reset) takes the delay accepted in that cycle,
-    and its result is in use in cycles ``(k + 1) * D .. (k + 2) * D - 1``; cycles
-    ``0 .. D - 1`` use delay 0. A delay change so takes effect after ``D`` to ``2 * D - 1``
-    cycles; meanwhile clicks are binned with the previous delay.
+    cycle 0 uses delay 0). Otherwise a sequential divider per channel (one quotient bit per
+    cycle) recomputes them without pause, every :attr:`divider_period` ``D`` cycles
+    (``D = bits_for(max_delay)``): the division starting in cycle ``k * D`` (``k = 0, 1, ...``
+    from reset) takes the delay accepted in that cycle, and its result is in use in cycles
+    ``(k + 1) * D .. (k + 2) * D - 1``; cycles ``0 .. D - 1`` use delay 0. A delay change so
+    takes effect after ``D`` to ``2 * D - 1`` cycles; meanwhile clicks are binned with the
+    previous delay.
 
     Settings: a ``delay`` above ``max_delay`` is refused: the channel keeps the last delay it
     accepted (0 after reset) and ``settings_error`` is high in the cycle after each cycle where

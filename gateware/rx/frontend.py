@@ -326,9 +326,9 @@ class ClickFrontEnd(wiring.Component):
         # word has `n = q + carry` and `e = (p + r) mod W` (carry: `p + r >= W`); without
         # one, `n = e = 0`. So the loop selects the entry of `e` (a W:1 multiplexer on
         # registers; on an ECP5 two LUT levels of its slices' multiplexers, `mux_tree`) or,
-        # in a dead word, counts `n` down: one multiplexer deep. In COMMON
-        # mode every channel's state is the same (a switch to COMMON starts one interval on
-        # all of them), and every channel takes the table of the OR of their edges.
+        # in a dead word, counts `n` down: one multiplexer deep. In COMMON mode every
+        # channel's state is the same (a switch to COMMON starts one interval on all of
+        # them), and every channel takes the table of the OR of their edges.
         common = Signal(name="common", init=1)
         m.d.comb += common.eq(self.dead_mode == DeadTimeMode.COMMON)
         edges = []

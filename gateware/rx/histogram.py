@@ -199,8 +199,9 @@ class PhaseHistogram(wiring.Component):
             # exactly when the sum carries, and then it stays all ones), so that no compare
             # of the whole count sits beside the adder in this loop.
             # The count forwarded is not chosen in front of the adder: the click before, on
-            # the same bin, counted from the same read (the read sees every count but its
-            # own), so this one adds 2 to the read; after a sweep of the bin its count is 1.
+            # the same bin, counted from the value this click's read returns (a read sees
+            # every count but the one computed in its own cycle), so this one adds 2 to the
+            # read; after a sweep of the bin (the write not seen either) its count is 1.
             # (The choice in front of the adder and the read's took 6.4-6.9 ns on the ULX3S.)
             new_en = Signal(name=f"new_en_{k}")
             new_addr = Signal.like(address, name=f"new_bin_{k}")

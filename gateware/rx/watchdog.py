@@ -92,11 +92,10 @@ class Watchdog(wiring.Component):
     in the same cycle. A refused value (``window`` 0 or above ``max_window``, ``max_fill`` above
     256) leaves the last accepted one in use (the default after reset), and
     ``settings_error`` is high in the cycle after each cycle where a refused value is present.
-    The defaults (``window =
-    max_window``, ``max_clicks = max_window``, ``max_fill = 256``) trip on nothing: what is
-    anomalous depends on the lab's detectors, gate rate and mean photon number, so the host
-    sets the thresholds. Keep in mind that a channel takes at most one click per cycle: with
-    ``G`` gates per cycle the fill ratio cannot exceed ``1 / G``.
+    The defaults (``window = max_window``, ``max_clicks = max_window``, ``max_fill = 256``)
+    trip on nothing: what is anomalous depends on the lab's detectors, gate rate and mean
+    photon number, so the host sets the thresholds. Keep in mind that a channel takes at most
+    one click per cycle: with ``G`` gates per cycle the fill ratio cannot exceed ``1 / G``.
 
     Parameters
     ----------
