@@ -672,14 +672,13 @@ class ClickFrontEnd(wiring.Component):
         period_uis = unsigned(bits_for(max_n * S))
 
         # Frame schedule (step = cycle mod F): step 0 samples the enable and the symbol time
-        # of the frame's commit word (cycle F later), step 2 the triple in use in step 0 (the
-        # register of the last accepted one, which takes the ports and their check through
-        # registers of their own); steps 3..66 divide the symbol time by the period, MSB
-        # first; steps 4..2W+3 build the short-period pattern; then the phase; step F - 4
-        # commits, so that the word of cycle F (shown then, through three register stages)
-        # is the first under the new settings. F > max(64, 2W) + 8 leaves room (F, a power
-        # of two, and max(64, 2W) are even, so F - 4 > max(64, 2W) + 5: the phase's wrap
-        # slack is worked out the step after the phase).
+        # of the frame's commit word (cycle F later), step 1 the triple in use in step 0 (the
+        # register of the last accepted one); steps 2..65 divide the symbol time by the
+        # period, MSB first; steps 3..2W+2 build the short-period pattern; then the phase;
+        # step F - 4 commits, so that the word of cycle F (shown then, through three register
+        # stages) is the first under the new settings. F > max(64, 2W) + 8 leaves room
+        # (F - 4 > max(64, 2W) + 4: the phase's wrap slack is worked out the step after the
+        # phase).
         # The decodes of the step are registers, set the cycle before from the next step.
         step = Signal(range(F))
         m.d.sync += step.eq(step + 1)                 # F is a power of two: wraps to 0
@@ -693,15 +692,15 @@ class ClickFrontEnd(wiring.Component):
             m.d.sync += flag.eq(now | (step == F - 1) if first <= 0 else now)
             return flag
 
-        last = max(GATE_DIVIDEND_BITS, 2 * W) + 4               # the step of the phase
+        last = max(GATE_DIVIDEND_BITS, 2 * W) + 3               # the step of the phase
         assert last + 1 < F - 4, (W, F)
         start = steps(0, 0, "start")
-        sampling = steps(2, 2, "sample")
-        loading = steps(3, 3, "load")
-        dividing = steps(3, GATE_DIVIDEND_BITS + 2, "dividing")
-        building = steps(4, 2 * W + 3, "building")
-        counting = steps(4, W + 3, "counting")
-        at_delta = steps(W + 4, W + 4, "delta")
+        sampling = steps(1, 1, "sample")
+        loading = steps(2, 2, "load")
+        dividing = steps(2, GATE_DIVIDEND_BITS + 1, "dividing")
+        building = steps(3, 2 * W + 2, "building")
+        counting = steps(3, W + 2, "counting")
+        at_delta = steps(W + 3, W + 3, "delta")
         at_x = steps(last - 1, last - 1, "x")
         at_phase = steps(last, last, "phase")
         at_slack = steps(last + 1, last + 1, "slack")
@@ -727,19 +726,10 @@ class ClickFrontEnd(wiring.Component):
             ok = ((n_port >= 1) & (n_port <= max_n) & (width_port >= 1)
                   & (width_port <= port_period) & (offset_port < port_period))
             errors.append(~ok)
-            # The engine samples the triple last accepted before its cycle (a register),
-            # which takes the ports and their check from registers a cycle late (sampled a
-            # step later, the same triple): the check in front of the triple's enables took
-            # 6.5-7.1 ns on the ULX3S.
-            ports = [Signal.like(port, name=f"gate_{name}_port_{k}", init=init)
-                     for port, name, init in ((n_port, "period", 1), (offset_port, "offset", 0),
-                                              (width_port, "width", S // 2))]
-            ok_port = Signal(name=f"gate_ok_port_{k}")
-            m.d.sync += [ports[0].eq(n_port), ports[1].eq(offset_port),
-                         ports[2].eq(width_port), ok_port.eq(ok)]
-            n_use = registered_setting(m, f"gate_period_{k}", ports[0], ok_port, 1)
-            offset_use = registered_setting(m, f"gate_offset_{k}", ports[1], ok_port, 0)
-            width_use = registered_setting(m, f"gate_width_{k}", ports[2], ok_port, S // 2)
+            # The engine samples the triple last accepted before its cycle (a register).
+            n_use = registered_setting(m, f"gate_period_{k}", n_port, ok, 1)
+            offset_use = registered_setting(m, f"gate_offset_{k}", offset_port, ok, 0)
+            width_use = registered_setting(m, f"gate_width_{k}", width_port, ok, S // 2)
 
             def reg(name, shape, init=0, k=k):
                 return Signal(shape, name=f"gate_{name}_{k}", init=init)
