@@ -183,11 +183,8 @@ class Watchdog(wiring.Component):
         window_in = register("window", self.window)
         # `max_clicks` in a copy per channel, each by its channel's compares (one register
         # drove all of them, 6.9-7.3 ns into `above` on the ULX3S).
-        max_clicks_in = []
-        for k in range(channels):
-            copy = Signal.like(self.max_clicks, name=f"max_clicks_replica{k}")
-            m.d.sync += copy.eq(self.max_clicks)
-            max_clicks_in.append(copy)
+        max_clicks_in = register_copies(m, "max_clicks", self.max_clicks, channels,
+                                        init=self.max_window)
         max_fill_in = register("max_fill", self.max_fill)
         window_ok_now = (self.window != 0) & (self.window <= self.max_window)
         fill_ok_now = self.max_fill <= FILL_SCALE
