@@ -25,10 +25,21 @@ def refuses_quietly(init):
     return wrapper
 
 
-def count_saturating(m, counter, condition):
+def count_saturating(m, counter, condition, *, top_flag=False):
     """Add to ``m.d.sync``: ``counter`` counts cycles where ``condition`` holds, and sticks
-    at its maximum instead of wrapping (an overflowed counter still reads as "at least")."""
+    at its maximum instead of wrapping (an overflowed counter still reads as "at least").
+
+    ``top_flag``: whether the counter is at its maximum is a flip-flop of its own
+    (``<counter>_at_top``, set with the last increment), so that the counter's enable is one
+    gate behind ``condition`` instead of behind a compare of every bit (for wide counters;
+    the same counts, cycle by cycle, at the price of a flip-flop). The counter must start at
+    0 and have no other driver."""
     top = (1 << len(counter)) - 1
+    if top_flag:
+        at_top = Signal(name=f"{counter.name}_at_top")
+        with m.If(condition & ~at_top):
+            m.d.sync += [counter.eq(counter + 1), at_top.eq(counter == top - 1)]
+        return
     with m.If(condition):
         m.d.sync += counter.eq(Mux(counter == top, counter, counter + 1))
 
