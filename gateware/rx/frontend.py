@@ -603,24 +603,25 @@ class ClickFrontEnd(wiring.Component):
             lane = Signal(bits_for(L - 1), name=f"hit_lane_{k}")
             ui = Signal(bits_for(S - 1), name=f"hit_ui_{k}")
             count = Signal(bits_for(W), name=f"edge_count_{k}")
-            # The edges not accepted, `count - taken`, chosen between the count and the count
-            # less one (a word with a click taken has an edge, so that does not wrap): from
-            # `taken` through a subtraction's carry chain it took 7.2-7.9 ns on the ULX3S.
-            lost = Signal(bits_for(W), name=f"dead_lost_{k}")
+            # The count less one, for the edges not accepted (`count - accepted`, stage 8):
+            # a word with a click taken has an edge, so that does not wrap. (From `taken`
+            # through a subtraction's carry chain, in this stage, it took 7.2-7.9 ns on the
+            # ULX3S; chosen here between the count and the count less one, 6.5-7.1.)
+            count_less = Signal(bits_for(W), name=f"edge_count_less_{k}")
             taken = Mux(common_3, common_hit, own_any)
             m.d.sync += [
                 accepted.eq(taken),
-                lost.eq(Mux(taken, counts_3[k] - 1, counts_3[k])),
+                count_less.eq(counts_3[k] - 1),
                 u.eq(Mux(common_3, common_u, own_u)),
                 lane.eq(Mux(common_3, common_lane, own_lane)),
                 ui.eq(Mux(common_3, common_ui, own_ui)),
                 count.eq(counts_3[k]),
             ]
-            stage.append((accepted, u, lane, ui, count, lost))
+            stage.append((accepted, u, lane, ui, count, count_less))
 
         # Stage 8: the registered hits and counters.
         power_of_two = W & (W - 1) == 0
-        for k, (accepted, u, lane, ui, count, lost) in enumerate(stage):
+        for k, (accepted, u, lane, ui, count, count_less) in enumerate(stage):
             hit = self.hits[k]
             if power_of_two:
                 hit_time = Cat(u, time_4[u_bits if W > 1 else 0:])
@@ -636,7 +637,7 @@ class ClickFrontEnd(wiring.Component):
                 m.d.sync += [hit.time.eq(0), hit.symbol.eq(0), hit.ui.eq(0)]
             m.d.sync += hit.valid.eq(accepted)
             _add_saturating(m, self.clicks[k], count)
-            _add_saturating(m, self.dead_discards[k], lost)
+            _add_saturating(m, self.dead_discards[k], Mux(accepted, count_less, count))
         return [~ok]
 
     def _symbol_counter(self, m):
