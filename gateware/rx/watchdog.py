@@ -202,12 +202,16 @@ class Watchdog(wiring.Component):
         # Compares of the input register with 1 and 2, registers made from the port.
         in_is_one = Signal(name="window_in_is_one", init=self.max_window == 1)
         in_to_two = Signal(name="window_in_to_two", init=self.max_window <= 2)
-        m.d.sync += [in_is_one.eq(self.window == 1), in_to_two.eq(self.window <= 2)]
+        in_to_three = Signal(name="window_in_to_three", init=self.max_window <= 3)
+        m.d.sync += [in_is_one.eq(self.window == 1), in_to_two.eq(self.window <= 2),
+                     in_to_three.eq(self.window <= 3)]
         window_is_one = Signal(init=self.max_window == 1)
         window_is_one_next = Mux(window_ok, in_is_one, window_is_one)
         window_to_two = Signal(init=self.max_window <= 2)
         window_to_two_next = Mux(window_ok, in_to_two, window_to_two)
-        m.d.sync += [window_is_one.eq(window_is_one_next), window_to_two.eq(window_to_two_next)]
+        window_to_three = Signal(init=self.max_window <= 3)
+        m.d.sync += [window_is_one.eq(window_is_one_next), window_to_two.eq(window_to_two_next),
+                     window_to_three.eq(Mux(window_ok, in_to_three, window_to_three))]
         max_fill = Signal.like(self.max_fill, name="max_fill_in_use")
         m.d.comb += max_fill.eq(accepted_setting(m, "max_fill", max_fill_in, fill_ok,
                                                  FILL_SCALE))
@@ -225,25 +229,34 @@ class Watchdog(wiring.Component):
         # before from that cycle's port, its window and the next `ahead` (2 after a window
         # ends, 3 after a clear, else `ahead + 1`, kept as `ahead_plus`), so that only a few
         # gates of registers sit in front of the copies of `last` (the compares' carry
-        # chains there took 6.5-7.6 ns on the ULX3S).
+        # chains there took 6.5-7.6 ns on the ULX3S). The compare with the next cycle's
+        # window when this cycle's port is refused, `ahead >= (window_ok ? window_in :
+        # window)`, is two registers, one per choice, chosen after them by a register of
+        # `window_ok`: with the choice in front of the carry chain it took 6.4-6.9 ns.
         ahead_plus = Signal(range(self.max_window + 4), init=2)     # ahead + 1
         last = Signal(name="last_replica")
-        window_next = Mux(window_ok, window_in, window)
 
-        def reaches(bound):
-            return Mux(last, bound <= 2, Mux(clear, bound <= 3, ahead_plus >= bound))
+        def reaches(bound, to_two, to_three):
+            """`ahead >= bound` a cycle ahead; `to_two`, `to_three`: `bound <= 2`, `<= 3`."""
+            return Mux(last, to_two, Mux(clear, to_three, ahead_plus >= bound))
 
-        reaches_in = Signal(name="window_reached_in", init=self.max_window == 1)
-        reaches_kept = Signal(name="window_reached_kept", init=self.max_window == 1)
-        reached = Mux(window_ok, reaches_in, reaches_kept)
+        init = self.max_window == 1
+        reaches_in = Signal(name="window_reached_in", init=init)
+        reaches_held = Signal(name="window_reached_held", init=init)   # window_in before
+        reaches_kept = Signal(name="window_reached_kept", init=init)   # window before
+        window_ok_before = Signal(name="window_ok_before", init=1)
+        reached = Mux(window_ok, reaches_in,
+                      Mux(window_ok_before, reaches_held, reaches_kept))
         last_next = Mux(self.clear | last, window_is_one_next,
                         Mux(clear, window_to_two_next, reached))
         last_copies = register_copies(m, "last", last_next, 2 * channels)
         m.d.sync += [
             last.eq(last_next),
             ahead_plus.eq(Mux(last, 3, Mux(clear, 4, ahead_plus + 1))),
-            reaches_in.eq(reaches(self.window)),
-            reaches_kept.eq(reaches(window_next)),
+            reaches_in.eq(reaches(self.window, self.window <= 2, self.window <= 3)),
+            reaches_held.eq(reaches(window_in, in_to_two, in_to_three)),
+            reaches_kept.eq(reaches(window, window_to_two, window_to_three)),
+            window_ok_before.eq(window_ok),
         ]
 
         # The fill check runs on the totals of a window in the cycle after it ends, from
