@@ -287,8 +287,8 @@ def test_dead_time_over_many_cycles():
     acts from cycle 1, so the trains start in word 1."""
     W = 8
     D = 37 * W + 5
-    last = 3150                                   # word 393: counted from cycle 393 + latency
-    n = last // W + ClickFrontEnd.latency + 1
+    last = 3150                   # word 393: counted from cycle 393 + discard_latency
+    n = last // W + ClickFrontEnd.discard_latency + 1
     trains = [np.arange(W + 5, last, 43),         # 7 * 43 = D: every 7th click at t_a + D
               np.arange(W + 7, last, D - 1),      # every other click at t_a + D - 1
               np.arange(W, last, 2)]              # an edge every other UI, from word 1
@@ -355,8 +355,10 @@ def test_burst_of_one_click_per_channel_per_cycle(extra):
     # word 0 is under the reset value D = W.
     words = np.concatenate(([0], np.arange(1, n - lat)[::1 + extra]))
     assert (out.clicks[-1] == n - lat).all()
-    assert (out.dead_discards[-1] == (n - lat) - len(words)).all()
-    assert out.dead_discards[-1, 0] == (0 if extra == 0 else (n - lat - 1) // 2)
+    # dead_discards counts a word a cycle after clicks does.
+    counted = n - ClickFrontEnd.discard_latency
+    assert (out.dead_discards[-1] == counted - (words < counted).sum()).all()
+    assert out.dead_discards[-1, 0] == (0 if extra == 0 else (counted - 1) // 2)
     for k, u in enumerate(uis):
         assert out.valid[:, k].sum() == len(words)
         assert out.valid[words + lat, k].all()
@@ -453,7 +455,7 @@ def test_refused_dead_time():
     """``dead_time`` below W, above ``max_dead_time`` or 0 is refused while present: the
     last accepted value (W from reset) stays in use, seen in the spacing of accepted
     clicks of a train of one click every 10 UIs."""
-    n, W = 100 + ClickFrontEnd.latency, 8       # word 99 is counted by the last cycle
+    n, W = 100 + ClickFrontEnd.discard_latency, 8   # word 99 is counted by the last cycle
     dead_time = one_per_cycle(n, [(0, 7), (20, 30), (40, 7), (60, 101), (80, 0), (100, 30)])
     train = np.arange(3, 800, 10)
     samples = single_clicks(n, W, [train])

@@ -138,6 +138,7 @@ class ClickFrontEndModel:
 
     #: Cycles from the word on ``samples`` to its ``hits``, and until it is counted.
     latency = ClickFrontEnd.latency
+    discard_latency = ClickFrontEnd.discard_latency
 
     def __init__(self, *, channels, lanes, uis_per_symbol,
                  max_dead_time=DEFAULT_MAX_DEAD_TIME, max_gate_period=256):
@@ -265,7 +266,9 @@ class ClickFrontEndModel:
             total = np.cumsum(edge_count[:n - delay], axis=0)
             lost = np.cumsum(edge_count[:n - delay] - accepted[:n - delay], axis=0)
             clicks[delay:] = np.minimum(total, _COUNTER_TOP)
-            dead_discards[delay:] = np.minimum(lost, _COUNTER_TOP)
+            # A cycle later than the hits (ClickFrontEnd.discard_latency).
+            later = self.discard_latency - delay
+            dead_discards[delay + later:] = np.minimum(lost[:len(lost) - later], _COUNTER_TOP)
 
         # Gates: the settings in use at each frame start.
         frame = self.gate_frame
