@@ -15,12 +15,12 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..common import (
+    accepted_setting,
     check_int,
     mux_tree,
     refuses_quietly,
     register_copies,
     registered_refusals,
-    registered_setting,
 )
 from ..records import INDEX_BITS, MAX_CHANNELS, PHASE_BITS, TIME_BITS
 from .layouts import Hit, SampleWord
@@ -735,10 +735,20 @@ class ClickFrontEnd(wiring.Component):
             ok = ((n_port >= 1) & (n_port <= max_n) & (width_port >= 1)
                   & (width_port <= port_period) & (offset_port < port_period))
             errors.append(~ok)
-            # The engine samples the triple last accepted before its cycle (a register).
-            n_use = registered_setting(m, f"gate_period_{k}", n_port, ok, 1)
-            offset_use = registered_setting(m, f"gate_offset_{k}", offset_port, ok, 0)
-            width_use = registered_setting(m, f"gate_width_{k}", width_port, ok, S // 2)
+            # The engine samples the triple last accepted before its cycle: the accepted
+            # triple of the cycle before, from registers of the ports and of their check
+            # (`gate_*_port_*`, `gate_ok_port_*`) and the register of the triple accepted
+            # before them. The check in front of the triple's enables took 6.4-7.0 ns on
+            # the ULX3S.
+            ok_port = Signal(name=f"gate_ok_port_{k}", init=1)
+            m.d.sync += ok_port.eq(ok)
+            uses = []
+            for port, name, init in ((n_port, "period", 1), (offset_port, "offset", 0),
+                                     (width_port, "width", S // 2)):
+                held = Signal.like(port, name=f"gate_{name}_port_{k}", init=init)
+                m.d.sync += held.eq(port)
+                uses.append(accepted_setting(m, f"gate_{name}_{k}", held, ok_port, init))
+            n_use, offset_use, width_use = uses
 
             def reg(name, shape, init=0, k=k):
                 return Signal(shape, name=f"gate_{name}_{k}", init=init)
