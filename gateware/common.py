@@ -25,24 +25,34 @@ def refuses_quietly(init):
     return wrapper
 
 
-def count_saturating(m, counter, condition, *, top_flag=False):
+def count_saturating(m, counter, condition, *, top_flag=False, clear=None):
     """Add to ``m.d.sync``: ``counter`` counts cycles where ``condition`` holds, and sticks
     at its maximum instead of wrapping (an overflowed counter still reads as "at least").
+    ``clear`` (a one-bit value), when given, zeroes the counter instead in its cycles.
 
     ``top_flag``: whether the counter is at its maximum is a flip-flop of its own
-    (``<counter>_at_top``, set with the last increment), so that the counter's enable is one
-    gate behind ``condition`` instead of behind a compare of every bit (for wide counters;
-    the same counts, cycle by cycle, at the price of a flip-flop). The counter must start at
-    0 and have no other driver."""
+    (``<counter>_at_top``, or ``count_at_top`` for a slice; set with the last increment), so
+    that the counter's enable is one gate behind ``condition`` instead of behind a compare
+    of every bit (for wide counters; the same counts, cycle by cycle, at the price of a
+    flip-flop). The counter must start at 0 and have no other driver."""
     top = (1 << len(counter)) - 1
     if top_flag:
-        at_top = Signal(name=f"{counter.name}_at_top")
-        with m.If(condition & ~at_top):
-            m.d.sync += [counter.eq(counter + 1), at_top.eq(counter == top - 1)]
+        at_top = Signal(name=f"{getattr(counter, 'name', 'count')}_at_top")
+        enable = condition & ~at_top
+        updates = [counter.eq(counter + 1), at_top.eq(counter == top - 1)]
+        zeroes = [counter.eq(0), at_top.eq(0)]
+    else:
+        enable = condition
+        updates = [counter.eq(Mux(counter == top, counter, counter + 1))]
+        zeroes = [counter.eq(0)]
+    if clear is None:
+        with m.If(enable):
+            m.d.sync += updates
         return
-    with m.If(condition):
-        m.d.sync += counter.eq(Mux(counter == top, counter, counter + 1))
-
+    with m.If(clear):
+        m.d.sync += zeroes
+    with m.Elif(enable):
+        m.d.sync += updates
 
 def accepted_setting(m, name, value, ok, init):
     """The value of a setting port in use: ``value`` while ``ok``, else the last value that

@@ -311,7 +311,7 @@ class Binner(wiring.Component):
             # Counted from the output registers: from the window LUT (whose port is a
             # setting) to the counter's 32 enables took 6.5 ns on the ULX3S.
             count_saturating(m, self.window_discards[k],
-                             every.valid & (every.cls == CLASS_DISCARD))
+                             every.valid & (every.cls == CLASS_DISCARD), top_flag=True)
 
         if not power_of_two:
             with m.If(last_step):

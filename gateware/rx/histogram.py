@@ -141,7 +141,6 @@ class PhaseHistogram(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         span, bins = self.uis_per_symbol, self.bins
-        counter_top = (1 << CLICK_COUNTER_BITS) - 1
 
         # Sweep: one bin of every channel a cycle; from reset too (the memories keep their
         # contents across a reset, the counters do not).
@@ -228,12 +227,9 @@ class PhaseHistogram(wiring.Component):
                 fixed.eq(sweeping_next | (sweeping & same)),
             ]
 
-            counted = self.counted[k]
-            with m.If(self.clear):
-                m.d.sync += counted.eq(0)
-            with m.Elif(add & ~sweeping & (counted != counter_top)):
-                m.d.sync += counted.eq(counted + 1)
-            count_saturating(m, self.dropped[k], refused | (add & sweeping))
+            count_saturating(m, self.counted[k], add & ~sweeping, top_flag=True,
+                             clear=self.clear)
+            count_saturating(m, self.dropped[k], refused | (add & sweeping), top_flag=True)
 
         m.d.sync += self.read_data.eq(Mux(read_valid, selected, Const(0, self.count_bits)))
         return m

@@ -135,7 +135,7 @@ class RecordMerge(wiring.Component):
                 queue.w_en.eq(slot.valid),
                 queue.w_data.eq(record),
             ]
-            count_saturating(m, self.overflows[k], slot.valid & ~queue.w_rdy)
+            count_saturating(m, self.overflows[k], slot.valid & ~queue.w_rdy, top_flag=True)
             fifos.append(queue)
         m.d.comb += self.overflow.eq(self.overflows.as_value() != 0)
 

@@ -178,6 +178,6 @@ class Receiver(wiring.Component):
                                        wd.settings_error).any()),
         ]
         for k in range(self.channels):
-            count_saturating(m, self.accepted[k], fe.hits[k].valid)
+            count_saturating(m, self.accepted[k], fe.hits[k].valid, top_flag=True)
         return m
 

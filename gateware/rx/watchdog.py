@@ -361,5 +361,5 @@ class Watchdog(wiring.Component):
         m.d.sync += self.alarm_channels.eq((self.alarm_channels & ~clear.replicate(len(trip)))
                                            | trip)
         m.d.comb += self.alarm.eq(self.alarm_channels.any())
-        count_saturating(m, self.trips, trip.any())
+        count_saturating(m, self.trips, trip.any(), top_flag=True)
         return m
