@@ -173,7 +173,11 @@ class PhaseHistogram(wiring.Component):
             # is forwarded from its register, so that a click on the bin the click before it
             # counted counts on top of it, and the host sees the counts computed up to the
             # cycle before its read, as if written at once.
-            fetch = memory.read_port(transparent_for=(write,))
+            # The click's read is a register of its own, loaded with the bin or, when the
+            # write of the same cycle is to that bin, the written count (the transparency),
+            # so that the adder starts at flip-flops: behind the read's multiplexer (a read
+            # port's register holds the address) it took 6.5-6.9 ns on the ULX3S.
+            fetch = memory.read_port(domain="comb")
             host = memory.read_port(transparent_for=(write,))
             m.d.comb += host.addr.eq(self.read_bin)
             with m.If(read_channel == k):
@@ -189,6 +193,9 @@ class PhaseHistogram(wiring.Component):
                 period_bits = self.period_symbols.bit_length() - 1
                 m.d.comb += address.eq(slot.index[:period_bits] * span + slot.phase)
             m.d.comb += fetch.addr.eq(address)
+            fetched = Signal(self.count_bits, name=f"fetched_{k}")
+            m.d.sync += fetched.eq(Mux(write.en & (write.addr == address), write.data,
+                                       fetch.data))
             add = Signal(name=f"add_{k}")
             refused = Signal(name=f"refused_{k}")
             held = Signal.like(address, name=f"bin_held_{k}")
@@ -212,7 +219,7 @@ class PhaseHistogram(wiring.Component):
             forward = Signal(name=f"forward_{k}")       # the bin of stage 2 was just counted
             fixed = Signal(name=f"count_fixed_{k}", init=1)    # sweeping, or the bin swept
             increment = Signal(self.count_bits + 1, name=f"increment_{k}")
-            m.d.comb += increment.eq(fetch.data + Cat(~forward, forward))
+            m.d.comb += increment.eq(fetched + Cat(~forward, forward))
             saturated = increment[:-1] | increment[-1].replicate(self.count_bits)
             m.d.comb += new_data.eq(Mux(fixed, ~sweeping, saturated))
             with m.If(sweeping):
