@@ -246,11 +246,11 @@ def test_slow_families_on_a_real_detailed_report():
 
 
 def test_slow_families_take_each_clock_period():
-    """An endpoint counts against the period of its own clock; bits and copies of one
-    register count together."""
-    def net(driver, event, cell, arrival):
+    """An endpoint counts against the period of its own clock, with its port's setup time
+    where a critical path gives it; bits and copies of one register count together."""
+    def net(driver, event, cell, arrival, port="DI"):
         return {"driver": driver, "event": event, "net": driver + "_Q", "port": "Q",
-                "endpoints": [{"cell": cell, "port": "DI", "event": event,
+                "endpoints": [{"cell": cell, "port": port, "event": event,
                                "delay": [1.0, arrival]}]}
     fast, slow = "posedge $glbnet$fast.clk", "posedge $glbnet$slow.clk"
     report = {"fmax": {"$glbnet$fast.clk": {"achieved": 90.0, "constraint": 100.0},
@@ -261,13 +261,22 @@ def test_slow_families_take_each_clock_period():
                   net("c", fast, "x.flag_TRELLIS_FF_Q", 9.0),       # under 10 ns
                   net("d", slow, "y.sum_TRELLIS_FF_Q", 15.0),       # under 20 ns
                   net("e", slow, "y.word$DPRAM_COMB2", 21.5),
-              ]}
+                  net("f", fast, "x.full_TRELLIS_FF_Q", 9.5, port="LSR"),   # 9.5 + 0.75
+                  net("g", fast, "x.empty_TRELLIS_FF_Q", 9.3, port="CE"),   # no setup given
+              ],
+              # A critical path's last step gives the setup time of an LSR port.
+              "critical_paths": [{"path": [
+                  {"type": "clk-to-q", "delay": 0.5},
+                  {"type": "setup", "delay": 0.75,
+                   "to": {"cell": "x.full_TRELLIS_FF_Q", "port": "LSR"}}]}]}
     # Ranked by how far past its period: x.count by 2 ns, y.word by 1.5.
     assert slow_families(report) == [
         {"family": "x.count_#", "endpoints": 2, "worst_ns": 12.0, "period_ns": 10.0,
          "example": "a -> x.count_3_TRELLIS_FF_Q_1.DI"},
         {"family": "y.word", "endpoints": 1, "worst_ns": 21.5, "period_ns": 20.0,
          "example": "e -> y.word$DPRAM_COMB2.DI"},
+        {"family": "x.full", "endpoints": 1, "worst_ns": 10.25, "period_ns": 10.0,
+         "example": "f -> x.full_TRELLIS_FF_Q.LSR"},
     ]
 
 
