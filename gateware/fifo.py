@@ -30,23 +30,14 @@ class FlagFIFO(Elaboratable):
     (``w_data``, ``w_en``, ``w_rdy``, ``r_data``, ``r_en``, ``r_rdy``, ``level``).
 
     ``ram``: storage with a synchronous (block RAM) read port, same behaviour (module
-    docstring); ``False`` (default): a combinational read port (flip-flops or LUT RAM).
-
-    ``w_rdy_copy``: ``w_rdy`` comes from a flip-flop of its own (``w_rdy_replica``, kept
-    apart in the board build) loaded as ``full`` is, so that the writer's logic on it (e.g.
-    an overflow count) shares no gate with the FIFO's flags: such a shared gate, placed by
-    the writer's loads, sat 2 ns of routing away from the flags on the ULX3S. Same
-    behaviour."""
+    docstring); ``False`` (default): a combinational read port (flip-flops or LUT RAM)."""
 
     @refuses_quietly
-    def __init__(self, *, width, depth, ram=False, w_rdy_copy=False):
+    def __init__(self, *, width, depth, ram=False):
         check_int("FIFO width", width, minimum=1)
         check_int("FIFO depth", depth, minimum=1)
         if not isinstance(ram, bool):
             raise TypeError(f"FIFO ram must be a bool, not {ram!r}")
-        if not isinstance(w_rdy_copy, bool):
-            raise TypeError(f"FIFO w_rdy_copy must be a bool, not {w_rdy_copy!r}")
-        self.w_rdy_copy = w_rdy_copy
         self.width = width
         self.depth = depth
         self.ram = ram
@@ -63,13 +54,7 @@ class FlagFIFO(Elaboratable):
         depth = self.depth
         full = Signal()
         empty = Signal(init=1)
-        m.d.comb += self.r_rdy.eq(~empty)
-        if self.w_rdy_copy:
-            ready = Signal(name="w_rdy_replica", init=1)
-            m.d.comb += self.w_rdy.eq(ready)
-        else:
-            ready = None
-            m.d.comb += self.w_rdy.eq(~full)
+        m.d.comb += [self.w_rdy.eq(~full), self.r_rdy.eq(~empty)]
 
         do_write = self.w_en & ~full
         do_read = self.r_en & ~empty
@@ -103,10 +88,6 @@ class FlagFIFO(Elaboratable):
         with m.If(up):
             m.d.sync += [self.level.eq(self.level + 1), full.eq(self.level == depth - 1),
                          empty.eq(0)]
-            if ready is not None:
-                m.d.sync += ready.eq(self.level != depth - 1)
         with m.If(down):
             m.d.sync += [self.level.eq(self.level - 1), empty.eq(self.level == 1), full.eq(0)]
-            if ready is not None:
-                m.d.sync += ready.eq(1)
         return m

@@ -9,8 +9,8 @@ from timebin.sim.amaranth_helpers import simulate
 
 
 class _Pair(Elaboratable):
-    def __init__(self, width, depth, ram=False, w_rdy_copy=False):
-        self.ours = FlagFIFO(width=width, depth=depth, ram=ram, w_rdy_copy=w_rdy_copy)
+    def __init__(self, width, depth, ram=False):
+        self.ours = FlagFIFO(width=width, depth=depth, ram=ram)
         self.ref = fifo.SyncFIFO(width=width, depth=depth)
 
     def elaborate(self, platform):
@@ -23,14 +23,14 @@ class _Pair(Elaboratable):
 @pytest.mark.parametrize(("width", "depth", "p_write", "p_read"),
                          [(8, 4, 0.7, 0.3), (8, 4, 0.3, 0.7), (13, 5, 0.5, 0.5), (3, 1, 0.6, 0.5),
                           (5, 2, 0.5, 0.5), (16, 16, 0.9, 0.85)])
-@pytest.mark.parametrize(("ram", "w_rdy_copy"), [(False, False), (True, False), (False, True)])
-def test_same_as_syncfifo(width, depth, p_write, p_read, ram, w_rdy_copy):
+@pytest.mark.parametrize("ram", [False, True])
+def test_same_as_syncfifo(width, depth, p_write, p_read, ram):
     rng = np.random.default_rng(width * 100 + depth)
     n = 600
     w_en = rng.random(n) < p_write
     r_en = rng.random(n) < p_read
     data = rng.integers(0, 1 << width, n)
-    dut = _Pair(width, depth, ram, w_rdy_copy)
+    dut = _Pair(width, depth, ram)
     mismatches, seen = [], {"full": 0, "empty": 0}
 
     async def tb(ctx):
@@ -86,5 +86,3 @@ def test_bad_parameters():
         FlagFIFO(width=2.5, depth=4)
     with pytest.raises(TypeError, match="FIFO ram must be a bool, not 1"):
         FlagFIFO(width=8, depth=4, ram=1)
-    with pytest.raises(TypeError, match="FIFO w_rdy_copy must be a bool, not 'yes'"):
-        FlagFIFO(width=8, depth=4, w_rdy_copy="yes")

@@ -123,10 +123,8 @@ class RecordMerge(wiring.Component):
         for k in range(channels):
             # A FlagFIFO (SyncFIFO's behaviour, its full flag a flip-flop): SyncFIFO's level
             # compare sat in front of its own write enable and level, 8.2 ns on the ULX3S.
-            # Its `w_rdy` a flip-flop of its own, for the overflow count and the requests.
             queue = m.submodules[f"fifo_{k}"] = FlagFIFO(width=entry.size,
-                                                         depth=self.fifo_depth,
-                                                         w_rdy_copy=True)
+                                                         depth=self.fifo_depth)
             slot = self.binned[k]
             record = Signal(entry, name=f"entry_{k}")
             m.d.comb += [

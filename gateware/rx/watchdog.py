@@ -185,10 +185,6 @@ class Watchdog(wiring.Component):
         # drove all of them, 6.9-7.3 ns into `above` on the ULX3S).
         max_clicks_in = register_copies(m, "max_clicks", self.max_clicks, channels,
                                         init=self.max_window)
-        # Its compares with 0 and 1, registers made from the port (per channel too).
-        max_zero_in = register_copies(m, "max_clicks_zero", self.max_clicks == 0, channels)
-        max_to_one_in = register_copies(m, "max_clicks_to_one", self.max_clicks <= 1,
-                                        channels, init=self.max_window <= 1)
         max_fill_in = register("max_fill", self.max_fill)
         window_ok_now = (self.window != 0) & (self.window <= self.max_window)
         fill_ok_now = self.max_fill <= FILL_SCALE
@@ -309,10 +305,10 @@ class Watchdog(wiring.Component):
             clicks_plus = Signal(range(self.max_window + 2), name=f"clicks_plus_{k}", init=1)
             above = Signal(name=f"above_{k}")
             max_next = max_clicks_in[k]
-            zero_next = max_zero_in[k]
+            zero_next = max_next == 0
             above_next = Mux(
                 self.clear | last_clicks, zero_next,
-                Mux(clear_clicks, Mux(click, max_to_one_in[k], zero_next),
+                Mux(clear_clicks, Mux(click, max_next <= 1, zero_next),
                     Mux(click, clicks_plus >= max_next, clicks >= max_next)))
             m.d.sync += above.eq(above_next)
             rate_trip = click & ~tripped & above
