@@ -613,11 +613,11 @@ class ClickFrontEnd(wiring.Component):
             lane = Signal(bits_for(L - 1), name=f"hit_lane_{k}")
             ui = Signal(bits_for(S - 1), name=f"hit_ui_{k}")
             count = Signal(bits_for(W), name=f"edge_count_{k}")
-            # The count less one, for the edges not accepted (`count - accepted`, chosen in
-            # stage 8 into a register that `dead_discards` adds in stage 9):
-            # a word with a click taken has an edge, so that does not wrap. (From `taken`
-            # through a subtraction's carry chain, in this stage, it took 7.2-7.9 ns on the
-            # ULX3S; chosen here between the count and the count less one, 6.5-7.1.)
+            # The count less one, for the edges not accepted, `count - accepted`: chosen in
+            # stage 8 into a register that `dead_discards` adds in stage 9 (a word with a
+            # click taken has an edge, so that does not wrap). Worked out from `taken` in
+            # this stage it took 7.2-7.9 ns on the ULX3S through a subtraction, 6.5-7.1 as
+            # a choice between the count and the count less one.
             count_less = Signal(bits_for(W), name=f"edge_count_less_{k}")
             taken = Mux(common_3, common_hit, own_any)
             m.d.sync += [
