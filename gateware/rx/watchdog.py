@@ -199,19 +199,21 @@ class Watchdog(wiring.Component):
         # bound above one. The window in use is a register (an accepted value acts from the
         # next cycle), so that the end-of-window logic starts at flip-flops.
         window = registered_setting(m, "window", window_in, window_ok, self.max_window)
-        # Compares of the input register with 1 and 2, registers made from the port.
-        in_is_one = Signal(name="window_in_is_one", init=self.max_window == 1)
-        in_to_two = Signal(name="window_in_to_two", init=self.max_window <= 2)
-        in_to_three = Signal(name="window_in_to_three", init=self.max_window <= 3)
-        m.d.sync += [in_is_one.eq(self.window == 1), in_to_two.eq(self.window <= 2),
-                     in_to_three.eq(self.window <= 3)]
-        window_is_one = Signal(init=self.max_window == 1)
-        window_is_one_next = Mux(window_ok, in_is_one, window_is_one)
-        window_to_two = Signal(init=self.max_window <= 2)
-        window_to_two_next = Mux(window_ok, in_to_two, window_to_two)
-        window_to_three = Signal(init=self.max_window <= 3)
-        m.d.sync += [window_is_one.eq(window_is_one_next), window_to_two.eq(window_to_two_next),
-                     window_to_three.eq(Mux(window_ok, in_to_three, window_to_three))]
+
+        def window_compare(name, holds):
+            """``holds`` (a compare with a constant) of the input register, as a register made
+            from the port (``window_in_<name>``), and of the window in use, as the register of
+            that flag accepted with the window; and the latter's next value."""
+            init = holds(self.max_window)
+            port_flag = Signal(name=f"window_in_{name}", init=init)
+            m.d.sync += port_flag.eq(holds(self.window))
+            in_use = registered_setting(m, f"window_{name}", port_flag, window_ok, init)
+            return port_flag, in_use, Mux(window_ok, port_flag, in_use)
+
+        _, _, window_is_one_next = window_compare("is_one", lambda w: w == 1)
+        in_to_two, window_to_two, window_to_two_next = window_compare(
+            "to_two", lambda w: w <= 2)
+        in_to_three, window_to_three, _ = window_compare("to_three", lambda w: w <= 3)
         max_fill = Signal.like(self.max_fill, name="max_fill_in_use")
         m.d.comb += max_fill.eq(accepted_setting(m, "max_fill", max_fill_in, fill_ok,
                                                  FILL_SCALE))
