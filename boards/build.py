@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -349,17 +350,125 @@ KEEP_REPLICAS = "\n".join([
     "proc", "opt_clean", f"opt_dff {_REPLICA_FFS}", f"setattr -set keep 1 {_REPLICA_FFS}"])
 
 
+#: router2 iterations without a new lowest overuse after which :func:`run_watched` stops
+#: nextpnr: the ULX3S loopback at a4262c1 (static placer, seed 1) reached an overuse of 6 at
+#: iteration 68, then the router's growing congestion costs took it to 1,219 by iteration 570
+#: and it never finished (CI stopped it after an hour; its log is a test's data). Converging
+#: runs make a new lowest overuse every few iterations until it is 0 (seed 2 of the same
+#: netlist: at most 22 iterations apart, 0 at iteration 58). An iteration of that design takes
+#: about 2 s, so a stall costs some 3 minutes more than the placement's routing would.
+ROUTER2_PATIENCE = 100
+
+#: The line :func:`run_watched` adds to nextpnr's log when it stops a stalled router2; with
+#: nextpnr's own "Failed to route" it makes :func:`build` place again with the next seed.
+ROUTER2_STALLED = "timebin: router2 stalled"
+
+_ROUTER2_ITER = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=\d+ overuse=(\d+)",
+                           re.MULTILINE)
+
+
+class Router2Progress:
+    """The lowest overuse router2 has reported and the iteration of it, fed nextpnr's log as
+    it grows (:meth:`feed` takes the text added since the last call, in any pieces)."""
+
+    def __init__(self, patience=ROUTER2_PATIENCE):
+        if not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"Router2 patience must be a positive int, not {patience!r}")
+        self.patience = patience
+        self.best = None            # (overuse, iteration) of the lowest overuse
+        self.last = None            # the last iteration reported
+        self._partial = ""
+
+    def feed(self, text):
+        """Take more of the log; return :meth:`stalled`."""
+        text = self._partial + text
+        complete, _, self._partial = text.rpartition("\n")
+        for match in _ROUTER2_ITER.finditer(complete):
+            iteration, overuse = int(match[1]), int(match[2])
+            if self.best is None or overuse < self.best[0]:
+                self.best = (overuse, iteration)
+            self.last = iteration
+        return self.stalled()
+
+    def stalled(self):
+        """Whether ``patience`` iterations have passed since the lowest overuse."""
+        return self.best is not None and self.last - self.best[1] >= self.patience
+
+    def describe(self):
+        return (f"{ROUTER2_STALLED}: no overuse below {self.best[0]} (iteration "
+                f"{self.best[1]}) in the {self.last - self.best[1]} iterations up to "
+                f"{self.last}; nextpnr stopped")
+
+
+def run_watched(command, cwd, env, log_file, tim, *, patience=ROUTER2_PATIENCE, poll=2.0):
+    """Run ``command`` in ``cwd`` (its output to the open ``log_file``) and return its
+    :class:`subprocess.CompletedProcess`, stopping it (its whole process group) when
+    nextpnr's log ``tim`` shows router2 stalled (:class:`Router2Progress`); the stop is a
+    line starting with :data:`ROUTER2_STALLED` at the end of ``tim`` and a non-zero code."""
+    progress = Router2Progress(patience)
+    tim, offset = Path(tim), 0
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while True:
+            try:
+                process.wait(timeout=poll)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                with open(tim, "rb") as log:
+                    if log.seek(0, os.SEEK_END) < offset:
+                        offset, progress = 0, Router2Progress(patience)    # a new log
+                    log.seek(offset)
+                    added = log.read()
+            except FileNotFoundError:
+                continue
+            offset += len(added)
+            if progress.feed(added.decode(errors="replace")):
+                _stop(process)
+                with open(tim, "a") as log:
+                    log.write(f"\n{progress.describe()}\n")
+                break
+    finally:
+        _stop(process)
+    return subprocess.CompletedProcess(command, process.returncode)
+
+
+def _stop(process):
+    """Kill ``process`` and its group (the YoWASP tools it started) if it is still running."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+def _route_failure(build_dir, name):
+    """The line of nextpnr's log that says routing failed or was stopped, or ``None``."""
+    try:
+        text = (Path(build_dir) / f"{name}.tim").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if "Failed to route" in line or line.startswith(ROUTER2_STALLED):
+            return line.strip()
+    return None
+
+
 def _run_flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides):
     """Prepare ``top`` for a new platform instance and run the build script in ``build_dir``
-    (output to ``build.log``); ``(CompletedProcess, platform)``."""
+    (output to ``build.log``, stopped when router2 stalls: :func:`run_watched`);
+    ``(CompletedProcess, platform)``."""
     platform = spec.platform()
     overrides.setdefault("script_after_read", KEEP_REPLICAS)
     plan = platform.build(top, name=name, do_build=False, nextpnr_opts=nextpnr_opts,
                           **overrides)
     plan.extract(build_dir)
     with open(Path(build_dir) / "build.log", "w") as log_file:
-        result = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env,
-                                stdout=log_file, stderr=subprocess.STDOUT, check=False)
+        result = run_watched(["sh", f"{plan.script}.sh"], build_dir, env, log_file,
+                             Path(build_dir) / f"{name}.tim")
     return result, platform
 
 
@@ -392,7 +501,8 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
     ``resources`` / ``utilization`` / ``clocks`` / ``timing_met`` / ``critical_paths`` /
     ``slow_families`` (:func:`parse_nextpnr_report`), ``tools`` (versions), ``seed``
     (nextpnr's: the next seeds are tried, up to :data:`ROUTE_RETRIES` times, when routing
-    fails; the failed ones are ``route_failed_seeds``), ``placer`` (nextpnr's: ``heap``, its
+    fails or router2 stalls; the failed ones are ``route_failed_seeds``, with the log's line
+    saying why in ``route_failures``), ``placer`` (nextpnr's: ``heap``, its
     default, or ``static``, its electrostatic placer, which spreads a design more and so can
     leave the router less congestion to clear; ``None``: the board's
     :attr:`~timebin.boards.common.BoardSpec.placer`), ``router`` (nextpnr's, ``router1`` or
@@ -438,20 +548,23 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
         result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts(seed),
                                      **synth_overrides)
     route_failures = []
-    tim = build_dir / f"{name}.tim"
-    while (result.returncode != 0 and len(route_failures) < ROUTE_RETRIES and tim.exists()
-           and "Failed to route" in tim.read_text(errors="replace")):
+    while (result.returncode != 0 and len(route_failures) < ROUTE_RETRIES
+           and _route_failure(build_dir, name) is not None):
         # A placement from which the router cannot reach a global buffer's input (seen for the
-        # reset's DCCA) is a matter of the seed: place again with the next one.
-        route_failures.append(int(seed))
+        # reset's DCCA), or on which router2 stalls, is a matter of the seed: place again
+        # with the next one.
+        reason = _route_failure(build_dir, name)
+        if log is not None:
+            log(f"{board} {role}: seed {seed}: {reason}; placing with seed {int(seed) + 1}")
+        route_failures.append({"seed": int(seed), "reason": reason})
         seed = int(seed) + 1
         top = make_top()
         result, platform = _run_flow(spec, top, name, build_dir, env, nextpnr_opts(seed),
                                      **synth_overrides)
     seconds = time.monotonic() - start
     if result.returncode != 0:
-        overfull = _overfull(build_dir, name)
-        reason = f"{overfull}; " if overfull else ""
+        reason = "".join(f"{why}; " for why in (_overfull(build_dir, name),
+                                               _route_failure(build_dir, name)) if why)
         raise BuildError(f"The {spec.family} build of {board} {role} failed ({reason}exit "
                          f"{result.returncode}); see {build_dir}:\n"
                          f"{_tail(build_dir, name)}")
@@ -472,7 +585,8 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
         "bitstream": str(bitstream),
         "tools": tool_versions(spec.family),
         "seed": int(seed),
-        "route_failed_seeds": route_failures,
+        "route_failed_seeds": [failure["seed"] for failure in route_failures],
+        "route_failures": route_failures,
         "placer": placer,
         "router": router,
         "source": source_commit(),

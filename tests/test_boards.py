@@ -5,6 +5,7 @@ program commands; and one real build (ULX3S loopback, marked ``synthesis``)."""
 import argparse
 import gc
 import json
+import time
 import warnings
 from pathlib import Path
 
@@ -429,7 +430,8 @@ def test_tools_are_found_without_an_activated_venv(monkeypatch):
 def test_build_ulx3s_loopback_meets_timing(loopback_build):
     """The build of the issue: the ULX3S loopback self-test bitstream (one lane, the 45 MHz
     self-test clock) meets timing. CI runs it after the suite (`.ci/run`: `pytest -m
-    synthesis -n0`); about 6 minutes on a free core."""
+    synthesis -n0`); about 6 minutes on a free core, 14 when router2 stalls on the first seed
+    (a4262c1's netlist at seed 1) and the build places it again."""
     code, out, folder = loopback_build
     if not out:
         log = (folder / "cli.log").read_text(errors="replace")[-4000:]
@@ -445,7 +447,8 @@ def test_build_ulx3s_loopback_meets_timing(loopback_build):
     assert report["router"] == "router2"
     assert report["channel"] == "emulator" and report["link"]["phy"] == "uart"
     print(f"\nULX3S loopback build: {report['build_seconds']:.0f} s, {report['synthesis']}, "
-          f"fmax {report['clocks'][0]['achieved_mhz']} MHz")
+          f"fmax {report['clocks'][0]['achieved_mhz']} MHz, seed {report['seed']}, "
+          f"routing failed at {report['route_failures']}")
     assert report["timing_met"], (report["critical_paths"][:1], report["slow_families"])
     assert report["slow_families"] == []        # nothing past the period when timing is met
     assert code == 0
@@ -472,6 +475,126 @@ def test_build_retries_the_next_seeds_when_routing_fails(tmp_path, monkeypatch):
             build_module.build("ulx3s", "alice-pipeline", out=tmp_path, lanes=1, seed=7)
         gc.collect()
     assert seeds == [7 + k for k in range(build_module.ROUTE_RETRIES + 1)]
+
+
+def test_router2_progress_finds_the_stall_of_a_real_loopback_build():
+    """The router2 iterations of the ULX3S loopback build that ran for an hour in CI (a4262c1,
+    static placer, seed 1): its lowest overuse, 6 at iteration 68, is followed by
+    ROUTER2_PATIENCE (100) iterations without a lower one at iteration 168, wherever the log
+    is cut into pieces."""
+    import random
+
+    from timebin.boards.build import ROUTER2_PATIENCE, ROUTER2_STALLED, Router2Progress
+    text = (DATA / "nextpnr-router2-stall-ulx3s-loopback.tim").read_text()
+    whole = Router2Progress()
+    assert whole.feed(text) and whole.best == (6, 68) and whole.last == 570
+    assert whole.describe().startswith(ROUTER2_STALLED) and "(iteration 68)" in whole.describe()
+    rng = random.Random(5)
+    for _ in range(20):
+        pieces, progress, stalled_at = text, Router2Progress(), None
+        while pieces:
+            cut = rng.randrange(1, 400)
+            piece, pieces = pieces[:cut], pieces[cut:]
+            if progress.feed(piece) and stalled_at is None:
+                stalled_at = progress.last
+        # A piece holds at most seven of the log's 60-character lines.
+        assert 68 + ROUTER2_PATIENCE <= stalled_at <= 68 + ROUTER2_PATIENCE + 7
+        assert progress.best == (6, 68) and progress.last == 570
+    lines = text.splitlines(keepends=True)
+    before = "".join(line for line in lines if "iter=" not in line or
+                     int(line.split("iter=")[1].split()[0]) < 68 + ROUTER2_PATIENCE)
+    assert not Router2Progress().feed(before)       # one iteration short
+
+
+def test_router2_progress_waits_while_the_overuse_falls():
+    from timebin.boards.build import Router2Progress
+
+    def log(overuses):
+        return "".join(f"Info:     iter={k + 1} wires={1000 + k} overused={o} overuse={o} "
+                       f"archfail=NA\n" for k, o in enumerate(overuses))
+    # Plateaus up to patience - 1 iterations long, then a new lowest overuse, down to 0.
+    assert not Router2Progress(4).feed(log([50, 9, 9, 9, 9, 8, 12, 9, 8, 8, 7, 0]))
+    assert Router2Progress(4).feed(log([50, 9, 9, 9, 9, 9]))
+    assert not Router2Progress(4).feed("Info: Running router2...\n")     # no iteration yet
+    assert not Router2Progress(1).feed(log([5, 4])[:-1])    # the last line not yet complete
+    for bad in (0, -3, 2.5, "150"):
+        with pytest.raises(ValueError, match=f"patience must be a positive int, not {bad!r}"):
+            Router2Progress(bad)
+
+
+_ROUTER2_SCRIPT = """
+import os, sys, time
+print(os.getpid(), flush=True)
+overuses = [int(o) for o in sys.argv[2].split(",")]
+with open(sys.argv[1], "w") as tim:
+    tim.write("Info: Running router2...\\n")
+    for k in range(1000):                   # 10 s at most
+        o = overuses[min(k, len(overuses) - 1)]
+        tim.write(f"Info:     iter={k + 1} wires=10 overused={o} overuse={o} archfail=NA\\n")
+        tim.flush()
+        if k + 1 == len(overuses) and o == 0:
+            break
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize(("overuses", "stopped"), [("40,20,5,5", True), ("40,20,5,0", False)])
+def test_run_watched_stops_a_stalled_router2_and_its_process_group(tmp_path, overuses,
+                                                                   stopped):
+    """A real process that writes router2's lines: the one whose overuse stays at 5 is
+    killed (with the shell that started it) after `patience` iterations, and the log ends
+    with the stop; the one that reaches 0 runs to its end, exit 0."""
+    import os
+    import sys
+
+    from timebin.boards.build import ROUTER2_STALLED, run_watched
+    (tmp_path / "router.py").write_text(_ROUTER2_SCRIPT)
+    tim = tmp_path / "top.tim"
+    command = ["sh", "-c", f'"{sys.executable}" router.py top.tim {overuses}; echo done']
+    with open(tmp_path / "build.log", "w") as log_file:
+        result = run_watched(command, tmp_path, dict(os.environ), log_file, tim, patience=20,
+                             poll=0.05)
+    out = (tmp_path / "build.log").read_text().split()
+    last = tim.read_text().splitlines()[-1]
+    if stopped:
+        assert result.returncode != 0 and last.startswith(ROUTER2_STALLED)
+        assert "no overuse below 5 (iteration 3)" in last and "done" not in out
+        status = Path(f"/proc/{out[0]}/status")    # the router's process: gone, or a zombie
+        for _ in range(100):                        # (a SIGKILL takes effect in its time)
+            if not status.exists() or "\nState:\tZ" in status.read_text():
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError(f"the router's process is still running: {status}")
+    else:
+        assert result.returncode == 0 and "iter=4 " in last and out[-1] == "done"
+
+
+def test_build_places_again_when_router2_stalls(tmp_path, monkeypatch):
+    """A stalled router2 is a routing failure of its seed: the next seed is placed, and the
+    report names the stalled seed and why."""
+    from timebin.boards import build as build_module
+    seeds = []
+    flow = _fake_timing_flow({2: 160.0}, seeds)
+
+    def stalling_flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides):
+        result = flow(spec, top, name, build_dir, env, nextpnr_opts, **overrides)
+        if seeds[-1] == 1:
+            (Path(build_dir) / f"{name}.tim").write_text(
+                f"Info: Running router2...\n{build_module.ROUTER2_STALLED}: no overuse below "
+                "6 (iteration 68) in the 100 iterations up to 168; nextpnr stopped\n")
+        return result
+
+    monkeypatch.setattr(build_module, "_run_flow", stalling_flow)
+    logged = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)    # the tops are never built
+        report = build_module.build("ulx3s", "alice-pipeline", out=tmp_path, lanes=1, seed=1,
+                                    log=logged.append)
+        gc.collect()
+    assert seeds == [1, 2] and report["seed"] == 2 and report["route_failed_seeds"] == [1]
+    assert report["route_failures"][0]["reason"].startswith(build_module.ROUTER2_STALLED)
+    assert "seed 1: timebin: router2 stalled" in logged[0] and "seed 2" in logged[0]
 
 
 def _fake_timing_flow(fmax_of_seed, seeds):
