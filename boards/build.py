@@ -404,9 +404,13 @@ def run_watched(command, cwd, env, log_file, tim, *, patience=ROUTER2_PATIENCE, 
     """Run ``command`` in ``cwd`` (its output to the open ``log_file``) and return its
     :class:`subprocess.CompletedProcess`, stopping it (its whole process group) when
     nextpnr's log ``tim`` shows router2 stalled (:class:`Router2Progress`); the stop is a
-    line starting with :data:`ROUTER2_STALLED` at the end of ``tim`` and a non-zero code."""
+    line starting with :data:`ROUTER2_STALLED` at the end of ``tim`` and a non-zero code.
+    A ``tim`` left from before is removed first."""
     progress = Router2Progress(patience)
     tim, offset = Path(tim), 0
+    # The log of an earlier attempt in the same folder (a retry with the next seed) would
+    # read as this one's stall while Yosys runs.
+    tim.unlink(missing_ok=True)
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:

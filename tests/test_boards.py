@@ -541,16 +541,20 @@ with open(sys.argv[1], "w") as tim:
 @pytest.mark.parametrize(("overuses", "stopped"), [("40,20,5,5", True), ("40,20,5,0", False)])
 def test_run_watched_stops_a_stalled_router2_and_its_process_group(tmp_path, overuses,
                                                                    stopped):
-    """A real process that writes router2's lines: the one whose overuse stays at 5 is
-    killed (with the shell that started it) after `patience` iterations, and the log ends
-    with the stop; the one that reaches 0 runs to its end, exit 0."""
+    """A real process that writes router2's lines after a while (as nextpnr after Yosys):
+    the one whose overuse stays at 5 is killed (with the shell that started it) after
+    `patience` iterations, and the log ends with the stop; the one that reaches 0 runs to
+    its end, exit 0. The stalled log of an earlier attempt in the folder does not count."""
     import os
     import sys
 
     from timebin.boards.build import ROUTER2_STALLED, run_watched
     (tmp_path / "router.py").write_text(_ROUTER2_SCRIPT)
     tim = tmp_path / "top.tim"
-    command = ["sh", "-c", f'"{sys.executable}" router.py top.tim {overuses}; echo done']
+    tim.write_text((DATA / "nextpnr-router2-stall-ulx3s-loopback.tim").read_text()
+                   + f"\n{ROUTER2_STALLED}: an earlier attempt\n")
+    command = ["sh", "-c",
+               f'sleep 0.5; "{sys.executable}" router.py top.tim {overuses}; echo done']
     with open(tmp_path / "build.log", "w") as log_file:
         result = run_watched(command, tmp_path, dict(os.environ), log_file, tim, patience=20,
                              poll=0.05)
