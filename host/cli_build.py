@@ -205,7 +205,8 @@ def _run_build(args):
     alice, bob = _role_overrides(role.removesuffix("-pipeline"), args.param)
     kwargs = dict(out=args.out, lanes=args.lanes, freq_mhz=args.freq_mhz, alice=alice,
                   bob=bob, board_params=_board_overrides(args.board_param), scope=args.scope,
-                  placer=args.placer, router=args.router)
+                  placer=args.placer, router=args.router,
+                  log=lambda line: print(f"timebin: {line}", file=sys.stderr))
     run = seeded_build(args.seed)
     try:
         if args.json:

@@ -574,9 +574,9 @@ def test_run_watched_stops_a_stalled_router2_and_its_process_group(tmp_path, ove
         assert result.returncode == 0 and "iter=4 " in last and out[-1] == "done"
 
 
-def test_build_places_again_when_router2_stalls(tmp_path, monkeypatch):
+def test_build_places_again_when_router2_stalls(tmp_path, monkeypatch, capsys):
     """A stalled router2 is a routing failure of its seed: the next seed is placed, and the
-    report names the stalled seed and why."""
+    report names the stalled seed and why; `timebin build` says so as it goes."""
     from timebin.boards import build as build_module
     seeds = []
     flow = _fake_timing_flow({2: 160.0}, seeds)
@@ -599,6 +599,17 @@ def test_build_places_again_when_router2_stalls(tmp_path, monkeypatch):
     assert seeds == [1, 2] and report["seed"] == 2 and report["route_failed_seeds"] == [1]
     assert report["route_failures"][0]["reason"].startswith(build_module.ROUTER2_STALLED)
     assert "seed 1: timebin: router2 stalled" in logged[0] and "seed 2" in logged[0]
+    seeds.clear()
+    args = _parser().parse_args(["build", "--board", "ulx3s", "--role", "alice-pipeline",
+                                 "--lanes", "1", "--json", "--out", str(tmp_path / "cli")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        assert run_build_command(args) == 0
+        gc.collect()
+    out, err = capsys.readouterr()
+    assert seeds == [1, 2] and json.loads(out)["route_failed_seeds"] == [1]
+    assert ("timebin: ulx3s alice-pipeline: seed 1: timebin: router2 stalled: no overuse "
+            "below 6 (iteration 68)") in err and "placing with seed 2" in err
 
 
 def _fake_timing_flow(fmax_of_seed, seeds):
