@@ -430,7 +430,7 @@ def test_tools_are_found_without_an_activated_venv(monkeypatch):
 def test_build_ulx3s_loopback_meets_timing(loopback_build):
     """The build of the issue: the ULX3S loopback self-test bitstream (one lane, the 45 MHz
     self-test clock) meets timing. CI runs it after the suite (`.ci/run`: `pytest -m
-    synthesis -n0`); about 6 minutes on a free core, 14 when router2 stalls on the first seed
+    synthesis -n0`); about 6 minutes on a free core, 15 when router2 stalls on the first seed
     (a4262c1's netlist at seed 1) and the build places it again."""
     code, out, folder = loopback_build
     if not out:
