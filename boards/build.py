@@ -422,8 +422,6 @@ def run_watched(command, cwd, env, log_file, tim, *, patience=ROUTER2_PATIENCE, 
                 pass
             try:
                 with open(tim, "rb") as log:
-                    if log.seek(0, os.SEEK_END) < offset:
-                        offset, progress = 0, Router2Progress(patience)    # a new log
                     log.seek(offset)
                     added = log.read()
             except FileNotFoundError:
@@ -553,11 +551,10 @@ def build(board, role, *, out, lanes=None, freq_mhz=None, alice=None, bob=None,
                                      **synth_overrides)
     route_failures = []
     while (result.returncode != 0 and len(route_failures) < ROUTE_RETRIES
-           and _route_failure(build_dir, name) is not None):
+           and (reason := _route_failure(build_dir, name)) is not None):
         # A placement from which the router cannot reach a global buffer's input (seen for the
         # reset's DCCA), or on which router2 stalls, is a matter of the seed: place again
         # with the next one.
-        reason = _route_failure(build_dir, name)
         if log is not None:
             log(f"{board} {role}: seed {seed}: {reason}; placing with seed {int(seed) + 1}")
         route_failures.append({"seed": int(seed), "reason": reason})
