@@ -107,8 +107,9 @@ def replicated_setting(m, name, value, ok, init, copies):
     chip (one copy per lane): each copy's loads sit near it instead of all of them waiting
     on one flip-flop's long nets, and the acceptance check reaches one register, not every
     copy. The port value and its check ``ok`` are registered first (``<name>_port``,
-    ``<name>_ok``), so that neither the check nor the port's routing sits in front of the
-    accepting register's enable; the accepted value then reaches the copies through a middle
+    ``<name>_ok``; ``ok`` may be a list of checks, each registered on its own,
+    ``<name>_ok<i>``, and ANDed after), so that neither the check nor the port's routing
+    sits in front of the accepting register's enable; the accepted value then reaches the copies through a middle
     level, one register per group of :data:`REPLICA_GROUP` consecutive copies
     (``<name>_group_replica<g>``), so that no net spans the chip from one flip-flop to all
     the copies. The setting thus acts four cycles after it appears on the port (the reset
@@ -116,9 +117,12 @@ def replicated_setting(m, name, value, ok, init, copies):
     ``<name>_replica<k>``; the board build keeps them apart
     (``timebin.boards.build.KEEP_REPLICAS``); elsewhere they are just equal registers."""
     port = Signal.like(value, name=f"{name}_port", init=init)
-    port_ok = Signal(name=f"{name}_ok")
-    m.d.sync += [port.eq(value), port_ok.eq(ok)]
-    accepted = registered_setting(m, name, port, port_ok, init)
+    m.d.sync += port.eq(value)
+    checks = list(ok) if isinstance(ok, (list, tuple)) else [ok]
+    oks = [Signal(name=f"{name}_ok" + (str(i) if len(checks) > 1 else ""))
+           for i in range(len(checks))]
+    m.d.sync += [reg.eq(check) for reg, check in zip(oks, checks, strict=True)]
+    accepted = registered_setting(m, name, port, Cat(oks).all(), init)
     groups = register_copies(m, f"{name}_group", accepted, -(-copies // REPLICA_GROUP), init)
     replicas = []
     for k in range(copies):

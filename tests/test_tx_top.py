@@ -115,7 +115,8 @@ def test_health_trips_within_cutoff(bias):
     first = int(np.argmax(want.alarm))
     assert want.alarm[first:].all()
     if bias == 0.0:
-        assert first == (41 - 1) // width
+        # The first word is taken in cycle 1 (the top registers `enable`).
+        assert first == 1 + (41 - 1) // width
     else:
         assert first * width < 1024
     latency = SymbolSource.latency + TimeBinDriver.latency
@@ -197,9 +198,10 @@ def test_log_overflow_counted():
     params = {"lanes": 2, "uis_per_symbol": 2, "log_depth": 4}
     n = 50
     want = both(params, n, {}, enable=True, log_ready=False)
-    # Words arrive in cycles 2 .. n-1; the counter shows the drops of the cycles before the
-    # last: 47 words, four fit, the rest are dropped and counted.
-    words = n - SymbolSource.latency - 1
+    # The top registers `enable`, so the first symbol word arrives in cycle 1 + latency;
+    # the counter shows the drops of the cycles before the last: 44 words, four fit, the
+    # rest are dropped and counted.
+    words = n - 1 - SymbolSource.latency - 1
     assert want.log_dropped[-1] == words - 4
     model = TransmitterModel(**params)
     ready = np.zeros(n, bool)

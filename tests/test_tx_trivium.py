@@ -49,12 +49,18 @@ def run_rtl(width, key, iv, n_words, ready_pattern=None, external_advance=False)
         await ctx.tick()
         ctx.set(dut.load, 0)
         cycle = 0
+        predicted = None
         while len(out) < n_words:
             ready = 1 if ready_pattern is None else ready_pattern[cycle % len(ready_pattern)]
             ctx.set(dut.keystream.ready, ready)
             valid, payload = ctx.get(dut.keystream.valid), ctx.get(dut.keystream.payload)
             if external_advance:
-                ctx.set(dut.advance, ctx.get(dut.warming) | (valid & ready))
+                warming = ctx.get(dut.warming)
+                # The `_next` outputs of the cycle before foretold this cycle's values.
+                if predicted is not None:
+                    assert (warming, valid) == predicted, f"cycle {cycle}"
+                predicted = (ctx.get(dut.warming_next), ctx.get(dut.valid_next))
+                ctx.set(dut.advance, warming | (valid & ready))
             if valid and ready:
                 out.append(payload)
             await ctx.tick()
@@ -101,6 +107,31 @@ def test_external_advance_matches_the_model(width):
     model_bits = np.unpackbits(model.astype("<u8").view(np.uint8), bitorder="little")
     got = words_to_bits(words, width)
     np.testing.assert_array_equal(got, model_bits[:len(got)])
+
+
+def test_next_outputs_foretell_warming_and_valid_across_a_reload():
+    """``warming_next`` and ``valid_next`` give the next cycle's ``warming`` and ``valid``
+    in every cycle, also when a load comes while the keystream is valid."""
+    dut = Trivium(32, external_advance=True)
+    loads = {0, 45, 46, 90}                    # a reload while valid, and one twice over
+    seen = []
+
+    async def tb(ctx):
+        predicted = None
+        for cycle in range(140):
+            ctx.set(dut.load, cycle in loads)
+            ctx.set(dut.keystream.ready, cycle % 3 != 1)
+            await ctx.delay(1e-9)
+            warming, valid = ctx.get(dut.warming), ctx.get(dut.keystream.valid)
+            if predicted is not None:
+                assert (warming, valid) == predicted, f"cycle {cycle}"
+            predicted = (ctx.get(dut.warming_next), ctx.get(dut.valid_next))
+            ctx.set(dut.advance, (cycle in loads) | warming | (valid & (cycle % 3 != 1)))
+            seen.append(valid)
+            await ctx.tick()
+
+    simulate(dut, tb)
+    assert 0 < sum(seen[:45]) and 0 < sum(seen[90:])  # valid before each reload
 
 
 @pytest.mark.parametrize("width", [0, 65, 10, -64, 64.0, "64"])

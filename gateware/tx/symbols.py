@@ -10,7 +10,13 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_int, count_saturating, refuses_quietly, replicated_setting
+from ..common import (
+    check_int,
+    count_saturating,
+    refuses_quietly,
+    registered_refusals,
+    replicated_setting,
+)
 from ..formulas import probability_settings
 from ..records import MAX_INTENSITY_CLASSES, PRBS_POLYNOMIALS, entropy_bits_per_lane
 from .layouts import Basis, EntropyWord, SymbolWord
@@ -57,14 +63,17 @@ class SymbolSource(wiring.Component):
     data-mode cycle whose entropy is missing, or unhealthy, yields dark symbols that are not
     valid for key, and is counted
     (``underflow``; ``blanked`` counts the cycles darkened by unhealthy entropy or
-    ``blank``). Training modes consume no entropy; their symbols are lit
+    ``blank``); a cycle ``c`` shows in the counters from cycle ``c + 2`` (its condition is
+    registered before the count). Training modes consume no entropy; their symbols are lit
     Z-basis symbols of class ``training_intensity``, never valid for key.
 
     ``blank`` (the QRNG health alarm) makes every lane a dark symbol with all other fields 0,
     in every mode; data-mode entropy is still consumed, so the health tests keep running.
 
     Settings out of range (``p_z`` above one, thresholds not non-decreasing or above one) are
-    refused: the last accepted value stays in use and ``settings_error`` is high. An accepted
+    refused: the last accepted value stays in use and ``settings_error`` is high from the
+    cycle after each cycle where a refused value is present (its checks end at registers;
+    low in the first cycle after reset). An accepted
     ``p_z`` or ``thresholds`` acts on the entropy taken from the cycle after it appears on
     the port: it is registered with its check, accepted, then copied to groups of lanes and
     to each lane (four cycles), and the draws of the entropy of cycle ``c`` compare in cycle
@@ -123,12 +132,16 @@ class SymbolSource(wiring.Component):
         # and copied per lane (replicated_setting): the compares of a cycle use the port
         # values of four cycles before (the reset values in the first four cycles), so
         # that the 3 * L threshold compares start at flip-flops, not behind the checks.
-        p_z_ok = self.p_z <= one
+        # Each compare of the checks ends at a register of its own (for the acceptance and
+        # for `settings_error`, which is thus high from the cycle after): the three
+        # threshold compares and their AND in one cycle took 6.7-6.9 ns on the ULX3S.
+        p_z_ok = [self.p_z <= one]
         th = self.thresholds
-        th_ok = (th[0] <= th[1]) & (th[1] <= th[2]) & (th[2] <= one)
+        th_ok = [th[0] <= th[1], th[1] <= th[2], th[2] <= one]
         th_layout = self.thresholds.shape()
+        m.d.comb += self.settings_error.eq(
+            registered_refusals(m, "settings", [~check for check in p_z_ok + th_ok]))
         # One copy of the registers per lane: each lane's 4 compares sit next to their copy.
-        m.d.comb += self.settings_error.eq(~p_z_ok | ~th_ok)
         p_z_lanes = replicated_setting(m, "p_z", self.p_z, p_z_ok, self._init["p_z"], L)
         th_lanes = [
             data.View(th_layout, copy) for copy in replicated_setting(
@@ -258,7 +271,17 @@ class SymbolSource(wiring.Component):
         m.d.sync += self.symbols.valid.eq(s1.enable)
         with m.If(s1.enable):
             m.d.sync += self.symbols.payload.eq(word)
-        count_saturating(m, self.underflow, self.enable & taking & ~self.entropy.valid)
-        count_saturating(m, self.blanked, self.enable & (
-            self.blank | (taking & self.entropy.valid & ~entropy.healthy)))
+        # The counters' conditions are registered first: the entropy's `valid` comes from the
+        # cipher cores and `enable` from a port register, and neither then waits in front of
+        # the enables of 64 counter flip-flops. The counts thus include a cycle two cycles
+        # after it.
+        under = Signal()
+        darkened = Signal()
+        m.d.sync += [
+            under.eq(self.enable & taking & ~self.entropy.valid),
+            darkened.eq(self.enable & (
+                self.blank | (taking & self.entropy.valid & ~entropy.healthy))),
+        ]
+        count_saturating(m, self.underflow, under)
+        count_saturating(m, self.blanked, darkened)
         return m

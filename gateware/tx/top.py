@@ -34,9 +34,13 @@ class Transmitter(wiring.Component):
     on ``ser``) and, through a FIFO of ``log_depth`` words, to the symbol ``log`` stream for
     the sifting memory.
 
-    Timing: the entropy of cycle ``c`` becomes the symbol word of cycle ``c + 4`` and the
-    serializer word of cycle ``c + 8`` (plus each output's fine delay); the symbol word
-    enters the log FIFO in cycle ``c + 4`` (:attr:`latency` = 8: entropy to serializer).
+    Timing: ``enable``, ``training`` and ``source`` are registered first, so they act a
+    cycle after they are presented (the other settings act as their blocks say): ``enable``
+    high in cycle ``c`` takes the entropy of cycle ``c + 1``. The entropy of cycle ``c``
+    becomes the symbol word of cycle ``c + 4`` and the serializer word of cycle ``c + 8``
+    (plus each output's fine delay); the symbol word enters the log FIFO in cycle ``c + 4``
+    (:attr:`latency` = 9: ``enable`` to serializer). The registers let the keystream's
+    shared clock enable be a register too (:class:`EntropySource` ``take_next``).
 
     The QRNG health alarm (``alarm``) blanks every symbol, in data and training modes and
     whichever source is selected, from the cycle of the failing word until ``alarm_clear``:
@@ -46,8 +50,9 @@ class Transmitter(wiring.Component):
     in ``log_dropped`` (and ``log_overflow`` goes high); the gap shows in the log indexes.
 
     ``settings_error`` is high from the cycle after any block holds a refused setting, as
-    long as it does (each block's flag registered once: the acceptance checks of the blocks
-    end at flip-flops near them, not at one far output); low in the first cycle after reset.
+    long as it does (each block's flag registered once, each of the symbol source's checks
+    on its own: the acceptance checks end at flip-flops near them, not at one far output);
+    low in the first cycle after reset.
 
     Parameters
     ----------
@@ -72,8 +77,9 @@ class Transmitter(wiring.Component):
         fewer flip-flops on a small FPGA. In :attr:`params` only when true.
     """
 
-    #: Cycles from ``entropy`` (and ``enable``) to ``ser`` at zero fine delay.
-    latency = SymbolSource.latency + TimeBinDriver.latency
+    #: Cycles from ``enable`` to ``ser`` at zero fine delay (one more than from the entropy:
+    #: the top's input registers).
+    latency = 1 + SymbolSource.latency + TimeBinDriver.latency
 
     @refuses_quietly
     def __init__(self, *, lanes, uis_per_symbol, prob_bits=12, p_z=0.9,
@@ -165,11 +171,19 @@ class Transmitter(wiring.Component):
         log = m.submodules.log_fifo = FlagFIFO(
             width=len(self.log.payload.as_value()), depth=self.log_depth, ram=self.log_ram)
 
-        for name in ("source", "key", "iv", "reseed", "rct_cutoff", "apt_cutoff",
-                     "alarm_clear"):
+        # `enable`, `training` and `source` from registers: the entropy's consumer then
+        # knows a cycle ahead whether it takes a keystream word (`take_next`).
+        enable = Signal(name="enable_r")
+        training = Signal(TrainingMode, name="training_r")
+        source = Signal(EntropySelect, name="source_r")
+        m.d.sync += [enable.eq(self.enable), training.eq(self.training),
+                     source.eq(self.source)]
+        m.d.comb += ent.take_next.eq((self.source == EntropySelect.CSPRNG) & self.enable
+                                     & (self.training == TrainingMode.DATA))
+        m.d.comb += [ent.source.eq(source), src.enable.eq(enable), src.training.eq(training)]
+        for name in ("key", "iv", "reseed", "rct_cutoff", "apt_cutoff", "alarm_clear"):
             m.d.comb += getattr(ent, name).eq(getattr(self, name))
-        for name in ("enable", "protocol", "p_z", "thresholds", "training",
-                     "training_intensity"):
+        for name in ("protocol", "p_z", "thresholds", "training_intensity"):
             m.d.comb += getattr(src, name).eq(getattr(self, name))
         for name in ("pulse_offset", "pulse_width", "im_levels", "im_idle", "pm_levels",
                      "delay_carver", "delay_im", "delay_pm"):
@@ -184,21 +198,32 @@ class Transmitter(wiring.Component):
             self.ser_valid.eq(drv.o_ser.valid),
         ]
 
-        # Symbol log: never back-pressures the symbols; drops are counted.
+        # Symbol log: never back-pressures the symbols; drops are counted. Its write enable
+        # is a copy of `symbols.valid` (the top's `enable` register SymbolSource.latency
+        # cycles on), a flip-flop of its own by the FIFO's flags: `symbols.valid` itself
+        # sits by the driver's lanes, and the flags' logic went out to it and back (6.5-7.0
+        # ns on the ULX3S at L=32).
+        log_valid = enable
+        for i in range(SymbolSource.latency):
+            last = i == SymbolSource.latency - 1
+            step = Signal(name="log_valid_replica" if last else f"log_valid_d{i + 1}")
+            m.d.sync += step.eq(log_valid)
+            log_valid = step
         m.d.comb += [
-            log.w_en.eq(src.symbols.valid),
+            log.w_en.eq(log_valid),
             log.w_data.eq(src.symbols.payload),
             self.log.valid.eq(log.r_rdy),
             self.log.payload.eq(log.r_data),
             log.r_en.eq(self.log.ready),
         ]
-        count_saturating(m, self.log_dropped, src.symbols.valid & ~log.w_rdy)
+        count_saturating(m, self.log_dropped, log_valid & ~log.w_rdy)
 
-        errors = Signal(3)
-        m.d.sync += errors.eq(Cat(ent.settings_error, src.settings_error, drv.settings_error))
+        # The symbol source's flag is registered already (each of its checks on its own).
+        errors = Signal(2)
+        m.d.sync += errors.eq(Cat(ent.settings_error, drv.settings_error))
         m.d.comb += [
             self.alarm.eq(ent.alarm),
-            self.settings_error.eq(errors.any()),
+            self.settings_error.eq(errors.any() | src.settings_error),
             self.underflow.eq(src.underflow),
             self.blanked.eq(src.blanked),
             self.health_fail_cycles.eq(ent.health_fail_cycles),

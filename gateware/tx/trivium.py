@@ -10,7 +10,7 @@ IV. Keystream bit z_1 is bit 0 of ``keystream`` in the first word, i.e. the LSB 
 keystream byte of the vector files.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,11 +62,13 @@ class Trivium(wiring.Component):
         Bit ``i`` of a payload is keystream bit ``z_{n+i}``.
 
     With ``external_advance``, the core takes its clock enable from outside (for cores in
-    lockstep that share one enable on a global network): two more ports, ``warming`` (out:
+    lockstep that share one enable on a global network): more ports, ``warming`` (out:
     a warm-up round is due) and ``advance`` (in), which must be
     ``load | warming | (keystream.valid & keystream.ready)``; the state and the word then
     change only when ``advance`` is high. Same behaviour, cycle by cycle, as the core that
-    computes it itself.
+    computes it itself. ``warming_next`` and ``valid_next`` (out) are the values that
+    ``warming`` and ``keystream.valid`` take in the next cycle, from this cycle's ``load``
+    and state: with them the user can compute ``advance`` a cycle ahead, into a register.
     """
 
     @refuses_quietly
@@ -81,7 +83,8 @@ class Trivium(wiring.Component):
             "keystream": Out(stream.Signature(width)),
         }
         if self._external:
-            members.update({"warming": Out(1), "advance": In(1)})
+            members.update({"warming": Out(1), "warming_next": Out(1), "valid_next": Out(1),
+                            "advance": In(1)})
         super().__init__(members)
 
     @property
@@ -144,7 +147,12 @@ class Trivium(wiring.Component):
         with m.Elif(warming):
             m.d.sync += [warmup.eq(warmup - 1), valid.eq(warmup == 1)]
         if self._external:
-            m.d.comb += self.warming.eq(warming)
+            # The next values, as the registers above take them.
+            m.d.comb += [
+                self.warming.eq(warming),
+                self.warming_next.eq(self.load | (warming & (warmup != 1))),
+                self.valid_next.eq(~self.load & Mux(warming, warmup == 1, valid)),
+            ]
             advance = self.advance
         else:
             advance = self.load | warming | (valid & self.keystream.ready)

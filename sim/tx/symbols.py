@@ -211,13 +211,20 @@ class SymbolSourceModel:
         under = enable & data_mode & ~entropy_valid
         blanked = enable & (blank | (data_mode & entropy_valid & ~entropy_healthy))
         top = (1 << 32) - 1
+
+        def counted(condition):
+            # A cycle's condition is registered, then counted: cycle c shows from c + 2.
+            total = np.zeros(n, np.int64)
+            total[2:] = np.cumsum(condition)[:max(n - 2, 0)]
+            return np.minimum(total, top)
+
         return SymbolSourceOutput(
             valid=valid,
             index=out(index_in),
             basis=out(basis), bit=out(bit), intensity=out(intensity),
             sym_valid=out(sym_valid), dark=out(dark),
             entropy_ready=ready,
-            underflow=np.minimum(np.cumsum(under) - under, top),
-            blanked=np.minimum(np.cumsum(blanked) - blanked, top),
-            settings_error=np.full(n, error),
+            underflow=counted(under),
+            blanked=counted(blanked),
+            settings_error=np.arange(n) > 0 if error else np.zeros(n, bool),   # registered
         )

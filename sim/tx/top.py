@@ -127,7 +127,11 @@ class TransmitterModel:
         for name in settings:
             if name not in known:
                 raise KeyError(f"Unknown transmitter setting {name!r}; known are {known}")
-        enable = np.broadcast_to(np.asarray(enable, bool), (n,))
+        # The top registers `enable` (and `training` and `source`, held from reset here:
+        # their registers' reset values show in cycle 0 only, where nothing is enabled).
+        enable_port = np.broadcast_to(np.asarray(enable, bool), (n,))
+        enable = np.zeros(n, bool)
+        enable[1:] = enable_port[:-1]
         log_ready = np.broadcast_to(np.asarray(log_ready, bool), (n,))
         clear = (None if alarm_clear is None
                  else np.broadcast_to(np.asarray(alarm_clear, bool), (n,)))
@@ -157,9 +161,10 @@ class TransmitterModel:
         log_fields = {"basis": sym.basis[src], "bit": sym.bit[src],
                       "intensity": sym.intensity[src], "valid": sym.sym_valid[src],
                       "dark": sym.dark[src]}
-        # The top registers the blocks' flags: a refused setting shows one cycle later.
-        error = np.zeros(n, np.bool_)
-        error[1:] = (ent.settings_error | sym.settings_error | ser_error)[:-1]
+        # The top registers the entropy's and the driver's flags (the symbol source's is
+        # registered already): a refused setting shows one cycle later.
+        error = sym.settings_error.copy()
+        error[1:] |= (ent.settings_error | ser_error)[:-1]
         return TransmitterOutput(
             carver=ser and ser.carver, im=ser and ser.im, pm=ser and ser.pm,
             ser_valid=ser and ser.valid,
