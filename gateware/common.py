@@ -112,9 +112,9 @@ def replicated_setting(m, name, value, ok, init, copies):
     sits in front of the accepting register's enable; the accepted value then reaches the
     copies through a middle level, one register per group of :data:`REPLICA_GROUP`
     consecutive copies (``<name>_group_replica<g>``), so that no net spans the chip from one
-    flip-flop to all the copies. The setting thus acts four cycles after it appears on the port (the reset
-    value is in use in the first four cycles after reset). The copies are named
-    ``<name>_replica<k>``; the board build keeps them apart
+    flip-flop to all the copies. The setting thus acts four cycles after it appears on the
+    port (the reset value is in use in the first four cycles after reset). The copies are
+    named ``<name>_replica<k>``; the board build keeps them apart
     (``timebin.boards.build.KEEP_REPLICAS``); elsewhere they are just equal registers."""
     port = Signal.like(value, name=f"{name}_port", init=init)
     m.d.sync += port.eq(value)

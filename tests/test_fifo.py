@@ -9,8 +9,8 @@ from timebin.sim.amaranth_helpers import simulate
 
 
 class _Pair(Elaboratable):
-    def __init__(self, width, depth, ram=False):
-        self.ours = FlagFIFO(width=width, depth=depth, ram=ram)
+    def __init__(self, width, depth, ram=False, wide=False):
+        self.ours = FlagFIFO(width=width, depth=depth, ram=ram, wide=wide)
         self.ref = fifo.SyncFIFO(width=width, depth=depth)
 
     def elaborate(self, platform):
@@ -24,13 +24,14 @@ class _Pair(Elaboratable):
                          [(8, 4, 0.7, 0.3), (8, 4, 0.3, 0.7), (13, 5, 0.5, 0.5), (3, 1, 0.6, 0.5),
                           (5, 2, 0.5, 0.5), (16, 16, 0.9, 0.85)])
 @pytest.mark.parametrize("ram", [False, True])
-def test_same_as_syncfifo(width, depth, p_write, p_read, ram):
+@pytest.mark.parametrize("wide", [False, True])
+def test_same_as_syncfifo(width, depth, p_write, p_read, ram, wide):
     rng = np.random.default_rng(width * 100 + depth)
     n = 600
     w_en = rng.random(n) < p_write
     r_en = rng.random(n) < p_read
     data = rng.integers(0, 1 << width, n)
-    dut = _Pair(width, depth, ram)
+    dut = _Pair(width, depth, ram, wide)
     mismatches, seen = [], {"full": 0, "empty": 0}
 
     async def tb(ctx):
@@ -86,3 +87,5 @@ def test_bad_parameters():
         FlagFIFO(width=2.5, depth=4)
     with pytest.raises(TypeError, match="FIFO ram must be a bool, not 1"):
         FlagFIFO(width=8, depth=4, ram=1)
+    with pytest.raises(TypeError, match="FIFO wide must be a bool, not 'yes'"):
+        FlagFIFO(width=8, depth=4, wide="yes")

@@ -169,7 +169,8 @@ class Transmitter(wiring.Component):
         src = m.submodules.symbols = self.symbol_source
         drv = m.submodules.driver = self.driver
         log = m.submodules.log_fifo = FlagFIFO(
-            width=len(self.log.payload.as_value()), depth=self.log_depth, ram=self.log_ram)
+            width=len(self.log.payload.as_value()), depth=self.log_depth, ram=self.log_ram,
+            wide=True)
 
         # `enable`, `training` and `source` from registers: the entropy's consumer then
         # knows a cycle ahead whether it takes a keystream word (`take_next`).
