@@ -37,9 +37,9 @@ class Transmitter(wiring.Component):
     Timing: ``enable``, ``training`` and ``source`` are registered first, so they act a
     cycle after they are presented (the other settings act as their blocks say): ``enable``
     high in cycle ``c`` takes the entropy of cycle ``c + 1``. The entropy of cycle ``c``
-    becomes the symbol word of cycle ``c + 4`` and the serializer word of cycle ``c + 8``
+    becomes the symbol word of cycle ``c + 4`` and the serializer word of cycle ``c + 9``
     (plus each output's fine delay); the symbol word enters the log FIFO in cycle ``c + 4``
-    (:attr:`latency` = 9: ``enable`` to serializer). The registers let the keystream's
+    (:attr:`latency` = 10: ``enable`` to serializer). The registers let the keystream's
     shared clock enable be a register too (:class:`EntropySource` ``take_next``).
 
     The QRNG health alarm (``alarm``) blanks every symbol, in data and training modes and
