@@ -228,6 +228,45 @@ def test_bad_construction(kwargs, text):
             TransmitterModel(**kwargs)
 
 
+def test_keystream_words_in_order_while_enable_training_and_source_change():
+    """The cores' clock enable is a register set a cycle ahead (``EntropySource.take_next``,
+    from the top's registers of ``enable``, ``training`` and ``source``): with all three
+    changing from cycle to cycle, QRNG words in between and a reseed, every keystream word
+    the symbol source takes is the next of the keystream, none skipped or taken twice."""
+    from timebin.sim.amaranth_helpers import simulate
+    from timebin.sim.tx.entropy import csprng_bits
+    dut = Transmitter(lanes=2, uis_per_symbol=2)
+    ent = dut.entropy_source
+    n, reseed_at = 300, 150
+    rng = np.random.default_rng(12)
+    enable = rng.random(n) < 0.7
+    training = np.where(rng.random(n) < 0.2, TrainingMode.ALTERNATING, TrainingMode.DATA)
+    source = np.where((np.arange(n) // 13) % 3 == 2, EntropySelect.QRNG, EntropySelect.CSPRNG)
+    taken = []
+
+    async def testbench(ctx):
+        ctx.set(dut.key, KEY)
+        ctx.set(dut.iv, IV)
+        for c in range(n):
+            ctx.set(dut.enable, int(enable[c]))
+            ctx.set(dut.training, training[c])
+            ctx.set(dut.source, source[c])
+            ctx.set(dut.reseed, c == reseed_at)
+            ctx.set(dut.qrng.valid, 1)
+            if (ctx.get(ent.entropy.valid) and ctx.get(ent.entropy.ready)
+                    and ctx.get(ent.source) == EntropySelect.CSPRNG):
+                taken.append((c, ctx.get(ent.entropy.payload.bits)))
+            await ctx.tick()
+
+    simulate(dut, testbench)
+    expect = csprng_bits(KEY, IV, ent.width, n, ent.core_bits)
+    words = [int("".join(str(b) for b in row[::-1]), 2) for row in expect]
+    for first, last in ((0, reseed_at), (reseed_at + 1, n)):    # the load after `reseed`
+        got = [word for c, word in taken if first <= c <= last]
+        assert len(got) > 40, (first, len(got))
+        assert got == words[:len(got)], first
+
+
 @pytest.mark.parametrize("core_bits", [32, 48, 64])
 def test_csprng_words_take_consecutive_keystream_bits(core_bits):
     """Word ``k`` of a core of ``B`` bits is keystream bits ``[B k, B k + B)`` (z_1 first)."""
