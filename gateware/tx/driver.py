@@ -226,9 +226,9 @@ class TimeBinDriver(wiring.Component):
     reset cycle and high from the first cycle after it. The symbols of cycle ``c`` reach
     ``o_ser`` in cycle ``c + latency`` (``latency`` = 5: each lane's symbol and its class's
     codes, then its code, an encoder register, a staging register, then the delay
-    register), moved later by
-    the delay of each output. Until the pipeline and the delay history fill, the UIs that
-    hold no symbol yet are all zero (carver 0, im 0, pm 0), not ``im_idle``.
+    register), moved later by the delay of each output. Until the pipeline and the delay
+    history fill, the UIs that hold no symbol yet are all zero (carver 0, im 0, pm 0), not
+    ``im_idle``.
 
     Settings are read every cycle. Levels (``im_levels``, ``im_idle``, ``pm_levels``) and an
     accepted pulse window act on the symbols taken in the same cycle; an accepted delay on

@@ -73,11 +73,11 @@ class SymbolSource(wiring.Component):
     Settings out of range (``p_z`` above one, thresholds not non-decreasing or above one) are
     refused: the last accepted value stays in use and ``settings_error`` is high from the
     cycle after each cycle where a refused value is present (its checks end at registers;
-    low in the first cycle after reset). An accepted
-    ``p_z`` or ``thresholds`` acts on the entropy taken from the cycle after it appears on
-    the port: it is registered with its check, accepted, then copied to groups of lanes and
-    to each lane (four cycles), and the draws of the entropy of cycle ``c`` compare in cycle
-    ``c + 2`` (the reset values act on the entropy of the first two cycles after reset).
+    low in the first cycle after reset). An accepted ``p_z`` or ``thresholds`` acts on the
+    entropy taken from the cycle after it appears on the port: it is registered with its
+    check, accepted, then copied to groups of lanes and to each lane (four cycles), and the
+    draws of the entropy of cycle ``c`` compare in cycle ``c + 2`` (the reset values act on
+    the entropy of the first two cycles after reset).
 
     Members
     -------
