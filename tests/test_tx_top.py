@@ -235,6 +235,7 @@ def test_keystream_words_in_order_while_enable_training_and_source_change():
     the symbol source takes is the next of the keystream, none skipped or taken twice."""
     from timebin.sim.amaranth_helpers import simulate
     from timebin.sim.tx.entropy import csprng_bits
+    from timebin.sim.words import bits_to_ints
     dut = Transmitter(lanes=2, uis_per_symbol=2)
     ent = dut.entropy_source
     n, reseed_at = 300, 150
@@ -260,7 +261,7 @@ def test_keystream_words_in_order_while_enable_training_and_source_change():
 
     simulate(dut, testbench)
     expect = csprng_bits(KEY, IV, ent.width, n, ent.core_bits)
-    words = [int("".join(str(b) for b in row[::-1]), 2) for row in expect]
+    words = bits_to_ints(expect)
     for first, last in ((0, reseed_at), (reseed_at + 1, n)):    # the load after `reseed`
         got = [word for c, word in taken if first <= c <= last]
         assert len(got) > 40, (first, len(got))
