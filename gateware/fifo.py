@@ -102,34 +102,33 @@ class FlagFIFO(Elaboratable):
             m.d.sync += produce.eq(Mux(produce == depth - 1, 0, produce + 1))
 
         # The next level decides the flags of the next cycle.
-        def steps(f, e):
-            """(up, down): the level rises or falls, as the flags ``f``, ``e`` see it."""
-            writes, reads = self.w_en & ~f, self.r_en & ~e
-            return writes & ~reads, reads & ~writes
-
-        up, down = steps(full, empty)
-        full_after_up, empty_after_down = self.level == depth - 1, self.level == 1
-        pairs = [(full, empty, up, down)]
-        if self.wide:
-            # The flags a step of the level makes come from registers of their own,
-            # `near_full` (level == depth - 1) and `near_empty` (level == 1), so that `full`
-            # and `empty` take one LUT of the two enables and four flags, not a compare of
-            # the level; the copies step as the flags do.
-            full_after_up = Signal(name="near_full", init=depth == 1)
-            empty_after_down = Signal(name="near_empty")
+        if not self.wide:
+            up = do_write & ~do_read
+            down = do_read & ~do_write
             with m.If(up):
-                m.d.sync += [full_after_up.eq(self.level == depth - 2),
-                             empty_after_down.eq(empty)]
+                m.d.sync += [self.level.eq(self.level + 1), full.eq(self.level == depth - 1),
+                             empty.eq(0)]
             with m.If(down):
-                m.d.sync += [full_after_up.eq(full), empty_after_down.eq(self.level == 2)]
-            pairs.append((full_copy, empty_copy, *steps(full_copy, empty_copy)))
-        for f, e, rise, fall in pairs:
-            with m.If(rise):
-                m.d.sync += [f.eq(full_after_up), e.eq(0)]
-            with m.If(fall):
-                m.d.sync += [e.eq(empty_after_down), f.eq(0)]
+                m.d.sync += [self.level.eq(self.level - 1), empty.eq(self.level == 1),
+                             full.eq(0)]
+            return m
+        # Wide: the flags a step of the level makes come from registers of their own,
+        # `near_full` (level == depth - 1) and `near_empty` (level == 1), so that `full` and
+        # `empty` take one LUT of the two enables and four flags, not a compare of the level.
+        near_full = Signal(init=depth == 1)
+        near_empty = Signal()
+        for f, e in ((full, empty), (full_copy, empty_copy)):
+            writes, reads = self.w_en & ~f, self.r_en & ~e
+            with m.If(writes & ~reads):
+                m.d.sync += [f.eq(near_full), e.eq(0)]
+            with m.If(reads & ~writes):
+                m.d.sync += [e.eq(near_empty), f.eq(0)]
+        up = self.w_en & ~full & ~(self.r_en & ~empty)
+        down = self.r_en & ~empty & ~(self.w_en & ~full)
         with m.If(up):
-            m.d.sync += self.level.eq(self.level + 1)
+            m.d.sync += [self.level.eq(self.level + 1), near_full.eq(self.level == depth - 2),
+                         near_empty.eq(empty)]
         with m.If(down):
-            m.d.sync += self.level.eq(self.level - 1)
+            m.d.sync += [self.level.eq(self.level - 1), near_full.eq(full),
+                         near_empty.eq(self.level == 2)]
         return m
